@@ -18,3 +18,9 @@ describe("secrets", () => {
     expect(redactUrl("https://h:54322/images/abcd-1234?x=1")).toBe("https://h:54322/images/***");
   });
 });
+
+describe("secrets - boundaries", () => {
+  it("secrets - keeps the character after a redacted value", () => {
+    expect(redactText("(token=abc123) done")).toBe("(token=***) done");
+  });
+});

@@ -6,7 +6,7 @@
 const TICKET_PATH = /(\/images\/)([A-Za-z0-9._~-]{4,})/g;
 const BEARER = /(Bearer\s+)[A-Za-z0-9._~+/=-]+/gi;
 const BASIC = /(Basic\s+)[A-Za-z0-9+/=]+/gi;
-const PASSWORD_FIELD = /("?(?:password|passwd|access_token|token|secret)"?\s*[:=]\s*"?)([^"&\s,}]+)/gi;
+const PASSWORD_FIELD = /("?(?:password|passwd|access_token|token|secret)"?\s*[:=]\s*"?)([^"&\s,;)}\]]+)/gi;
 const URL_USERINFO = /(\b[a-z][a-z0-9+.-]*:\/\/)([^/@\s:]+):([^/@\s]+)@/gi;
 
 export const REDACTED = "***";

@@ -5,12 +5,26 @@ import { ExitCode, type Command, type CommandIO } from "./command.ts";
 const commandsDir = fileURLToPath(new URL("./commands/", import.meta.url));
 
 /** Every file in cli/commands/ (not tests) default-exports one Command; its file name is its name. */
+async function commandNames(): Promise<string[]> {
+  const files = await readdir(commandsDir);
+  return files
+    .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts"))
+    .map((f) => f.slice(0, -3))
+    .sort();
+}
+
+// Only the command being run is imported: some pull in NATS, undici or the lab, and a CLI call
+// should not pay for all of them.
+async function loadCommand(name: string): Promise<Command | undefined> {
+  const mod = (await import(new URL(`./commands/${name}.ts`, import.meta.url).href)) as { default?: Command };
+  return mod.default;
+}
+
 async function loadCommands(): Promise<Map<string, Command>> {
-  const files = (await readdir(commandsDir)).filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts"));
   const commands = new Map<string, Command>();
-  for (const file of files.sort()) {
-    const mod = (await import(new URL(`./commands/${file}`, import.meta.url).href)) as { default?: Command };
-    if (mod.default) commands.set(mod.default.name, mod.default);
+  for (const name of await commandNames()) {
+    const command = await loadCommand(name);
+    if (command) commands.set(command.name, command);
   }
   return commands;
 }
@@ -43,13 +57,13 @@ export async function main(argv: string[], io?: Partial<CommandIO>): Promise<num
     signal: io?.signal ?? controller.signal,
   };
   try {
-    const commands = await loadCommands();
     const [name, ...rest] = argv;
     if (!name || name === "--help" || name === "-h" || name === "help") {
-      fullIO.stdout.write(overview(commands));
+      fullIO.stdout.write(overview(await loadCommands()));
       return name ? ExitCode.ok : ExitCode.usage;
     }
-    const command = commands.get(name);
+    const known = await commandNames();
+    const command = known.includes(name) ? await loadCommand(name) : undefined;
     if (!command) {
       fullIO.stderr.write(`ferry: unknown command '${name}'. Run 'ferry --help' for the list.\n`);
       return ExitCode.usage;

@@ -1,0 +1,394 @@
+/**
+ * One engine session: an undici Pool (keep-alive, TLS verified with the engine CA), the SSO
+ * token, and the request/response rules of ovirt-api.md §1-§2: `Version: 4`, JSON both ways,
+ * Bearer on every call, one re-authentication and one retry on 401, faults parsed into typed
+ * errors. The password and the token live only in private fields of this object.
+ */
+import { inspect } from "node:util";
+import { Pool } from "undici";
+import type { z } from "zod";
+import { PermanentError, TransientError } from "../../contracts/errors.ts";
+import { redactText } from "../secrets.ts";
+import {
+  AuthError,
+  EngineConflictError,
+  EngineFaultError,
+  EngineProtocolError,
+  EngineServerError,
+  EngineTlsError,
+  EngineUnavailableError,
+  NotFoundError,
+  type EngineFault,
+} from "./errors.ts";
+import { SsoToken } from "./models.ts";
+import { sleep } from "./sleep.ts";
+
+export type HttpMethod = "GET" | "POST" | "PUT" | "DELETE";
+export type Query = Record<string, string | number | boolean | undefined>;
+
+export interface ApiRequest {
+  readonly method: HttpMethod;
+  /** Relative to /ovirt-engine/api, e.g. `/vms/<id>/backups`. */
+  readonly path: string;
+  readonly query?: Query;
+  readonly body?: unknown;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** What the operation modules use: JSON in, validated JSON out. */
+export interface EngineApi {
+  json<S extends z.ZodType>(req: ApiRequest, schema: S): Promise<z.output<S>>;
+  /** A request whose answer body is not needed (actions, deletes). */
+  send(req: ApiRequest): Promise<void>;
+}
+
+export interface SessionOptions {
+  /** Engine base URL: `https://engine.example.com` (a trailing /ovirt-engine or /ovirt-engine/api is accepted). */
+  readonly url: string;
+  readonly user: string;
+  readonly password: string;
+  /** PEM of the engine CA; TLS is verified against it. Without it, the system trust store is used. */
+  readonly caPem?: string | undefined;
+  /** Skip TLS verification. Only as an explicit choice the caller logs (see `EngineClient.insecure`). */
+  readonly insecure?: boolean | undefined;
+  /** Keep-alive connections to the engine (default 4). */
+  readonly connections?: number | undefined;
+  /** Headers and body timeout per request (default 120 s; creating a VM from an OVF is a blocking call). */
+  readonly requestTimeoutMs?: number | undefined;
+  readonly connectTimeoutMs?: number | undefined;
+  /** Extra attempts for a GET that failed transiently (5xx, reset). Default 2. Other methods are never repeated. */
+  readonly getRetries?: number | undefined;
+  readonly retryDelayMs?: number | undefined;
+}
+
+interface RawResponse {
+  readonly status: number;
+  readonly contentType: string;
+  readonly text: string;
+}
+
+const TLS_CODES = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "HOSTNAME_MISMATCH",
+]);
+
+/** True when a network error is a TLS verification or handshake failure (not worth retrying). */
+export function isTlsFailure(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (TLS_CODES.has(code) || code.startsWith("ERR_SSL_") || code.startsWith("ERR_TLS_"));
+}
+
+/** A copy of a low-level error that is safe to keep as `cause`: redacted message, code, no nested chain. */
+export function safeCause(err: unknown, scrub: (s: string) => string = redactText): Error {
+  const src = err instanceof Error ? err : new Error(String(err));
+  const copy = new Error(scrub(src.message));
+  copy.name = src.name;
+  const code = (src as { code?: unknown }).code;
+  if (typeof code === "string") Object.assign(copy, { code });
+  return copy;
+}
+
+/** Splits the configured URL into the origin and the path prefix in front of /ovirt-engine. */
+export function parseEngineUrl(url: string): { origin: string; prefix: string; display: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new PermanentError("ENGINE_CONFIG", "engine url is not a valid URL");
+  }
+  if (u.protocol !== "https:" && u.protocol !== "http:") {
+    throw new PermanentError("ENGINE_CONFIG", `engine url must be https:// (got ${u.protocol})`);
+  }
+  if (u.username || u.password) {
+    throw new PermanentError("ENGINE_CONFIG", "engine url must not carry credentials; pass user and password");
+  }
+  const prefix = u.pathname.replace(/\/+$/, "").replace(/\/ovirt-engine(\/api)?$/, "");
+  return { origin: u.origin, prefix, display: `${u.origin}${prefix}` };
+}
+
+/** Keeps what the engine keeps of a Correlation-Id: [A-Za-z0-9._-], at most 36 characters. */
+export function sanitizeCorrelationId(id: string): string {
+  return id.replace(/[^A-Za-z0-9._-]/g, "").slice(0, 36);
+}
+
+function snippet(text: string, max = 300): string {
+  const plain = text.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim();
+  return plain.length > max ? `${plain.slice(0, max)}…` : plain;
+}
+
+function parseFault(method: string, path: string, res: RawResponse, scrub: (s: string) => string): EngineFault {
+  let reason = "";
+  let detail = "";
+  if (res.contentType.includes("json") || res.text.trimStart().startsWith("{")) {
+    try {
+      const body = JSON.parse(res.text) as { reason?: unknown; detail?: unknown };
+      if (typeof body.reason === "string") reason = body.reason;
+      if (typeof body.detail === "string") detail = body.detail;
+    } catch {
+      detail = snippet(res.text);
+    }
+  } else {
+    detail = snippet(res.text);
+  }
+  return { status: res.status, reason: scrub(reason), detail: scrub(detail), method, path };
+}
+
+function faultError(f: EngineFault): Error {
+  if (f.status === 404) return new NotFoundError(f);
+  if (f.status === 409) return new EngineConflictError(f);
+  if (f.status >= 500) return new EngineServerError(f);
+  return new EngineFaultError(f);
+}
+
+export class EngineSession {
+  /** Engine base for messages: origin plus path prefix, no credentials. */
+  readonly engine: string;
+  readonly user: string;
+  readonly insecure: boolean;
+  readonly #origin: string;
+  readonly #prefix: string;
+  readonly #password: string;
+  readonly #pool: Pool;
+  readonly #timeoutMs: number;
+  readonly #getRetries: number;
+  readonly #retryDelayMs: number;
+  #token: string | undefined;
+  #login: Promise<string> | undefined;
+  /** The password and the tokens issued so far: scrubbed from any engine text put into an error. */
+  readonly #secrets = new Set<string>();
+
+  constructor(o: SessionOptions) {
+    const { origin, prefix, display } = parseEngineUrl(o.url);
+    if (!o.user) throw new PermanentError("ENGINE_CONFIG", "engine user is required");
+    if (!o.password) throw new PermanentError("ENGINE_CONFIG", "engine password is required");
+    this.engine = display;
+    this.user = o.user;
+    this.insecure = o.insecure === true;
+    this.#origin = origin;
+    this.#prefix = prefix;
+    this.#password = o.password;
+    this.#secrets.add(o.password);
+    this.#timeoutMs = o.requestTimeoutMs ?? 120_000;
+    this.#getRetries = o.getRetries ?? 2;
+    this.#retryDelayMs = o.retryDelayMs ?? 250;
+    this.#pool = new Pool(origin, {
+      connections: o.connections ?? 4,
+      pipelining: 1,
+      keepAliveTimeout: 10_000,
+      connect: {
+        timeout: o.connectTimeoutMs ?? 10_000,
+        rejectUnauthorized: !this.insecure,
+        ...(o.caPem ? { ca: o.caPem } : {}),
+      },
+    });
+  }
+
+  /** Sends one HTTP request; network failures become typed errors with a redacted cause. */
+  async #raw(
+    method: HttpMethod,
+    fullPath: string,
+    headers: Record<string, string>,
+    body: string | undefined,
+    what: string,
+    signal: AbortSignal | undefined,
+  ): Promise<RawResponse> {
+    try {
+      const res = await this.#pool.request({
+        method,
+        path: fullPath,
+        headers,
+        body: body ?? null,
+        signal: signal ?? null,
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: this.#timeoutMs,
+      });
+      const text = await res.body.text();
+      const ct = res.headers["content-type"];
+      return { status: res.statusCode, contentType: Array.isArray(ct) ? ct.join(",") : (ct ?? ""), text };
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      if (err instanceof TransientError || err instanceof PermanentError) throw err;
+      const cause = safeCause(err, (s) => this.scrub(s));
+      if (isTlsFailure(err)) throw new EngineTlsError(this.engine, cause);
+      throw new EngineUnavailableError(this.engine, what, cause);
+    }
+  }
+
+  /** Removes the password, any token of this session and the usual secret shapes from engine text. */
+  scrub(text: string): string {
+    let out = text;
+    for (const secret of this.#secrets) if (secret.length >= 4) out = out.split(secret).join("***");
+    return redactText(out);
+  }
+
+  /** The current SSO token, logging in if needed. Concurrent callers share one login. */
+  async token(signal?: AbortSignal): Promise<string> {
+    if (this.#token) return this.#token;
+    this.#login ??= this.#ssoLogin(signal).finally(() => {
+      this.#login = undefined;
+    });
+    return this.#login;
+  }
+
+  /** Forgets `stale` (a token the engine just refused), unless another caller already replaced it. */
+  invalidate(stale: string): void {
+    if (this.#token === stale) this.#token = undefined;
+  }
+
+  async #ssoLogin(signal: AbortSignal | undefined): Promise<string> {
+    const form = new URLSearchParams({
+      grant_type: "password",
+      scope: "ovirt-app-api",
+      username: this.user,
+      password: this.#password,
+    }).toString();
+    const res = await this.#raw(
+      "POST",
+      `${this.#prefix}/ovirt-engine/sso/oauth/token`,
+      // The SSO insists on Accept being exactly application/json (validateClientAcceptHeader).
+      { "content-type": "application/x-www-form-urlencoded", accept: "application/json" },
+      form,
+      "SSO login",
+      signal,
+    );
+    if (res.status >= 500) {
+      throw new EngineServerError({
+        status: res.status,
+        reason: "SSO",
+        detail: this.scrub(snippet(res.text)),
+        method: "POST",
+        path: "/sso/oauth/token",
+      });
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(res.text);
+    } catch {
+      throw new AuthError(this.engine, this.user, `http_${res.status}`, this.scrub(snippet(res.text, 200)));
+    }
+    const b = (body ?? {}) as { error?: unknown; error_code?: unknown; error_description?: unknown };
+    // Two error shapes: {error, error_description} (OAuth) and {error_code, error} (API scope).
+    if (typeof b.error_description === "string") {
+      throw new AuthError(this.engine, this.user, this.scrub(String(b.error ?? "error")), this.scrub(b.error_description));
+    }
+    if (typeof b.error_code === "string") {
+      const description = typeof b.error === "string" ? this.scrub(b.error) : "";
+      throw new AuthError(this.engine, this.user, this.scrub(b.error_code), description);
+    }
+    if (res.status !== 200) throw new AuthError(this.engine, this.user, `http_${res.status}`, "");
+    const parsed = SsoToken.safeParse(body);
+    if (!parsed.success) throw new AuthError(this.engine, this.user, "bad_token_response", "no access_token in the answer");
+    this.#token = parsed.data.access_token;
+    this.#secrets.add(this.#token);
+    // Keep the password and the last few tokens (an old one may still be echoed back).
+    if (this.#secrets.size > 9) {
+      for (const old of this.#secrets) {
+        if (old !== this.#password) {
+          this.#secrets.delete(old);
+          break;
+        }
+      }
+    }
+    return this.#token;
+  }
+
+  async #once(req: ApiRequest, correlationId: string): Promise<RawResponse> {
+    const qs = new URLSearchParams();
+    for (const [k, v] of Object.entries(req.query ?? {})) if (v !== undefined) qs.set(k, String(v));
+    const fullPath = `${this.#prefix}/ovirt-engine/api${req.path}${qs.size ? `?${qs}` : ""}`;
+    const body = req.body === undefined ? undefined : JSON.stringify(req.body);
+    const headersFor = (token: string): Record<string, string> => ({
+      authorization: `Bearer ${token}`,
+      version: "4",
+      accept: "application/json",
+      "correlation-id": correlationId,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    });
+    const what = `${req.method} ${req.path}`;
+    let token = await this.token(req.signal);
+    let res = await this.#raw(req.method, fullPath, headersFor(token), body, what, req.signal);
+    if (res.status === 401) {
+      // Tokens go stale after ~30 idle minutes; the SDK logs in again once and repeats the call once.
+      this.invalidate(token);
+      token = await this.token(req.signal);
+      res = await this.#raw(req.method, fullPath, headersFor(token), body, what, req.signal);
+      if (res.status === 401) {
+        this.invalidate(token);
+        throw new AuthError(this.engine, this.user, "rejected_token", "the engine refused a freshly issued token");
+      }
+    }
+    if (res.status < 200 || res.status >= 300) {
+      throw faultError(parseFault(req.method, req.path, res, (s) => this.scrub(s)));
+    }
+    return res;
+  }
+
+  /** One API call with the GET retry policy (transient failures only, never 409). */
+  async request(req: ApiRequest, correlationId: string): Promise<RawResponse> {
+    const attempts = req.method === "GET" ? 1 + this.#getRetries : 1;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#once(req, correlationId);
+      } catch (err) {
+        const retryable = err instanceof TransientError && !(err instanceof EngineConflictError);
+        if (!retryable || attempt >= attempts || req.signal?.aborted) throw err;
+        await sleep(this.#retryDelayMs * 2 ** (attempt - 1), req.signal);
+      }
+    }
+  }
+
+  /** An EngineApi bound to one correlation id. */
+  api(correlationId: string): EngineApi {
+    return {
+      json: async <S extends z.ZodType>(req: ApiRequest, schema: S): Promise<z.output<S>> => {
+        const res = await this.request(req, correlationId);
+        let body: unknown;
+        try {
+          body = JSON.parse(res.text);
+        } catch {
+          const head = this.scrub(snippet(res.text, 80));
+          throw new EngineProtocolError(req.method, req.path, `not JSON (${res.status}, ${head})`);
+        }
+        const parsed = schema.safeParse(body);
+        if (!parsed.success) {
+          const issues = parsed.error.issues
+            .slice(0, 5)
+            .map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`)
+            .join("; ");
+          throw new EngineProtocolError(req.method, req.path, issues);
+        }
+        return parsed.data;
+      },
+      send: async (req: ApiRequest): Promise<void> => {
+        await this.request(req, correlationId);
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#token = undefined;
+    await this.#pool.close();
+  }
+
+  toString(): string {
+    return `EngineSession(${this.engine}, user=${this.user})`;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { engine: this.engine, user: this.user, insecure: this.insecure };
+  }
+
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}

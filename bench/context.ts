@@ -1,0 +1,144 @@
+/**
+ * Shared setup for the transfer benchmarks: a work directory, a TLS certificate, the lab imageio
+ * server (in this process), a source disk of `virtualSize` with `dataBytes` of guest data and a
+ * persistent bitmap, and a way to run one measured job in a child process.
+ */
+import { randomUUID } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+import { qemuImg, type QemuNbdServer } from "../adapters/qemu/mod.ts";
+import { startImageioServer, type ImageioServer } from "../lab/imageio/mod.ts";
+import type { ChildJob, ChildResult } from "./child.ts";
+import { GiB, MiB, exportImage, guestWrite, layoutRuns, makeSource, makeTls, nbdUrl, type TlsFiles } from "./lab-fixture.ts";
+
+export const BITMAP = "ck-bench";
+
+export interface BenchConfig {
+  scale: number;
+  virtualSize: number;
+  dataBytes: number;
+  dirtySizes: number[];
+  connections: number;
+  workDir?: string;
+}
+
+/** Sizes from the issue (8 GiB virtual, 2 GiB data; 64 MiB / 256 MiB / 1 GiB dirty) times `scale`. */
+export function benchConfig(scale: number, connections = 4): BenchConfig {
+  const round = (n: number, unit: number) => Math.max(unit, Math.round(n / unit) * unit);
+  return {
+    scale,
+    virtualSize: round(8 * GiB * scale, 4 * MiB),
+    dataBytes: round(2 * GiB * scale, MiB),
+    dirtySizes: [64 * MiB, 256 * MiB, 1 * GiB].map((n) => round(n * scale, 64 * 1024)),
+    connections,
+  };
+}
+
+export interface Ticket {
+  url: string;
+  uuid: string;
+  stop(): Promise<void>;
+}
+
+export interface BenchContext {
+  readonly config: BenchConfig;
+  readonly dir: string;
+  readonly tls: TlsFiles;
+  readonly imageio: ImageioServer;
+  /** The source disk (qcow2) with its data and the bitmap BITMAP. */
+  readonly source: string;
+  /** Random bytes qemu-io copies into guest writes. */
+  readonly pattern: string;
+  /** Results sections leave for later ones (e.g. the full layer for incrementals and upload). */
+  readonly shared: Map<string, unknown>;
+  log(msg: string): void;
+  ticket(image: string, o: { readOnly: boolean; bitmap?: string }): Promise<Ticket>;
+  runChild(job: ChildJob): Promise<ChildResult>;
+  close(): Promise<void>;
+}
+
+const childScript = fileURLToPath(new URL("./child.ts", import.meta.url));
+
+export async function createBenchContext(config: BenchConfig, log: (msg: string) => void): Promise<BenchContext> {
+  const dir = await mkdtemp(join(config.workDir ?? tmpdir(), "ferry-bench-"));
+  const exports = new Set<QemuNbdServer>();
+  let imageio: ImageioServer | undefined;
+  try {
+    const tls = await makeTls(dir);
+    imageio = await startImageioServer({ host: "127.0.0.1", port: 0, tls: { cert: tls.cert, key: tls.key } });
+    const pattern = await makeSource(dir, 16 * MiB);
+    const source = join(dir, "source.qcow2");
+    await qemuImg.create({ path: source, format: "qcow2", size: config.virtualSize });
+    const t0 = performance.now();
+    log(`writing ${(config.dataBytes / MiB).toFixed(0)} MiB of guest data into a ${(config.virtualSize / GiB).toFixed(2)} GiB disk`);
+    await guestWrite(source, layoutRuns(config.virtualSize, config.dataBytes, 1), pattern);
+    await qemuImg.bitmap(source, { op: "add", name: BITMAP, format: "qcow2" });
+    log(`source ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+    const server = imageio;
+    let n = 0;
+    const ctx: BenchContext = {
+      config,
+      dir,
+      tls,
+      imageio: server,
+      source,
+      pattern,
+      shared: new Map(),
+      log,
+      async ticket(image, o) {
+        const nbd = await exportImage(image, dir, { name: `e${n++}`, readOnly: o.readOnly, bitmap: o.bitmap });
+        exports.add(nbd);
+        const info = await qemuImg.info(image, { format: "qcow2", forceShare: true });
+        const uuid = randomUUID();
+        await server.addTicket({
+          uuid,
+          size: info.virtualSize,
+          ops: o.readOnly ? ["read"] : ["read", "write"],
+          timeout: 3600,
+          url: nbdUrl(nbd),
+          dirty: !!o.bitmap,
+          sparse: true,
+        });
+        return {
+          url: `${server.url}/images/${uuid}`,
+          uuid,
+          async stop() {
+            await server.removeTicket(uuid).catch(() => {});
+            await nbd.stop();
+            exports.delete(nbd);
+          },
+        };
+      },
+      async runChild(job) {
+        const r = await execa(process.execPath, ["--import", "tsx", childScript], {
+          input: JSON.stringify(job),
+          reject: false,
+          stderr: "pipe",
+        });
+        if (r.exitCode !== 0) throw new Error(`bench child ${job.kind} failed: ${String(r.stderr).slice(-2000)}`);
+        return JSON.parse(String(r.stdout).trim().split("\n").at(-1)!) as ChildResult;
+      },
+      async close() {
+        for (const e of exports) await e.stop().catch(() => {});
+        await server.close();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+    return ctx;
+  } catch (err) {
+    for (const e of exports) await e.stop().catch(() => {});
+    await imageio?.close();
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+export const mibps = (bytes: number, seconds: number) => Number((seconds > 0 ? bytes / MiB / seconds : 0).toFixed(1));
+export const round3 = (n: number) => Number(n.toFixed(3));
+export const kibToMiB = (k: number) => Number((k / 1024).toFixed(1));
+
+export { guestWrite, layoutRuns, GiB, MiB };

@@ -1,0 +1,71 @@
+/**
+ * Incremental download time against dirty bytes on the same disk: each point writes N dirty
+ * bytes, exports the disk with its bitmap and downloads only what changed onto the previous
+ * layer. Time should follow the dirty bytes, not the disk size.
+ */
+import { join } from "node:path";
+import { openImageio } from "../adapters/imageio/mod.ts";
+import { qemuImg } from "../adapters/qemu/mod.ts";
+import { BITMAP, GiB, MiB, guestWrite, kibToMiB, layoutRuns, mibps, round3, type BenchContext } from "./context.ts";
+import type { FullLayer } from "./download.ts";
+
+export const name = "incremental";
+
+export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
+  const full = ctx.shared.get("full") as FullLayer | undefined;
+  if (!full) throw new Error("incremental bench needs the download section's full layer");
+  const { connections, virtualSize, dirtySizes } = ctx.config;
+  let backing = full.path;
+  let previous = full.digests;
+  const points: Record<string, unknown>[] = [];
+  let lastChecksum: { ferry: string; imageio: string } | undefined;
+
+  for (const [i, dirty] of dirtySizes.entries()) {
+    // The bitmap starts empty at the previous point (the full download, then each incremental).
+    await qemuImg.bitmap(ctx.source, { op: "clear", name: BITMAP, format: "qcow2" });
+    await guestWrite(ctx.source, layoutRuns(virtualSize, dirty, 100 + i, 4 * MiB), ctx.pattern);
+    const t = await ctx.ticket(ctx.source, { readOnly: true, bitmap: BITMAP });
+    try {
+      ctx.log(`incremental: ${(dirty / MiB).toFixed(0)} MiB dirty`);
+      const out = join(ctx.dir, `incr-${i}.qcow2`);
+      const digestsOut = join(ctx.dir, `incr-${i}.digests`);
+      const r = await ctx.runChild({
+        kind: "download", url: t.url, caPem: ctx.tls.caPem, output: out, incremental: true,
+        backing, previousDigests: previous, digestsOut, connections,
+      });
+      points.push({
+        dirtyBytes: dirty,
+        dataBytes: r.bytes,
+        seconds: round3(r.seconds),
+        mibPerSecond: mibps(r.bytes, r.seconds),
+        secondsPerDirtyGiB: round3(r.seconds / (dirty / GiB)),
+        peakRssMiB: kibToMiB(r.vmHwmKiB),
+      });
+      if (i === dirtySizes.length - 1) {
+        const c = await openImageio(t.url, { caPem: ctx.tls.caPem });
+        const imageio = await c.checksum({ algorithm: "sha256" }).finally(() => c.close());
+        lastChecksum = { ferry: r.checksum!, imageio: imageio.checksum };
+      }
+      backing = out;
+      previous = digestsOut;
+    } finally {
+      await t.stop();
+    }
+  }
+
+  // Least-squares fit seconds = fixed + perGiB × dirtyGiB over the points.
+  const xs = points.map((p) => (p.dirtyBytes as number) / GiB);
+  const ys = points.map((p) => p.seconds as number);
+  const n = xs.length;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  const sxx = xs.reduce((a, x) => a + (x - mx) ** 2, 0);
+  const slope = sxx > 0 ? xs.reduce((a, x, k) => a + (x - mx) * (ys[k]! - my), 0) / sxx : 0;
+  return {
+    virtualSize,
+    points,
+    fit: { fixedSeconds: round3(my - slope * mx), secondsPerDirtyGiB: round3(slope) },
+    checksumMatchesImageio: lastChecksum ? lastChecksum.ferry === lastChecksum.imageio : null,
+    peakRssMiB: Math.max(...points.map((p) => p.peakRssMiB as number)),
+  };
+}

@@ -1,0 +1,111 @@
+/**
+ * `npm run bench`: prints ONE JSON document on stdout (progress goes to stderr).
+ *
+ * Environment (read here only):
+ *   FERRY_BENCH_SCALE        sizes × scale (default 1: 8 GiB virtual, 2 GiB data, 64/256/1024 MiB dirty)
+ *   FERRY_BENCH_CONNECTIONS  parallel connections (default 4, Ferry's default)
+ *   FERRY_BENCH_SECTIONS     comma list of sections to run (default: all)
+ *   FERRY_BENCH_DIR          where the work directory goes (default: the OS temp dir)
+ *
+ * Each section is a module bench/<name>.ts returning a JSON object. The transfer sections share
+ * one context (lab imageio server, the 8 GiB source disk), created on first use; a later one may
+ * use what an earlier one left in ctx.shared. `nightly` (bench/nightly.ts, the backup pipeline
+ * end to end) brings its own lab.
+ */
+import { cpus, totalmem } from "node:os";
+import { execa } from "execa";
+import { benchConfig, createBenchContext, type BenchContext } from "./context.ts";
+import * as download from "./download.ts";
+import * as incremental from "./incremental.ts";
+import * as upload from "./upload.ts";
+
+interface Section {
+  name: string;
+  run(ctx: () => Promise<BenchContext>): Promise<object>;
+}
+
+const withContext = (m: { name: string; run(ctx: BenchContext): Promise<Record<string, unknown>> }): Section => ({
+  name: m.name,
+  run: async (ctx) => m.run(await ctx()),
+});
+
+const SECTIONS: Section[] = [
+  withContext(download),
+  withContext(upload),
+  withContext(incremental),
+  // Imported when run, so a missing dependency of the pipeline fails this section only.
+  { name: "nightly", run: async () => (await import("./nightly.ts")).runNightly() },
+];
+
+const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+
+async function main(): Promise<void> {
+  const scale = Number(process.env.FERRY_BENCH_SCALE ?? "1");
+  const connections = Number(process.env.FERRY_BENCH_CONNECTIONS ?? "4");
+  if (!(scale > 0) || !Number.isInteger(connections) || connections < 1) {
+    throw new Error("FERRY_BENCH_SCALE must be > 0 and FERRY_BENCH_CONNECTIONS a positive integer");
+  }
+  const wanted = process.env.FERRY_BENCH_SECTIONS?.split(",").map((s) => s.trim()).filter(Boolean);
+  const sections = wanted ? SECTIONS.filter((s) => wanted.includes(s.name)) : SECTIONS;
+  const config = { ...benchConfig(scale, connections), workDir: process.env.FERRY_BENCH_DIR };
+  const qemu = (await execa("qemu-img", ["--version"], { reject: false })).stdout.split("\n")[0] ?? "";
+  const report: Record<string, unknown> = {
+    bench: "ferry-transfer",
+    time: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, qemu },
+    config: { scale, virtualSize: config.virtualSize, dataBytes: config.dataBytes, dirtySizes: config.dirtySizes, connections },
+  };
+  const started = performance.now();
+  let ctx: Promise<BenchContext> | undefined;
+  const getCtx = () => (ctx ??= createBenchContext(config, log));
+  try {
+    for (const s of sections) {
+      try {
+        log(`section ${s.name}`);
+        report[s.name] = await s.run(getCtx);
+      } catch (err) {
+        log(`${s.name} failed: ${err instanceof Error ? err.message : String(err)}`);
+        report[s.name] = { error: err instanceof Error ? err.message : String(err) };
+      }
+    }
+  } finally {
+    if (ctx) await (await ctx.catch(() => undefined))?.close();
+  }
+  report.targets = targets(report);
+  report.totalSeconds = Number(((performance.now() - started) / 1000).toFixed(1));
+  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+}
+
+/** The issue's targets: ratio ≥ 0.8 both ways, peak RSS ≤ 256 MiB, incremental time ∝ dirty bytes. */
+function targets(r: Record<string, unknown>): Record<string, unknown> {
+  const d = r.download as { ratio?: number; peakRssMiB?: number } | undefined;
+  const u = r.upload as { ratio?: number; peakRssMiB?: number } | undefined;
+  const i = r.incremental as { peakRssMiB?: number; points?: { dirtyBytes: number; seconds: number }[] } | undefined;
+  const rss = [d?.peakRssMiB, u?.peakRssMiB, i?.peakRssMiB].filter((x): x is number => typeof x === "number");
+  const out: Record<string, unknown> = {};
+  if (d?.ratio !== undefined) out.downloadRatio = { value: d.ratio, target: 0.8, pass: d.ratio >= 0.8 };
+  if (u?.ratio !== undefined) out.uploadRatio = { value: u.ratio, target: 0.8, pass: u.ratio >= 0.8 };
+  if (rss.length) out.peakRssMiB = { value: Math.max(...rss), target: 256, pass: Math.max(...rss) <= 256 };
+  const pts = i?.points;
+  if (pts && pts.length >= 2) {
+    // Proportional: the largest point costs at least half as much more time per the extra dirty data as
+    // a linear model predicts, and the smallest point is far cheaper than the full download.
+    const a = pts[0]!;
+    const b = pts.at(-1)!;
+    const growth = b.seconds / a.seconds;
+    const dirtyGrowth = b.dirtyBytes / a.dirtyBytes;
+    const full = (r.download as { seconds?: number } | undefined)?.seconds;
+    out.incrementalProportional = {
+      timeGrowth: Number(growth.toFixed(2)),
+      dirtyGrowth: Number(dirtyGrowth.toFixed(2)),
+      smallestVsFull: full ? Number((a.seconds / full).toFixed(3)) : null,
+      pass: growth > 1 && (full === undefined || a.seconds < full / 4),
+    };
+  }
+  return out;
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`[bench] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,194 @@
+import { randomUUID } from "node:crypto";
+import { parseArgs } from "node:util";
+import { jetstream } from "@nats-io/jetstream";
+import type { NatsConnection, Subscription } from "@nats-io/nats-core";
+import { connectNats } from "../../adapters/nats/mod.ts";
+import { backupRequested } from "../../contracts/backup-requested.ts";
+import { loadConfig } from "../../config/load.ts";
+import { locateConfig } from "../../config/locate.ts";
+import { ExitCode, type Command, type CommandIO } from "../command.ts";
+
+const usage = `Usage: ferry backup <vm> [--full] [--wait] [--json] [--engine NAME] [--timeout MIN] [--config FILE] [--nats URL]
+
+Asks Ferry to back up one VM now: publishes backup.requested {vm, mode}. The backup-requested
+function does the work (full or incremental by the VM's policy; --full forces a full).
+
+Options:
+  --full          take a full backup even if an incremental is possible
+  --wait          follow the run: per-disk progress, then the outcome
+                  (exit 0 on backup.completed, 1 on backup.failed)
+  --json          print the outcome event (or the request) as JSON on stdout
+  --engine NAME   engine the VM lives on (default prd)
+  --timeout MIN   give up waiting after MIN minutes (default 240; exit 1)
+  --config FILE   Ferry config (for the NATS servers); default $FERRY_CONFIG, ./ferry.json, /etc/ferry/ferry.json
+  --nats URL      NATS server, overriding the config (also $FERRY_NATS_URL)
+`;
+
+/** NATS servers and credentials: --nats, $FERRY_NATS_URL, the config file, else the default local server. */
+export async function natsOptionsFor(flags: { nats?: string | undefined; config?: string | undefined }, io: CommandIO) {
+  const url = flags.nats ?? io.env.FERRY_NATS_URL;
+  if (url) return { servers: url };
+  const where = locateConfig(flags.config, io.env, io.cwd);
+  if (!where.file) return { servers: "nats://127.0.0.1:4222" };
+  const config = await loadConfig(where.file, io.env, { envFile: true });
+  return {
+    servers: [...config.nats.servers],
+    ...(config.nats.credsFile ? { credsFile: config.nats.credsFile } : {}),
+    ...(config.nats.user ? { user: config.nats.user } : {}),
+    ...(config.nats.password ? { password: config.nats.password } : {}),
+  };
+}
+
+interface DiskProgress {
+  bytes: number;
+  total: number;
+}
+
+function mib(n: number): string {
+  return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+export function progressLine(vm: string, disks: ReadonlyMap<string, DiskProgress>): string {
+  const parts = [...disks].map(([id, p]) => {
+    const pct = p.total > 0 ? Math.min(100, Math.floor((p.bytes / p.total) * 100)) : 100;
+    return `${id.slice(0, 8)} ${String(pct).padStart(3)}% ${mib(p.bytes)}/${mib(p.total)}`;
+  });
+  return `${vm}: ${parts.join("  ")}`;
+}
+
+const command: Command = {
+  name: "backup",
+  summary: "Back up a VM now (publishes backup.requested; --wait follows it)",
+  usage,
+  async run(args, io) {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args,
+        allowPositionals: true,
+        options: {
+          full: { type: "boolean" },
+          wait: { type: "boolean" },
+          json: { type: "boolean" },
+          engine: { type: "string" },
+          timeout: { type: "string" },
+          config: { type: "string" },
+          nats: { type: "string" },
+        },
+      });
+    } catch (err) {
+      io.stderr.write(`ferry backup: ${(err as Error).message}\n${usage}`);
+      return ExitCode.usage;
+    }
+    const { values: o, positionals } = parsed;
+    if (positionals.length !== 1) {
+      io.stderr.write(`ferry backup: name exactly one VM\n${usage}`);
+      return ExitCode.usage;
+    }
+    const timeoutMin = o.timeout === undefined ? 240 : Number(o.timeout);
+    if (!Number.isFinite(timeoutMin) || timeoutMin <= 0) {
+      io.stderr.write("ferry backup: --timeout must be a positive number of minutes\n");
+      return ExitCode.usage;
+    }
+    const id = `cli-${randomUUID()}`;
+    const request = { id, time: new Date().toISOString(), correlationId: id, vm: positionals[0]!, mode: o.full ? "full" : "auto", ...(o.engine ? { engine: o.engine } : {}) };
+    const v = backupRequested.validate(request);
+    if (!v.ok) {
+      io.stderr.write(`ferry backup: invalid request: ${v.reason}\n`);
+      return ExitCode.invalid;
+    }
+
+    let nc: NatsConnection;
+    try {
+      nc = await connectNats({ ...(await natsOptionsFor(o, io)), name: "ferry-backup" });
+    } catch (err) {
+      io.stderr.write(`ferry backup: cannot reach NATS: ${(err as Error).message}\n`);
+      return ExitCode.unavailable;
+    }
+    const subs: Subscription[] = [];
+    try {
+      // Subscribe before publishing, so no outcome can be missed.
+      const outcome = o.wait ? waitForOutcome(nc, subs, request, io, !!o.json, timeoutMin * 60_000) : undefined;
+      await jetstream(nc).publish("backup.requested", JSON.stringify(request), { msgID: id });
+      if (!o.wait) {
+        if (o.json) io.stdout.write(`${JSON.stringify(request)}\n`);
+        else io.stdout.write(`backup of ${request.vm} requested (id ${id}); follow it with: ferry events --json | grep ${id}\n`);
+        return ExitCode.ok;
+      }
+      return await outcome!;
+    } catch (err) {
+      io.stderr.write(`ferry backup: ${(err as Error).message}\n`);
+      return ExitCode.unavailable;
+    } finally {
+      for (const s of subs) s.unsubscribe();
+      await nc.drain().catch(() => undefined);
+    }
+  },
+};
+
+function waitForOutcome(nc: NatsConnection, subs: Subscription[], request: { id: string; vm: string }, io: CommandIO, json: boolean, timeoutMs: number): Promise<number> {
+  const disks = new Map<string, DiskProgress>();
+  const tty = (io.stderr as { isTTY?: boolean }).isTTY === true;
+  let lastLine = 0;
+  return new Promise<number>((resolve) => {
+    const done = (code: number) => {
+      clearTimeout(timer);
+      resolve(code);
+    };
+    const timer = setTimeout(() => {
+      io.stderr.write(`\nferry backup: no outcome after ${Math.round(timeoutMs / 60_000)} min; the backup may still be running\n`);
+      done(ExitCode.failed);
+    }, timeoutMs);
+    io.signal.addEventListener("abort", () => done(ExitCode.failed), { once: true });
+    const listen = (subject: string, on: (e: Record<string, unknown>) => void) => {
+      const sub = nc.subscribe(subject, {
+        callback: (_err, msg) => {
+          let e: Record<string, unknown>;
+          try {
+            e = msg.json<Record<string, unknown>>();
+          } catch {
+            return;
+          }
+          if (e.correlationId === request.id) on(e);
+        },
+      });
+      subs.push(sub);
+    };
+    listen("transfer.progress", (e) => {
+      disks.set(String(e.disk), { bytes: Number(e.bytes), total: Number(e.total) });
+      if (json) return;
+      const now = Date.now();
+      if (tty) io.stderr.write(`\r${progressLine(request.vm, disks)}`);
+      else if (now - lastLine > 5000) {
+        lastLine = now;
+        io.stderr.write(`${progressLine(request.vm, disks)}\n`);
+      }
+    });
+    listen("backup.completed", (e) => {
+      if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
+      else {
+        if (tty && disks.size) io.stderr.write("\n");
+        const removed = (e.retention as { removed?: string[] } | undefined)?.removed ?? [];
+        io.stdout.write(
+          `backup of ${request.vm} completed: restore point ${String(e.restorePoint)} (${String(e.kind)}), ${mib(Number(e.bytes))} written in ${Number(e.seconds).toFixed(1)} s` +
+            `${removed.length ? `, retention removed ${removed.length}` : ""}\n`,
+        );
+      }
+      done(ExitCode.ok);
+    });
+    listen("backup.failed", (e) => {
+      if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
+      else {
+        if (tty && disks.size) io.stderr.write("\n");
+        io.stderr.write(`backup of ${request.vm} failed (${String(e.code)}): ${String(e.message)}\n`);
+      }
+      done(ExitCode.failed);
+    });
+    listen("backup.requested.rejected", (e) => {
+      io.stderr.write(`backup request rejected: ${String(e.reason)}\n`);
+      done(ExitCode.invalid);
+    });
+  });
+}
+
+export default command;

@@ -1,0 +1,351 @@
+/**
+ * `ferry doctor`: is this machine ready to run Ferry? Each check returns one result in plain
+ * words with what to do about a failure. Checks never throw and never print; the command
+ * formats. External tools are found through the PATH in `env` (so tests can hide them).
+ */
+import { randomBytes } from "node:crypto";
+import { readFile, rm, stat, statfs, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { execa } from "execa";
+import { Agent, request } from "undici";
+import { connect, credsAuthenticator, type ConnectionOptions } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { redactText } from "../adapters/secrets.ts";
+import { formatIssue, formatPath } from "./issues.ts";
+import { ConfigError, ConfigNotFoundError, loadConfig, type LoadedConfig, type ResolvedEngine } from "./load.ts";
+import { locateConfig } from "./locate.ts";
+
+export type CheckStatus = "ok" | "warn" | "fail";
+
+export interface CheckResult {
+  /** Stable id: node, nats-server, nats, qemu-img, qemu-nbd, nbdkit, config, engine:<name>, store. */
+  name: string;
+  status: CheckStatus;
+  /** What was found, in plain words. */
+  detail: string;
+  /** What to do, for warn and fail. */
+  fix?: string;
+}
+
+/** Groups selectable with `ferry doctor --check a,b`. */
+export const CHECK_GROUPS = ["node", "nats-server", "nats", "qemu", "nbdkit", "config", "engines", "store"] as const;
+export type CheckGroup = (typeof CHECK_GROUPS)[number];
+
+export interface DoctorOptions {
+  /** --config; else FERRY_CONFIG, ./ferry.json, /etc/ferry/ferry.json. */
+  configFile?: string;
+  env: Readonly<Record<string, string | undefined>>;
+  cwd: string;
+  signal?: AbortSignal;
+  /** Only these groups (default: all). */
+  only?: readonly CheckGroup[];
+  /** Per network check. Default 5000 ms. */
+  timeoutMs?: number;
+  /** Node version to judge (default: this process). */
+  nodeVersion?: string;
+}
+
+export const MIN_NODE_MAJOR = 24;
+const SETUP_HINT = "run `bash infra/setup.sh` as root (it installs what is missing)";
+const GIB = 1024 ** 3;
+
+function ok(name: string, detail: string): CheckResult {
+  return { name, status: "ok", detail };
+}
+function warn(name: string, detail: string, fix: string): CheckResult {
+  return { name, status: "warn", detail, fix };
+}
+function fail(name: string, detail: string, fix: string): CheckResult {
+  return { name, status: "fail", detail, fix };
+}
+
+export function checkNode(version: string): CheckResult {
+  const major = Number(/^v?(\d+)/.exec(version)?.[1] ?? 0);
+  if (major >= MIN_NODE_MAJOR) return ok("node", `Node.js ${version}`);
+  return fail("node", `Node.js ${version} is too old (Ferry needs ${MIN_NODE_MAJOR} or newer)`, SETUP_HINT);
+}
+
+/** First line of `<tool> --version`, or undefined when the tool is not on PATH. */
+async function toolVersion(
+  tool: string,
+  o: DoctorOptions,
+): Promise<{ found: false } | { found: true; line: string; ok: boolean }> {
+  const r = await execa(tool, ["--version"], {
+    reject: false,
+    timeout: 10_000,
+    env: { ...o.env },
+    extendEnv: false,
+    ...(o.signal ? { cancelSignal: o.signal } : {}),
+  });
+  if (r.failed && (r.cause as NodeJS.ErrnoException | undefined)?.code === "ENOENT") return { found: false };
+  const line = `${r.stdout}\n${r.stderr}`.trim().split("\n")[0] ?? "";
+  return { found: true, line, ok: !r.failed };
+}
+
+function isLoopbackServer(server: string): boolean {
+  const host = server.replace(/^[a-z]+:\/\//, "").replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+  return host === "localhost" || host.startsWith("127.") || host === "::1";
+}
+
+export async function checkNatsServerBinary(o: DoctorOptions, servers: readonly string[]): Promise<CheckResult> {
+  const v = await toolVersion("nats-server", o);
+  const local = servers.some(isLoopbackServer);
+  if (!v.found) {
+    const detail = "nats-server is not installed";
+    return local
+      ? fail("nats-server", detail, `the config uses a NATS server on this machine: ${SETUP_HINT}`)
+      : warn("nats-server", `${detail} (not needed here: NATS runs at ${servers.join(", ")})`, "nothing to do unless NATS should run on this machine");
+  }
+  const m = /v?(\d+)\.(\d+)\.(\d+)/.exec(v.line);
+  if (!m) return warn("nats-server", `nats-server answered "${v.line}"`, "check the nats-server binary on PATH");
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  const version = `${m[1]}.${m[2]}.${m[3]}`;
+  if (major > 2 || (major === 2 && minor >= 10)) return ok("nats-server", `nats-server ${version}`);
+  if (major === 2 && minor === 9) {
+    return warn("nats-server", `nats-server ${version} works, 2.10 or newer is recommended`, SETUP_HINT);
+  }
+  return fail("nats-server", `nats-server ${version} is too old (JetStream needs 2.9, Ferry wants 2.10+)`, SETUP_HINT);
+}
+
+async function checkTool(name: string, pkg: string, o: DoctorOptions, optional = false): Promise<CheckResult> {
+  const v = await toolVersion(name, o);
+  if (!v.found) {
+    const fix = `apt-get install ${pkg}, or ${SETUP_HINT}`;
+    return optional ? warn(name, `${name} is not installed (optional: the tests and the lab use it)`, fix) : fail(name, `${name} is not installed`, fix);
+  }
+  if (!v.ok) return fail(name, `${name} is installed but did not run: ${redactText(v.line)}`, `reinstall ${pkg}`);
+  return ok(name, v.line.replace(/\s*\(.*\)$/, "").replace(/ version /, " "));
+}
+
+function describeNatsError(err: unknown): { detail: string; fix: string } {
+  const e = err as { name?: string; code?: string; message?: string; cause?: { code?: string } };
+  const code = e.cause?.code ?? e.code;
+  const msg = redactText(e.message ?? String(err));
+  if (e.name === "JetStreamNotEnabled" || /jetstream is not enabled/i.test(msg)) {
+    return {
+      detail: "is reachable but JetStream is not enabled",
+      fix: "start nats-server with -js (or a `jetstream {}` block, see infra/nats/single.conf)",
+    };
+  }
+  if (code === "ECONNREFUSED") {
+    return {
+      detail: "is not reachable (connection refused)",
+      fix: "start nats-server (systemctl start nats-server, or nats-server -c infra/nats/single.conf), or fix nats.servers",
+    };
+  }
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN") {
+    return { detail: "is not reachable (host name not found)", fix: "check nats.servers and DNS" };
+  }
+  if (/authoriz|authenticat|permission/i.test(msg)) {
+    return { detail: `refused the login (${msg})`, fix: "check nats.user / nats.passwordEnv / nats.credsFile" };
+  }
+  if (/timeout/i.test(msg) || e.name === "TimeoutError") {
+    return { detail: "did not answer in time", fix: "check that the address is a NATS server and a firewall lets it through" };
+  }
+  return { detail: `is not usable (${msg})`, fix: "check nats.servers and the nats-server log" };
+}
+
+export async function checkNats(o: DoctorOptions, nats: LoadedConfig["nats"]): Promise<CheckResult> {
+  const where = `NATS at ${nats.servers.join(", ")}`;
+  const timeout = o.timeoutMs ?? 5000;
+  let opts: ConnectionOptions = { servers: [...nats.servers], timeout, reconnect: false, name: "ferry-doctor" };
+  try {
+    if (nats.credsFile) opts = { ...opts, authenticator: credsAuthenticator(await readFile(nats.credsFile)) };
+  } catch {
+    return fail("nats", `credsFile ${nats.credsFile} cannot be read`, "check nats.credsFile");
+  }
+  if (nats.user) opts = { ...opts, user: nats.user, ...(nats.password ? { pass: nats.password } : {}) };
+  let nc: Awaited<ReturnType<typeof connect>> | undefined;
+  try {
+    nc = await connect(opts);
+    const version = nc.info?.version ?? "?";
+    const jsm = await jetstreamManager(nc, { timeout });
+    const info = await jsm.getAccountInfo();
+    return ok(
+      "nats",
+      `${where} is reachable (nats-server ${version}), JetStream is enabled (${info.streams} streams, ${info.consumers} consumers)`,
+    );
+  } catch (err) {
+    const { detail, fix } = describeNatsError(err);
+    return fail("nats", `${where} ${detail}`, fix);
+  } finally {
+    await nc?.close().catch(() => undefined);
+  }
+}
+
+const UNTRUSTED = new Set([
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_SIGNATURE_FAILURE",
+]);
+
+function errorCodes(err: unknown): string[] {
+  const codes: string[] = [];
+  let e = err as { code?: unknown; cause?: unknown } | undefined;
+  for (let i = 0; e && i < 5; i++, e = e.cause as typeof e) if (typeof e.code === "string") codes.push(e.code);
+  return codes;
+}
+
+/** Plain words for why an HTTPS request to an engine failed. */
+export function describeEngineError(name: string, engine: ResolvedEngine, err: unknown): { detail: string; fix: string } {
+  const codes = errorCodes(err);
+  const has = (...c: string[]) => codes.some((x) => c.includes(x));
+  const host = new URL(engine.url).host;
+  if (codes.some((c) => UNTRUSTED.has(c))) {
+    return engine.caFile
+      ? {
+          detail: `certificate not trusted: it is not signed by the CA in ${engine.caFile} (the engine CA may have changed)`,
+          fix: `run ferry cert fetch ${name}`,
+        }
+      : { detail: "certificate not trusted: no caFile is set and the system does not trust the engine CA", fix: `run ferry cert fetch ${name} (it sets caFile)` };
+  }
+  if (has("CERT_HAS_EXPIRED")) return { detail: "the engine's certificate has expired", fix: "renew it on the engine (engine-setup), then run ferry cert fetch " + name };
+  if (has("CERT_NOT_YET_VALID")) return { detail: "the engine's certificate is not valid yet", fix: "check this machine's clock (timedatectl)" };
+  if (has("ERR_TLS_CERT_ALTNAME_INVALID")) {
+    return { detail: `the certificate is not issued for ${host}`, fix: "use the engine's name from its certificate (its FQDN) in url" };
+  }
+  if (has("ECONNREFUSED")) return { detail: `connection to ${host} refused`, fix: "check that ovirt-engine runs and the port in url is right" };
+  if (has("ENOTFOUND", "EAI_AGAIN")) return { detail: `host name ${new URL(engine.url).hostname} not found`, fix: "check url and DNS" };
+  if (has("UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "ETIMEDOUT", "ABORT_ERR", "UND_ERR_ABORTED")) {
+    return { detail: `no answer from ${host} in time`, fix: "check the network path and firewall to the engine" };
+  }
+  if (has("EHOSTUNREACH", "ENETUNREACH")) return { detail: `${host} is unreachable from here`, fix: "check routing and firewall" };
+  if (has("ECONNRESET", "EPROTO", "ERR_SSL_WRONG_VERSION_NUMBER")) {
+    return { detail: `TLS handshake with ${host} failed`, fix: "check that url points at the engine's https port" };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { detail: `request failed: ${redactText(message)}`, fix: "check url, caFile and the network" };
+}
+
+export async function checkEngine(name: string, engine: ResolvedEngine, o: DoctorOptions): Promise<CheckResult> {
+  const id = `engine:${name}`;
+  const api = `${engine.url}/ovirt-engine/api`;
+  let ca: string | undefined;
+  if (engine.caFile && !engine.insecure) {
+    try {
+      ca = await readFile(engine.caFile, "utf8");
+    } catch {
+      return fail(id, `engine ${name}: caFile ${engine.caFile} cannot be read`, `run ferry cert fetch ${name}, or fix caFile`);
+    }
+  }
+  const timeout = o.timeoutMs ?? 5000;
+  const agent = new Agent({
+    connect: { ...(ca ? { ca } : {}), rejectUnauthorized: !engine.insecure, timeout },
+    headersTimeout: timeout,
+    bodyTimeout: timeout,
+  });
+  try {
+    const signal = o.signal ? AbortSignal.any([o.signal, AbortSignal.timeout(timeout)]) : AbortSignal.timeout(timeout);
+    const res = await request(api, { dispatcher: agent, method: "GET", headers: { accept: "application/json" }, signal });
+    await res.body.dump();
+    const trust = engine.insecure ? "TLS NOT verified (insecure: true)" : ca ? `TLS verified with ${path.basename(engine.caFile!)}` : "TLS verified by the system CAs";
+    const s = res.statusCode;
+    if (s === 200 || s === 401 || s === 403) {
+      const result = ok(id, `engine ${name} (${engine.url}) is reachable: HTTP ${s} from the API, ${trust}`);
+      return engine.insecure ? { ...result, status: "warn", fix: `set caFile (ferry cert fetch ${name}) and drop insecure` } : result;
+    }
+    if (s === 404) return fail(id, `engine ${name}: no oVirt API at ${api} (HTTP 404)`, "check url: it should be the engine address");
+    return fail(id, `engine ${name}: the API answered HTTP ${s}`, "check that ovirt-engine is running (systemctl status ovirt-engine on the engine)");
+  } catch (err) {
+    const { detail, fix } = describeEngineError(name, engine, err);
+    return fail(id, `engine ${name} (${engine.url}): ${detail}`, fix);
+  } finally {
+    await agent.close().catch(() => undefined);
+  }
+}
+
+function gib(bytes: number): string {
+  return `${(bytes / GIB).toFixed(1)} GiB`;
+}
+
+export async function checkStore(storePath: string): Promise<CheckResult> {
+  const mk = `mkdir -p ${storePath} && chmod 700 ${storePath} (as the user that runs Ferry)`;
+  try {
+    const s = await stat(storePath);
+    if (!s.isDirectory()) return fail("store", `store ${storePath} is not a directory`, "point store.path at a directory");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return fail("store", `store ${storePath} does not exist`, `create it: ${mk}, or fix store.path`);
+    return fail("store", `store ${storePath} cannot be read (${code})`, "check the permissions of the store and its parents");
+  }
+  const probe = path.join(storePath, `.ferry-doctor-${randomBytes(4).toString("hex")}`);
+  try {
+    await writeFile(probe, "ferry doctor write test\n", { flag: "wx", mode: 0o600 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "EROFS" ? "is on a read-only file system" : code === "ENOSPC" ? "is full" : `is not writable (${code})`;
+    return fail("store", `store ${storePath} ${why}`, "give the user that runs Ferry write access (chown -R ferry: the store), or fix store.path");
+  } finally {
+    await rm(probe, { force: true });
+  }
+  const fs = await statfs(storePath);
+  const free = fs.bavail * fs.bsize;
+  const total = fs.blocks * fs.bsize;
+  const detail = `store ${storePath} is writable, ${gib(free)} free of ${gib(total)}`;
+  if (free < GIB) return warn("store", `${detail}: almost full`, "free space or grow the backup volume before the next full backup");
+  return ok("store", detail);
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  checks: CheckResult[];
+}
+
+export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
+  const want = (g: CheckGroup) => !o.only || o.only.includes(g);
+  const checks: CheckResult[] = [];
+
+  // The config decides where NATS, the engines and the store are; without it NATS is checked at the default.
+  let config: LoadedConfig | undefined;
+  const configChecks: CheckResult[] = [];
+  const where = locateConfig(o.configFile, o.env, o.cwd);
+  if (!where.file) {
+    configChecks.push(
+      fail(
+        "config",
+        "no config file found (looked for --config, $FERRY_CONFIG, ./ferry.json, /etc/ferry/ferry.json)",
+        "write one (docs/configuration.md, infra/ferry.example.json) or convert Airflow's: ferry config import variables.json",
+      ),
+    );
+  } else {
+    const warnings: string[] = [];
+    try {
+      config = await loadConfig(where.file, o.env, { envFile: true, onWarning: (w) => warnings.push(`${formatPath(w.path)}: ${w.message}`) });
+      const n = Object.keys(config.engines).length;
+      const v = Object.keys(config.vms).length;
+      const detail = `config ${where.file} is valid (${n} engine${n === 1 ? "" : "s"}, ${v} VM${v === 1 ? "" : "s"})`;
+      configChecks.push(warnings.length ? warn("config", `${detail}; ${warnings.join("; ")}`, "see the warnings") : ok("config", detail));
+    } catch (err) {
+      if (err instanceof ConfigNotFoundError) {
+        configChecks.push(fail("config", `config ${where.file} (from ${where.via}) does not exist`, "create it, or run ferry config import variables.json"));
+      } else if (err instanceof ConfigError) {
+        configChecks.push(
+          fail("config", `config ${where.file} is not valid: ${err.issues.map(formatIssue).join("; ")}`, "fix these keys (docs/configuration.md)"),
+        );
+      } else throw err;
+    }
+  }
+  const natsCfg: LoadedConfig["nats"] = config?.nats ?? { servers: ["nats://127.0.0.1:4222"], replicas: 1 };
+  if (!config && (want("engines") || want("store"))) {
+    configChecks[0] = { ...configChecks[0]!, detail: `${configChecks[0]!.detail}. The engine and store checks need a valid config and were skipped` };
+  }
+
+  const pending: Promise<CheckResult>[] = [];
+  if (want("node")) pending.push(Promise.resolve(checkNode(o.nodeVersion ?? process.version)));
+  if (want("nats-server")) pending.push(checkNatsServerBinary(o, natsCfg.servers));
+  if (want("nats")) pending.push(checkNats(o, natsCfg));
+  if (want("qemu")) pending.push(checkTool("qemu-img", "qemu-utils", o), checkTool("qemu-nbd", "qemu-utils", o));
+  if (want("nbdkit")) pending.push(checkTool("nbdkit", "nbdkit", o, true));
+  checks.push(...(await Promise.all(pending)));
+  if (want("config") || (!config && (want("engines") || want("store")))) checks.push(...configChecks);
+  if (config) {
+    const later: Promise<CheckResult>[] = [];
+    if (want("engines")) for (const [name, engine] of Object.entries(config.engines)) later.push(checkEngine(name, engine, o));
+    if (want("store")) later.push(checkStore(config.store.path));
+    checks.push(...(await Promise.all(later)));
+  }
+  return { ok: checks.every((c) => c.status !== "fail"), checks };
+}

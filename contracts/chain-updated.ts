@@ -1,0 +1,47 @@
+import { z } from "zod";
+import { defineContract, type Infer } from "./define.ts";
+import { backupKind, checksum, envelope, id, isoTime, layer, vmIdentity } from "./fields.ts";
+
+const example = {
+  id: "rp-20250131T020000Z:chain.updated",
+  time: "2025-01-31T02:12:00Z",
+  correlationId: "run-7",
+  vm: { id: "vm-1", name: "web01" },
+  restorePoint: {
+    id: "rp-20250131T020000Z",
+    checkpointId: "c-9",
+    time: "2025-01-31T02:00:00Z",
+    kind: "incremental",
+    disks: [
+      {
+        id: "d-1",
+        layer: { path: "web01/d-1/20250131T020000Z.c-9.incremental.qcow2", size: 1048576, parent: "web01/d-1/20250130T020000Z.c-8.full.qcow2" },
+        checksum: { algorithm: "sha256", blockSize: 4194304, value: "0123abcd" },
+      },
+    ],
+  },
+};
+
+export const chainUpdated = defineContract({
+  subject: "chain.updated",
+  kind: "event",
+  title: "chain.updated",
+  description: "Fact: a complete restore point (every disk) was recorded in the VM's chain (KV ferry-chains and restore-points.json).",
+  schema: z.looseObject({
+    ...envelope,
+    runId: id.optional().describe("The backup run that produced the restore point."),
+    vm: vmIdentity,
+    restorePoint: z.object({
+      id,
+      checkpointId: id.optional().describe("Engine checkpoint id; absent when the engine gave none."),
+      time: isoTime.describe("When the backup was taken."),
+      kind: backupKind,
+      disks: z.array(z.object({ id: id.describe("Disk id."), layer, checksum })).min(1),
+    }),
+  }),
+  examples: {
+    valid: [example, { ...example, restorePoint: { ...example.restorePoint, checkpointId: undefined, kind: "full" } }],
+    invalid: [{}, { ...example, restorePoint: { ...example.restorePoint, disks: [] } }, { ...example, vm: "web01" }],
+  },
+});
+export type ChainUpdated = Infer<typeof chainUpdated>;

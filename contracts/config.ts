@@ -1,0 +1,414 @@
+/**
+ * Ferry's configuration file (one JSON document, usually /etc/ferry/ferry.json).
+ *
+ * This zod schema is the single source of truth: the TypeScript type comes from it (z.infer),
+ * contracts/config.schema.json is generated from it (`npx tsx config/write-schema.ts`), and
+ * docs/configuration.md documents every key with the defaults written here.
+ *
+ * What JSON Schema cannot say (an engine needs exactly one password source, a VM's engine must
+ * exist, replication needs a `dr` engine and a `restore` block) lives in `configCrossChecks`, so a
+ * loader reports both kinds of problem in one pass. Secrets are resolved by config/load.ts, not here.
+ */
+import { z } from "zod";
+
+export const WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] as const;
+export type Weekday = (typeof WEEKDAYS)[number];
+
+/** oVirt disk interfaces a restored disk may be attached with. */
+export const DISK_INTERFACES = ["virtio_scsi", "virtio", "sata", "ide", "spapr_vscsi"] as const;
+
+export const CONFIG_DEFAULTS = {
+  user: "admin@internal",
+  storePath: "./data/backups",
+  natsServers: ["nats://127.0.0.1:4222"],
+  natsReplicas: 1,
+  days: "1111111",
+  time: "02:00",
+  maxChainLength: 14,
+  retention: { keepLast: 7 },
+  engine: "prd",
+  nameSuffix: "_restored",
+  timeoutMinutes: 60,
+  backupsPerEngine: 2,
+  connections: 4,
+} as const;
+
+// Engine names end up in subjects and KV keys: no dots, no spaces.
+const ENGINE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+// Same rule as backup.requested's `vm`.
+const VM_NAME = /^(?!\.{1,2}$)[A-Za-z0-9._-]{1,255}$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const DAYS_MASK = /^[01]{7}$/;
+const TIME_OF_DAY = /^([01]\d|2[0-3]):[0-5]\d$/;
+
+const engineName = z.string().regex(ENGINE_NAME, "not a valid engine name: use letters, digits, '_' and '-' (at most 64)");
+const vmName = z
+  .string()
+  .regex(VM_NAME, "not a valid VM name: use letters, digits, '.', '_' and '-' (at most 255; not '.' or '..')");
+const envName = z.string().regex(ENV_NAME, "must be an environment variable name such as FERRY_PRD_PASSWORD");
+const filePath = z.string().min(1, "must be a file path");
+const positiveInt = (max = 100_000) => z.int().min(1).max(max);
+
+/** Why an engine URL is unusable, or undefined when it is fine. */
+export function engineUrlProblem(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return "must be an https URL";
+  }
+  if (url.protocol !== "https:") return "must be an https URL";
+  if (url.username || url.password) return "must not contain a user or password (use user and passwordEnv)";
+  if (url.search || url.hash) return "must not have a query or fragment";
+  const path = url.pathname.replace(/\/+$/, "");
+  if (path !== "" && path !== "/ovirt-engine" && path !== "/ovirt-engine/api") {
+    return "must be the engine address (https://engine.example.com) or its API URL (https://engine.example.com/ovirt-engine/api)";
+  }
+  return undefined;
+}
+
+/** `https://host[:port]`, whichever of the accepted forms was written. */
+export function normaliseEngineUrl(value: string): string {
+  const url = new URL(value);
+  return `${url.protocol}//${url.host}`;
+}
+
+const engineUrl = z
+  .string()
+  .regex(/^https:\/\//, "must be an https URL")
+  .superRefine((value, ctx) => {
+    const problem = value.startsWith("https://") ? engineUrlProblem(value) : undefined;
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  })
+  .transform(normaliseEngineUrl);
+
+export const EngineSchema = z
+  .strictObject({
+    url: engineUrl.describe("Engine address, https://engine.example.com or .../ovirt-engine/api (normalised to the first)."),
+    user: z.string().min(1).default(CONFIG_DEFAULTS.user).describe("Engine user, e.g. admin@internal."),
+    passwordEnv: envName.optional().describe("Name of the environment variable holding the password."),
+    passwordFile: filePath.optional().describe("File whose content (trimmed) is the password."),
+    password: z.string().min(1).optional().describe("Literal password: allowed, but warned about. Prefer passwordEnv."),
+    caFile: filePath.optional().describe("PEM file with the engine CA. Without it the system trust store is used."),
+    insecure: z.boolean().default(false).describe("Skip TLS verification. Only for labs; logged at every start."),
+  })
+  .describe("One oVirt / OLVM engine.");
+
+const natsServer = z
+  .string()
+  .regex(/^(nats|tls|ws|wss):\/\/[^\s/]+$/, "must be a NATS URL such as nats://127.0.0.1:4222");
+
+export const NatsSchema = z
+  .strictObject({
+    servers: z
+      .array(natsServer)
+      .min(1)
+      .default([...CONFIG_DEFAULTS.natsServers])
+      .describe("NATS servers to connect to (any one of a cluster is enough)."),
+    credsFile: filePath.optional().describe("NATS credentials file (JWT + nkey)."),
+    user: z.string().min(1).optional().describe("NATS user name (with passwordEnv)."),
+    passwordEnv: envName.optional().describe("Environment variable holding the NATS password."),
+    replicas: z
+      .int()
+      .min(1)
+      .max(5)
+      .default(CONFIG_DEFAULTS.natsReplicas)
+      .describe("Replicas of Ferry's streams and KV buckets: 1 for one server, 3 for a 3-node cluster."),
+  })
+  .describe("How Ferry reaches NATS JetStream.");
+
+export const StoreSchema = z
+  .strictObject({
+    path: filePath
+      .default(CONFIG_DEFAULTS.storePath)
+      .describe("Directory of the backup store. Relative paths are relative to the config file."),
+  })
+  .describe("The backup volume.");
+
+/** Schedule as written: either days + time, or cron. */
+const ScheduleInput = z
+  .strictObject({
+    days: z
+      .string()
+      .regex(DAYS_MASK, 'must be 7 characters of 0 and 1, Monday first (e.g. "1111100" for Monday to Friday)')
+      .optional()
+      .meta({ default: CONFIG_DEFAULTS.days })
+      .describe('Weekday mask, Monday..Sunday, "1" = back up that day. Default "1111111".'),
+    time: z
+      .string()
+      .regex(TIME_OF_DAY, 'must be a time of day "HH:MM" (24 hours, e.g. "02:00")')
+      .optional()
+      .meta({ default: CONFIG_DEFAULTS.time })
+      .describe('Time of day "HH:MM" (local time of the scheduler). Default "02:00".'),
+    cron: z
+      .string()
+      .superRefine((value, ctx) => {
+        const problem = cronProblem(value);
+        if (problem) ctx.addIssue({ code: "custom", message: problem });
+      })
+      .optional()
+      .describe('Instead of days/time: a 5-field cron expression "m h dom mon dow" (numbers, *, ranges, lists, steps).'),
+  })
+  .describe("When the VM is backed up: days + time, or cron.");
+
+export type Schedule = { days: string; time: string } | { cron: string };
+
+const FullInput = z
+  .strictObject({
+    weeklyDay: z.enum(WEEKDAYS).optional().describe("Make the first backup on this weekday a full one."),
+    maxChainLength: positiveInt(1000)
+      .optional()
+      .meta({ default: CONFIG_DEFAULTS.maxChainLength })
+      .describe("Most layers in a chain, the full one included; the next backup is full. Default 14. 1 = always full."),
+    everyDays: positiveInt(3650).optional().describe("A full backup at least every N days."),
+  })
+  .describe("When a backup is full instead of incremental (any rule that applies makes it full).");
+
+const RetentionInput = z
+  .strictObject({
+    keepDays: positiveInt().optional().describe("Keep every restore point younger than N days."),
+    keepLast: positiveInt().optional().describe("Keep the newest N restore points."),
+    keepDaily: positiveInt().optional().describe("Keep the newest restore point of each of the last N days."),
+    keepWeekly: positiveInt().optional().describe("Keep the newest restore point of each of the last N weeks."),
+    keepMonthly: positiveInt().optional().describe("Keep the newest restore point of each of the last N months."),
+    maxAgeDays: positiveInt().optional().describe("Remove restore points older than N days, whatever else says keep."),
+  })
+  .describe("Which restore points to keep. A point is kept if any keep rule keeps it. Default { keepLast: 7 }.");
+
+export type Retention = z.infer<typeof RetentionInput>;
+
+export const PolicyInputSchema = z
+  .strictObject({
+    enabled: z.boolean().optional().meta({ default: true }).describe("Back this VM up on schedule. Default true."),
+    engine: engineName.optional().meta({ default: CONFIG_DEFAULTS.engine }).describe('Engine the VM lives on. Default "prd".'),
+    schedule: ScheduleInput.optional(),
+    full: FullInput.optional(),
+    retention: RetentionInput.optional().meta({ default: CONFIG_DEFAULTS.retention }),
+    replicateToDr: z
+      .boolean()
+      .optional()
+      .meta({ default: false })
+      .describe("After each backup, restore it onto the dr engine. Default false."),
+  })
+  .describe("Backup policy of a VM; missing keys come from `defaults`, then from the built-in defaults.");
+export type PolicyInput = z.infer<typeof PolicyInputSchema>;
+
+export const RestoreSchema = z
+  .strictObject({
+    cluster: z.string().min(1).describe("Target cluster on the DR engine."),
+    storageDomain: z.string().min(1).describe("Target storage domain for the restored disks."),
+    nameSuffix: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]*$/, "may contain only letters, digits, '.', '_' and '-'")
+      .default(CONFIG_DEFAULTS.nameSuffix)
+      .describe('Appended to the VM name of a restored VM. Default "_restored".'),
+    start: z.boolean().default(false).describe("Start the VM after restoring it."),
+    diskInterface: z.enum(DISK_INTERFACES).optional().describe("Attach restored disks with this interface (else as in the backup)."),
+    replaceExisting: z.boolean().default(false).describe("Remove a VM of the same name on the target first."),
+    timeoutMinutes: positiveInt(1440).default(CONFIG_DEFAULTS.timeoutMinutes).describe("Give up a restore after N minutes."),
+  })
+  .describe("Restore and DR replication settings.");
+
+export const ConcurrencySchema = z
+  .strictObject({
+    backupsPerEngine: positiveInt(64)
+      .default(CONFIG_DEFAULTS.backupsPerEngine)
+      .describe("Backups running at once against one engine."),
+    connections: z
+      .int()
+      .min(1)
+      .max(8)
+      .default(CONFIG_DEFAULTS.connections)
+      .describe("Parallel HTTP connections per disk transfer (imageio allows 8 per ticket)."),
+  })
+  .describe("Limits.");
+
+export interface Policy {
+  enabled: boolean;
+  engine: string;
+  schedule: Schedule;
+  full: { weeklyDay?: Weekday; maxChainLength: number; everyDays?: number };
+  retention: Retention;
+  replicateToDr: boolean;
+}
+
+function resolveSchedule(input: z.infer<typeof ScheduleInput> | undefined): Schedule {
+  if (input?.cron !== undefined) return { cron: input.cron };
+  return { days: input?.days ?? CONFIG_DEFAULTS.days, time: input?.time ?? CONFIG_DEFAULTS.time };
+}
+
+function definedOnly<T extends object>(o: T | undefined): Partial<T> {
+  return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * A VM's effective policy. `schedule` and `retention` are replaced as a whole (a VM that says
+ * `retention: {keepDays: 30}` does not also inherit `keepLast` from the defaults); `full` and the
+ * scalar keys are merged key by key.
+ */
+export function resolvePolicy(vm: PolicyInput, defaults: PolicyInput = {}): Policy {
+  return {
+    enabled: vm.enabled ?? defaults.enabled ?? true,
+    engine: vm.engine ?? defaults.engine ?? CONFIG_DEFAULTS.engine,
+    schedule: resolveSchedule(vm.schedule ?? defaults.schedule),
+    full: { maxChainLength: CONFIG_DEFAULTS.maxChainLength, ...definedOnly(defaults.full), ...definedOnly(vm.full) },
+    retention: { ...(vm.retention ?? defaults.retention ?? CONFIG_DEFAULTS.retention) },
+    replicateToDr: vm.replicateToDr ?? defaults.replicateToDr ?? false,
+  };
+}
+
+const ConfigObject = z.strictObject({
+  $schema: z.string().optional().describe("Path or URL of contracts/config.schema.json, for editors."),
+  engines: z
+    .record(engineName, EngineSchema)
+    .default({})
+    .describe('Engines by name. Conventional names: "prd" (backed up) and "dr" (restored to).'),
+  store: StoreSchema.prefault({}),
+  nats: NatsSchema.prefault({}),
+  defaults: PolicyInputSchema.optional().describe("Policy keys every VM gets unless it sets them itself."),
+  vms: z.record(vmName, PolicyInputSchema).default({}).describe("VMs to back up, by VM name, each with its policy."),
+  restore: RestoreSchema.optional(),
+  concurrency: ConcurrencySchema.prefault({}),
+});
+
+/** The config file schema: parses the JSON, fills defaults, resolves each VM's policy. */
+export const FerryConfigSchema = ConfigObject.transform(({ defaults, vms, $schema: _schema, ...rest }) => ({
+  ...rest,
+  vms: Object.fromEntries(Object.entries(vms).map(([name, p]) => [name, resolvePolicy(p, defaults)])) as Record<
+    string,
+    Policy
+  >,
+})).describe("Ferry configuration file");
+
+/** The config file as written (what contracts/config.schema.json describes). */
+export type FerryConfigInput = z.input<typeof FerryConfigSchema>;
+/** The parsed config: defaults filled, URLs normalised, policies resolved. Secrets not yet resolved. */
+export type FerryConfig = z.infer<typeof FerryConfigSchema>;
+export type EngineConfig = FerryConfig["engines"][string];
+export type NatsConfig = FerryConfig["nats"];
+export type RestoreConfig = NonNullable<FerryConfig["restore"]>;
+
+export interface ConfigIssue {
+  /** Path in the JSON document, e.g. ["engines", "prd", "url"]. */
+  path: (string | number)[];
+  message: string;
+}
+
+const CRON_FIELDS = [
+  { name: "minute", min: 0, max: 59 },
+  { name: "hour", min: 0, max: 23 },
+  { name: "day of month", min: 1, max: 31 },
+  { name: "month", min: 1, max: 12 },
+  { name: "day of week", min: 0, max: 7 },
+] as const;
+
+/** Why a 5-field cron expression is unusable, or undefined. Names (MON, JAN) are not accepted. */
+export function cronProblem(expr: string): string | undefined {
+  const fields = expr.trim().split(/\s+/);
+  if (fields.length !== 5) return `must have 5 fields "minute hour day-of-month month day-of-week", found ${fields.length}`;
+  for (const [i, field] of fields.entries()) {
+    const spec = CRON_FIELDS[i]!;
+    for (const part of field.split(",")) {
+      const m = /^(\*|(\d+)(?:-(\d+))?)(?:\/(\d+))?$/.exec(part);
+      if (!m) return `${spec.name} "${field}": use numbers, *, ranges (1-5), lists (1,3) and steps (*/15)`;
+      const [, , lo, hi, step] = m;
+      const nums = [lo, hi].filter((x) => x !== undefined).map(Number);
+      if (nums.some((n) => n < spec.min || n > spec.max)) {
+        return `${spec.name} "${field}": values must be ${spec.min}..${spec.max}`;
+      }
+      if (nums.length === 2 && nums[0]! > nums[1]!) return `${spec.name} "${field}": range start is after its end`;
+      if (step !== undefined && Number(step) === 0) return `${spec.name} "${field}": step must be at least 1`;
+    }
+  }
+  return undefined;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Rules across keys, checked on the raw document so they are reported together with the
+ * schema's own problems (each check skips values the schema already rejects).
+ */
+export function configCrossChecks(raw: unknown): ConfigIssue[] {
+  if (!isRecord(raw)) return [];
+  const issues: ConfigIssue[] = [];
+  const engines = isRecord(raw.engines) ? raw.engines : {};
+  for (const [name, engine] of Object.entries(engines)) {
+    if (!isRecord(engine) || !ENGINE_NAME.test(name)) continue;
+    const sources = (["passwordEnv", "passwordFile", "password"] as const).filter((k) => engine[k] !== undefined);
+    if (sources.length === 0) {
+      issues.push({ path: ["engines", name], message: "needs a password source: set passwordEnv (or passwordFile)" });
+    } else if (sources.length > 1) {
+      issues.push({ path: ["engines", name], message: `set only one of ${sources.join(", ")}` });
+    }
+  }
+  const nats = isRecord(raw.nats) ? raw.nats : {};
+  if (nats.user !== undefined && nats.passwordEnv === undefined) {
+    issues.push({ path: ["nats", "passwordEnv"], message: "required when nats.user is set" });
+  }
+  if (nats.passwordEnv !== undefined && nats.user === undefined) {
+    issues.push({ path: ["nats", "user"], message: "required when nats.passwordEnv is set" });
+  }
+  if (nats.credsFile !== undefined && nats.user !== undefined) {
+    issues.push({ path: ["nats"], message: "use either credsFile or user/passwordEnv, not both" });
+  }
+
+  const defaults = isRecord(raw.defaults) ? raw.defaults : {};
+  const vms = isRecord(raw.vms) ? raw.vms : {};
+  const scopes: [(string | number)[], Record<string, unknown>][] = [[["defaults"], defaults]];
+  for (const [name, vm] of Object.entries(vms)) if (isRecord(vm)) scopes.push([["vms", name], vm]);
+  for (const [path, policy] of scopes) {
+    const schedule = policy.schedule;
+    if (isRecord(schedule) && schedule.cron !== undefined && (schedule.days !== undefined || schedule.time !== undefined)) {
+      issues.push({ path: [...path, "schedule"], message: "use either cron or days/time, not both" });
+    }
+    const retention = policy.retention;
+    if (isRecord(retention)) {
+      const keeps = ["keepDays", "keepLast", "keepDaily", "keepWeekly", "keepMonthly"].filter((k) => retention[k] !== undefined);
+      if (keeps.length === 0) {
+        issues.push({
+          path: [...path, "retention"],
+          message: "needs at least one of keepDays, keepLast, keepDaily, keepWeekly, keepMonthly",
+        });
+      }
+      if (typeof retention.maxAgeDays === "number" && typeof retention.keepDays === "number" && retention.maxAgeDays < retention.keepDays) {
+        issues.push({ path: [...path, "retention", "maxAgeDays"], message: "is smaller than keepDays: the two contradict" });
+      }
+    }
+  }
+
+  const engineNames = new Set(Object.keys(engines));
+  let replicates = false;
+  for (const [name, vm] of Object.entries(vms)) {
+    if (!isRecord(vm)) continue;
+    const engine = vm.engine ?? defaults.engine ?? CONFIG_DEFAULTS.engine;
+    if (typeof engine === "string" && ENGINE_NAME.test(engine) && !engineNames.has(engine)) {
+      const where = vm.engine !== undefined ? ["vms", name, "engine"] : ["vms", name];
+      issues.push({ path: where, message: `engine "${engine}" is not defined under engines` });
+    }
+    const replicate = vm.replicateToDr ?? defaults.replicateToDr;
+    if (replicate === true) {
+      replicates = true;
+      if (!engineNames.has("dr")) {
+        issues.push({ path: ["vms", name, "replicateToDr"], message: 'needs an engine named "dr" under engines' });
+      }
+    }
+  }
+  if (replicates && raw.restore === undefined) {
+    issues.push({ path: ["restore"], message: "required when a VM has replicateToDr: set cluster and storageDomain" });
+  }
+  return issues;
+}
+
+/** The language-neutral JSON Schema of the config file, as checked in at contracts/config.schema.json. */
+export function configJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(FerryConfigSchema, { io: "input", target: "draft-2020-12" }) as Record<string, unknown>;
+  const { $schema, ...rest } = schema;
+  return {
+    $schema,
+    title: "Ferry configuration file",
+    ...rest,
+  };
+}

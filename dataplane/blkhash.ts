@@ -1,0 +1,307 @@
+/**
+ * imageio-compatible block checksum ("blkhash", ovirt-api.md A.1): sha256 of each `blockSize`
+ * block of the guest image (the last block may be shorter), then sha256 over the concatenated
+ * block digests, hex encoded. Keeping the per-block digests of a restore point lets the next
+ * incremental point re-hash only the blocks that changed.
+ */
+import { createHash } from "node:crypto";
+import { open, rename, rm } from "node:fs/promises";
+import { PermanentError } from "../contracts/errors.ts";
+
+export const BLOCK_SIZE = 4 * 1024 * 1024;
+export const DIGEST_SIZE = 32;
+export const ALGORITHM = "sha256";
+
+/** The per-block sha256 digests of one guest image (a restore point of one disk). */
+export interface BlockDigests {
+  readonly blockSize: number;
+  readonly virtualSize: number;
+  /** blockCount × 32 bytes, block i at [32i, 32i+32). */
+  readonly digests: Buffer;
+}
+
+/** The JSON imageio's `GET …/checksum?algorithm=sha256` returns. */
+export interface ChecksumResult {
+  algorithm: typeof ALGORITHM;
+  block_size: number;
+  checksum: string;
+}
+
+export class DigestsError extends PermanentError {}
+
+export function blockCount(virtualSize: number, blockSize = BLOCK_SIZE): number {
+  return Math.ceil(virtualSize / blockSize);
+}
+
+export function blockLength(virtualSize: number, blockSize: number, index: number): number {
+  return Math.min(blockSize, virtualSize - index * blockSize);
+}
+
+function checkGeometry(virtualSize: number, blockSize: number): void {
+  // imageio accepts 1-16 MiB blocks that are a multiple of 4096 (ovirt-api.md 7.8).
+  if (!Number.isSafeInteger(blockSize) || blockSize < 4096 || blockSize > 16 << 20 || blockSize % 4096 !== 0) {
+    throw new DigestsError("BLKHASH_BAD_BLOCK_SIZE", `block size ${blockSize} must be 4 KiB-16 MiB, a multiple of 4096`);
+  }
+  if (!Number.isSafeInteger(virtualSize) || virtualSize < 0) {
+    throw new DigestsError("BLKHASH_BAD_SIZE", `virtual size ${virtualSize} is not a non-negative integer`);
+  }
+}
+
+/** One shared zero buffer: zero ranges are hashed from it instead of being allocated or read. */
+export const ZERO_BLOCK: Buffer = Buffer.alloc(16 << 20);
+
+const zeroDigestCache = new Map<number, Buffer>();
+
+/** The digest of `length` zero bytes, computed once per length (a full block and the last block). */
+export function zeroDigest(length: number): Buffer {
+  let d = zeroDigestCache.get(length);
+  if (!d) {
+    const h = createHash(ALGORITHM);
+    for (let left = length; left > 0; left -= ZERO_BLOCK.length) {
+      h.update(ZERO_BLOCK.subarray(0, Math.min(left, ZERO_BLOCK.length)));
+    }
+    d = h.digest();
+    zeroDigestCache.set(length, d);
+  }
+  return d;
+}
+
+/** Digests of an all-zero image of this size (a new, empty disk). */
+export function zeroDigests(virtualSize: number, blockSize = BLOCK_SIZE): BlockDigests {
+  checkGeometry(virtualSize, blockSize);
+  const n = blockCount(virtualSize, blockSize);
+  const digests = Buffer.allocUnsafe(n * DIGEST_SIZE);
+  for (let i = 0; i < n; i++) zeroDigest(blockLength(virtualSize, blockSize, i)).copy(digests, i * DIGEST_SIZE);
+  return { blockSize, virtualSize, digests };
+}
+
+export function checksumHex(d: BlockDigests): string {
+  return createHash(ALGORITHM).update(d.digests).digest("hex");
+}
+
+export function checksumResult(d: BlockDigests): ChecksumResult {
+  return { algorithm: ALGORITHM, block_size: d.blockSize, checksum: checksumHex(d) };
+}
+
+/** The exact bytes imageio would answer, key order and spacing included (Python json.dumps). */
+export function formatChecksumJson(r: ChecksumResult): string {
+  return `{"algorithm": "${r.algorithm}", "block_size": ${r.block_size}, "checksum": "${r.checksum}"}`;
+}
+
+/** Naive reference over an in-memory raw image; used by tests and small callers. */
+export function digestBuffer(image: Buffer, blockSize = BLOCK_SIZE): BlockDigests {
+  const virtualSize = image.length;
+  checkGeometry(virtualSize, blockSize);
+  const n = blockCount(virtualSize, blockSize);
+  const digests = Buffer.allocUnsafe(n * DIGEST_SIZE);
+  for (let i = 0; i < n; i++) {
+    const block = image.subarray(i * blockSize, i * blockSize + blockLength(virtualSize, blockSize, i));
+    createHash(ALGORITHM).update(block).digest().copy(digests, i * DIGEST_SIZE);
+  }
+  return { blockSize, virtualSize, digests };
+}
+
+/**
+ * Collects block digests in any order (parallel workers finish out of order) and refuses to
+ * produce a result with a block missing. With `previous`, unchanged blocks can take the digest
+ * of the previous restore point instead of being read again.
+ */
+export class DigestBuilder {
+  readonly virtualSize: number;
+  readonly blockSize: number;
+  readonly count: number;
+  private readonly digests: Buffer;
+  private readonly set: Uint8Array;
+  private filled = 0;
+  private readonly previous: BlockDigests | undefined;
+
+  constructor(virtualSize: number, blockSize = BLOCK_SIZE, previous?: BlockDigests) {
+    checkGeometry(virtualSize, blockSize);
+    this.virtualSize = virtualSize;
+    this.blockSize = blockSize;
+    this.count = blockCount(virtualSize, blockSize);
+    this.digests = Buffer.alloc(this.count * DIGEST_SIZE);
+    this.set = new Uint8Array(this.count);
+    this.previous = previous && previous.blockSize === blockSize ? previous : undefined;
+  }
+
+  blockLength(index: number): number {
+    return blockLength(this.virtualSize, this.blockSize, index);
+  }
+
+  /**
+   * Whether block `index` of the previous point has the same extent as in this image, so an
+   * unchanged block can reuse its digest (a resized disk changes the length of the old last block).
+   */
+  canReuse(index: number): boolean {
+    const p = this.previous;
+    if (!p || index >= blockCount(p.virtualSize, p.blockSize)) return false;
+    return blockLength(p.virtualSize, p.blockSize, index) === this.blockLength(index);
+  }
+
+  reuse(index: number): void {
+    if (!this.canReuse(index)) {
+      throw new DigestsError("BLKHASH_NO_PREVIOUS", `block ${index} has no reusable previous digest`);
+    }
+    this.put(index, this.previous!.digests.subarray(index * DIGEST_SIZE, (index + 1) * DIGEST_SIZE));
+  }
+
+  setZero(index: number): void {
+    this.put(index, zeroDigest(this.blockLength(index)));
+  }
+
+  put(index: number, digest: Buffer): void {
+    if (!Number.isInteger(index) || index < 0 || index >= this.count) {
+      throw new DigestsError("BLKHASH_BAD_INDEX", `block ${index} is outside 0..${this.count - 1}`);
+    }
+    if (digest.length !== DIGEST_SIZE) throw new DigestsError("BLKHASH_BAD_DIGEST", `digest must be ${DIGEST_SIZE} bytes`);
+    digest.copy(this.digests, index * DIGEST_SIZE);
+    if (!this.set[index]) {
+      this.set[index] = 1;
+      this.filled++;
+    }
+  }
+
+  has(index: number): boolean {
+    return this.set[index] === 1;
+  }
+
+  get complete(): boolean {
+    return this.filled === this.count;
+  }
+
+  finish(): BlockDigests {
+    if (!this.complete) {
+      const missing = this.set.indexOf(0);
+      throw new DigestsError("BLKHASH_INCOMPLETE", `${this.count - this.filled} block digests missing (first: ${missing})`);
+    }
+    return { blockSize: this.blockSize, virtualSize: this.virtualSize, digests: Buffer.from(this.digests) };
+  }
+}
+
+/**
+ * Derive the digests of a new point from the previous one: `changed` gives the new digest of
+ * every block that changed; all others are reused.
+ */
+export function deriveDigests(
+  previous: BlockDigests,
+  changed: Iterable<[index: number, digest: Buffer]>,
+  virtualSize = previous.virtualSize,
+): BlockDigests {
+  const b = new DigestBuilder(virtualSize, previous.blockSize, previous);
+  for (const [i, d] of changed) b.put(i, d);
+  for (let i = 0; i < b.count; i++) {
+    if (b.has(i)) continue;
+    if (!b.canReuse(i)) {
+      throw new DigestsError("BLKHASH_NO_PREVIOUS", `block ${i} changed length after a resize and has no new digest`);
+    }
+    b.reuse(i);
+  }
+  return b.finish();
+}
+
+/**
+ * Hashes one block from its parts, in order. Parts are appended as they become available;
+ * zero parts cost nothing beyond hashing the shared zero buffer.
+ */
+export class BlockHasher {
+  private readonly hash = createHash(ALGORITHM);
+  private fed = 0;
+  constructor(readonly length: number) {}
+  update(data: Buffer): void {
+    this.hash.update(data);
+    this.fed += data.length;
+  }
+  zeros(length: number): void {
+    for (let left = length; left > 0; ) {
+      const n = Math.min(left, ZERO_BLOCK.length);
+      this.hash.update(ZERO_BLOCK.subarray(0, n));
+      left -= n;
+    }
+    this.fed += length;
+  }
+  digest(): Buffer {
+    if (this.fed !== this.length) {
+      throw new DigestsError("BLKHASH_SHORT_BLOCK", `block hashed ${this.fed} bytes, expected ${this.length}`);
+    }
+    return this.hash.digest();
+  }
+}
+
+// --- File format: the store keeps blockhashes/<checkpoint>.<disk-id> ---------------------------
+//
+// "FERRYBH1" | u32 blockSize | u64 virtualSize | u32 count | count×32 digests | sha256(all before)
+// Little-endian. The trailing sha256 catches a truncated or rotted file before it poisons the
+// next incremental checksum.
+
+const MAGIC = Buffer.from("FERRYBH1", "ascii");
+const HEADER = MAGIC.length + 4 + 8 + 4;
+
+export function encodeDigests(d: BlockDigests): Buffer {
+  checkGeometry(d.virtualSize, d.blockSize);
+  const count = blockCount(d.virtualSize, d.blockSize);
+  if (d.digests.length !== count * DIGEST_SIZE) {
+    throw new DigestsError("BLKHASH_BAD_DIGESTS", `expected ${count} digests, got ${d.digests.length / DIGEST_SIZE}`);
+  }
+  const head = Buffer.alloc(HEADER);
+  MAGIC.copy(head, 0);
+  head.writeUInt32LE(d.blockSize, 8);
+  head.writeBigUInt64LE(BigInt(d.virtualSize), 12);
+  head.writeUInt32LE(count, 20);
+  const body = Buffer.concat([head, d.digests]);
+  return Buffer.concat([body, createHash(ALGORITHM).update(body).digest()]);
+}
+
+export function decodeDigests(buf: Buffer, what = "block digests"): BlockDigests {
+  const bad = (why: string) => new DigestsError("BLKHASH_CORRUPT", `${what}: ${why}`);
+  if (buf.length < HEADER + DIGEST_SIZE || !buf.subarray(0, 8).equals(MAGIC)) throw bad("not a Ferry block digest file");
+  const body = buf.subarray(0, buf.length - DIGEST_SIZE);
+  if (!createHash(ALGORITHM).update(body).digest().equals(buf.subarray(buf.length - DIGEST_SIZE))) {
+    throw bad("integrity check failed");
+  }
+  const blockSize = buf.readUInt32LE(8);
+  const big = buf.readBigUInt64LE(12);
+  if (big > BigInt(Number.MAX_SAFE_INTEGER)) throw bad("virtual size too large");
+  const virtualSize = Number(big);
+  const count = buf.readUInt32LE(20);
+  try {
+    checkGeometry(virtualSize, blockSize);
+  } catch {
+    throw bad("invalid geometry");
+  }
+  if (count !== blockCount(virtualSize, blockSize) || body.length !== HEADER + count * DIGEST_SIZE) {
+    throw bad("digest count does not match the size");
+  }
+  return { blockSize, virtualSize, digests: Buffer.from(body.subarray(HEADER)) };
+}
+
+/** Write atomically (temp file, fsync, rename), mode 0600. */
+export async function writeDigestsFile(path: string, d: BlockDigests): Promise<void> {
+  const data = encodeDigests(d);
+  const tmp = `${path}.tmp-${process.pid}-${Date.now().toString(36)}`;
+  const fh = await open(tmp, "wx", 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } catch (err) {
+    await fh.close();
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await fh.close();
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+export async function readDigestsFile(path: string): Promise<BlockDigests> {
+  const fh = await open(path, "r");
+  try {
+    return decodeDigests(await fh.readFile(), path);
+  } finally {
+    await fh.close();
+  }
+}

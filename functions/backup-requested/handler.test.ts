@@ -1,0 +1,214 @@
+import { describe, expect, it } from "vitest";
+import { TransientError } from "../../contracts/errors.ts";
+import { createBackupRequestedHandler, type DeliveryContext } from "./handler.ts";
+import type { BackupEngine, BackupStore, ChainView, Transfers } from "./ports.ts";
+import type { EngineDisk } from "./decide.ts";
+import { createRunJournal } from "../reconciler/run-journal.ts";
+import { createLeases } from "../reconciler/vm-lease.ts";
+import { memoryKv } from "../reconciler/memory-kv.ts";
+
+const disks: EngineDisk[] = [
+  { id: "d1", alias: "vm_Disk1", format: "cow", qcowVersion: "qcow2_v3", backup: "incremental", contentType: "data", storageType: "image", shareable: false, provisionedSize: 1 << 20 },
+  { id: "d2", alias: "vm_Disk2", format: "raw", contentType: "data", storageType: "image", shareable: false, provisionedSize: 1 << 20 },
+  { id: "s", alias: "scratch", format: "cow", contentType: "backup_scratch", provisionedSize: 1 << 20 },
+];
+
+/** A fake engine recording every call in order (the far edge). */
+function fakeEngine(o: { failStart?: (from?: string) => unknown; failTransferFor?: string } = {}) {
+  const calls: string[] = [];
+  const open = new Set<string>();
+  let n = 0;
+  const engine: BackupEngine = {
+    name: "prd",
+    async findVm(v) {
+      return v === "web01" || v === "vm-1" ? { id: "vm-1", name: "web01", status: "up" } : undefined;
+    },
+    async vmOvf() {
+      return "<ovf/>";
+    },
+    async vmDisks() {
+      return disks;
+    },
+    async checkpoints() {
+      return [{ id: "cp-old", state: "invalid", description: "ferry: web01" }];
+    },
+    async removeCheckpoint(_vm, cp) {
+      calls.push(`removeCheckpoint ${cp}`);
+    },
+    async startBackup(_vm, spec) {
+      calls.push(`startBackup ${spec.fromCheckpointId ?? "full"}`);
+      const err = o.failStart?.(spec.fromCheckpointId);
+      if (err) throw err;
+      open.add(spec.id);
+      return { id: spec.id, phase: "ready", toCheckpointId: "cp-new" };
+    },
+    async getBackup(_vm, id) {
+      return open.has(id) ? { id, phase: "ready" } : undefined;
+    },
+    async listBackups() {
+      return [];
+    },
+    async backupDisks() {
+      return [{ id: "d1", backupMode: "full" }, { id: "d2", backupMode: "full" }];
+    },
+    async finalizeBackup(_vm, id) {
+      calls.push("finalizeBackup");
+      open.delete(id);
+    },
+    async createDownload(spec) {
+      const id = `t${++n}`;
+      calls.push(`createDownload ${spec.diskId}`);
+      open.add(id);
+      return { id, transferUrl: `https://imageio/images/${id}` };
+    },
+    async finishTransfer(id) {
+      calls.push(`finishTransfer ${id}`);
+      open.delete(id);
+    },
+    async createSnapshot() {
+      throw new Error("not used");
+    },
+    async removeSnapshot() {},
+    async postEvent(e) {
+      calls.push(`event ${e.severity}`);
+    },
+  };
+  return { engine, calls, open };
+}
+
+function deps(engine: BackupEngine, transfers: Transfers) {
+  const runsKv = memoryKv();
+  const removed: string[] = [];
+  const store: BackupStore = {
+    root: "/store",
+    async layerTarget(t) {
+      const rel = `${t.vmName}/${t.diskId}/${t.key}.${t.mode}.qcow2`;
+      return { relPath: rel, finalPath: `/store/${rel}` };
+    },
+    async removeUnrecorded(p) {
+      removed.push(p);
+    },
+    async fileSize() {
+      return 4096;
+    },
+    async saveOvf(vm, key) {
+      return `${vm}/ovf/${key}.ovf`;
+    },
+    async saveDigests(vm, key, disk) {
+      return `${vm}/blockhashes/${key}.${disk}`;
+    },
+    async readDigests() {
+      return undefined;
+    },
+    absolute: (r) => `/store/${r}`,
+  };
+  const empty: ChainView = { summary: { incrementalsSinceFull: 0, ownCheckpoints: [] }, diskLayers: new Map() };
+  const runs = createRunJournal(runsKv);
+  return {
+    removed,
+    runs,
+    handler: createBackupRequestedHandler({
+      engines: (n) => (n === "prd" ? engine : undefined),
+      chains: { view: async () => empty },
+      runs,
+      leases: createLeases(memoryKv(), { ttlMs: 60_000 }),
+      transfers,
+      store,
+      clock: () => new Date("2025-01-31T02:00:00Z"),
+      log: { info() {}, warn() {}, error() {} },
+      policy: () => ({}),
+      owner: "test",
+      heartbeatMs: 60_000,
+    }),
+  };
+}
+
+const okTransfers: Transfers = {
+  async download() {
+    return { bytes: 10, seconds: 0.1, virtualSize: 1 << 20, digests: Buffer.alloc(32), checksum: "ab" };
+  },
+  async sourceChecksum() {
+    return "ab";
+  },
+};
+
+function ctx(): DeliveryContext & { published: { subject: string; event: Record<string, unknown> }[] } {
+  const published: { subject: string; event: Record<string, unknown> }[] = [];
+  return { published, async publish(subject, event) { published.push({ subject, event }); } };
+}
+
+const req = { id: "FERRY_COMMANDS:7", time: "2025-01-31T02:00:00Z", correlationId: "c", vm: "web01", mode: "auto" as const, engine: "prd" };
+
+describe("backup-requested handler", () => {
+  it("backup-requested - full backup: data disks only, one disk.transferred each, transfers then backup finalized", async () => {
+    const { engine, calls, open } = fakeEngine();
+    const { handler } = deps(engine, okTransfers);
+    const c = ctx();
+    await handler(req, c);
+    expect(calls).toEqual([
+      "event warning", // the raw disk: full copies only, said once
+      "removeCheckpoint cp-old",
+      "startBackup full",
+      "createDownload d1",
+      "finishTransfer t1",
+      "createDownload d2",
+      "finishTransfer t2",
+      "finalizeBackup",
+    ]);
+    expect(open.size).toBe(0);
+    expect(c.published.map((p) => [p.subject, p.event.id])).toEqual([
+      ["disk.transferred", expect.stringMatching(/:d1:disk\.transferred$/)],
+      ["disk.transferred", expect.stringMatching(/:d2:disk\.transferred$/)],
+    ]);
+    expect(c.published[1]!.event.reason).toMatch(/raw/);
+    expect(c.published[0]!.event.diskCount).toBe(2);
+  });
+
+  it("backup-requested - a failing download is retried with new transfers, then every transfer and the backup are finalized and the partial layer removed", async () => {
+    const { engine, calls, open } = fakeEngine();
+    const failing: Transfers = { ...okTransfers, async download() { throw new TransientError("NET", "connection dropped"); } };
+    const { handler, removed, runs } = deps(engine, failing);
+    await expect(handler(req, ctx())).rejects.toThrow(/connection dropped/);
+    // Three transfers tried (each closed), then the backup finalized.
+    expect(calls.filter((c) => c.startsWith("createDownload"))).toEqual(["createDownload d1", "createDownload d1", "createDownload d1"]);
+    expect(calls.slice(-2)).toEqual(["finishTransfer t3", "finalizeBackup"]);
+    expect(open.size).toBe(0);
+    expect(removed).toContain("/store/web01/d1/cp-new.full.qcow2");
+    const run = await runs.get(req.id);
+    expect(run?.transfers.map((t) => t.state)).toEqual(["closed", "closed", "closed"]);
+    expect(run?.backupClosed).toBe(true);
+  });
+
+  it("backup-requested - a checksum mismatch fails the disk and is retryable", async () => {
+    const { engine } = fakeEngine();
+    const { handler } = deps(engine, { ...okTransfers, async sourceChecksum() { return "cd"; } });
+    await expect(handler(req, ctx())).rejects.toMatchObject({ code: "CHECKSUM_MISMATCH" });
+  });
+
+  it("backup-requested - the engine's refusal becomes a permanent failure with its reason and one alert", async () => {
+    const conflict = Object.assign(new TransientError("ENGINE_CONFLICT", "409"), { status: 409, detail: "[Cannot backup VM. VM is in preview]" });
+    const { engine, calls } = fakeEngine({ failStart: () => conflict });
+    const { handler } = deps(engine, okTransfers);
+    await expect(handler(req, ctx())).rejects.toMatchObject({ code: "VM_NOT_BACKUPABLE", message: expect.stringMatching(/preview/) });
+    expect(calls.filter((c) => c === "event alert")).toHaveLength(1);
+  });
+
+  it("backup-requested - an unknown VM is a permanent error and nothing is created", async () => {
+    const { engine, calls } = fakeEngine();
+    const { handler } = deps(engine, okTransfers);
+    await expect(handler({ ...req, vm: "nope" }, ctx())).rejects.toMatchObject({ code: "VM_NOT_FOUND" });
+    expect(calls).toEqual([]);
+  });
+
+  it("backup-requested - a redelivery after success re-publishes the same events and creates nothing", async () => {
+    const { engine, calls } = fakeEngine();
+    const { handler } = deps(engine, okTransfers);
+    const first = ctx();
+    await handler(req, first);
+    const n = calls.length;
+    const second = ctx();
+    await handler(req, second);
+    expect(calls.length).toBe(n);
+    expect(second.published.map((p) => p.event.id)).toEqual(first.published.map((p) => p.event.id));
+  });
+});

@@ -1,0 +1,62 @@
+import { describe, expect, it } from "vitest";
+import type { ChainRecord } from "../../domain/chain/mod.ts";
+import { createChainStore } from "../reconciler/chain-kv.ts";
+import { memoryKv } from "../reconciler/memory-kv.ts";
+import { createDiskTransferredHandler } from "./handler.ts";
+
+const sum = (c: string) => ({ algorithm: "sha256" as const, blockSize: 4194304, value: c.repeat(64) });
+const event = (disk: string, o: Record<string, unknown> = {}) => ({
+  id: `b1:${disk}:disk.transferred`, time: "2025-01-31T02:05:00Z", correlationId: "run-1", runId: "run-1", backupId: "b1",
+  vm: { id: "vm-1", name: "web01" }, disk: { id: disk, alias: disk, virtualSize: 1048576 }, diskCount: 2,
+  restorePoint: "rp-20250131T020000Z", mode: "full" as const, reason: "first backup",
+  layer: { path: `web01/${disk}/20250131T020000Z.cp1.full.qcow2`, size: 4096 },
+  checksum: sum("a"), checkpointId: "cp1", takenAt: "2025-01-31T02:00:00Z", ...o,
+});
+
+function setup() {
+  const manifests: ChainRecord[] = [];
+  const chains = createChainStore(memoryKv());
+  const handle = createDiskTransferredHandler({ chains, store: { async writeManifest(r) { manifests.push(r); } }, clock: () => new Date("2025-01-31T02:06:00Z") });
+  return { chains, manifests, handle };
+}
+
+describe("disk-transferred handler", () => {
+  it("disk-transferred - the restore point is recorded and announced only when every disk is in", async () => {
+    const { chains, manifests, handle } = setup();
+    expect(await handle(event("d1"))).toEqual([]);
+    expect((await chains.read("vm-1"))?.restorePoints).toEqual([]);
+    const out = await handle(event("d2"));
+    expect(out).toHaveLength(1);
+    expect(out[0]!.event.id).toBe("vm-1:rp-20250131T020000Z:chain.updated");
+    const rp = (out[0]!.event as unknown as { restorePoint: { kind: string; checkpointId: string; disks: unknown[]; time: string } }).restorePoint;
+    expect(rp).toMatchObject({ kind: "full", checkpointId: "cp1", time: "2025-01-31T02:00:00Z" });
+    expect(rp.disks).toHaveLength(2);
+    const rec = await chains.read("vm-1");
+    expect(rec?.restorePoints.map((p) => [p.id, p.seq, p.reason])).toEqual([["rp-20250131T020000Z", 1, "first backup"]]);
+    expect(rec?.incoming).toBeUndefined();
+    expect(manifests).toHaveLength(1);
+  });
+
+  it("disk-transferred - a redelivered disk records nothing twice and re-announces with the same id", async () => {
+    const { chains, handle } = setup();
+    await handle(event("d1"));
+    await handle(event("d1"));
+    const first = await handle(event("d2"));
+    const again = await handle(event("d2"));
+    expect(again.map((o) => o.event.id)).toEqual(first.map((o) => o.event.id));
+    expect((await chains.read("vm-1"))?.restorePoints).toHaveLength(1);
+  });
+
+  it("disk-transferred - an incremental layer must build on the disk's newest layer", async () => {
+    const { handle } = setup();
+    await handle(event("d1", { diskCount: 1 }));
+    const inc = event("d1", {
+      id: "b2:d1:disk.transferred", diskCount: 1, backupId: "b2", restorePoint: "rp-20250201T020000Z", mode: "incremental", reason: undefined,
+      checkpointId: "cp2", fromCheckpointId: "cp1", takenAt: "2025-02-01T02:00:00Z",
+      layer: { path: "web01/d1/20250201T020000Z.cp2.incremental.qcow2", size: 100, parent: "web01/d1/20250131T020000Z.cp1.full.qcow2" },
+    });
+    const out = await handle(inc);
+    expect((out[0]!.event as unknown as { restorePoint: { kind: string } }).restorePoint.kind).toBe("incremental");
+    await expect(handle({ ...inc, restorePoint: "rp-x", layer: { ...inc.layer, path: "web01/d1/20250202T020000Z.cp3.incremental.qcow2", parent: "web01/d1/nope.qcow2" } })).rejects.toThrow(/builds on/);
+  });
+});

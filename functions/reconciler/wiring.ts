@@ -1,0 +1,158 @@
+/**
+ * Real dependencies of the backup functions, built once per process from the loaded config and
+ * the runtime's KV manager. Only main.ts files (and tests that start the pipeline against the
+ * lab) call this; handlers only see the ports.
+ */
+import { hostname } from "node:os";
+import { readFile } from "node:fs/promises";
+import { createEngineClient } from "../../adapters/ovirt/client.ts";
+import { openImageio } from "../../adapters/imageio/mod.ts";
+import { download } from "../../dataplane/mod.ts";
+import { buckets } from "../../infra/streams/mod.ts";
+import type { RetentionPolicy } from "../../domain/retention/mod.ts";
+import { createEnginePort } from "./engine-port.ts";
+import { createStorePort } from "./store-port.ts";
+import type { FullPolicy } from "../backup-requested/decide.ts";
+import type { Transfers } from "../backup-requested/ports.ts";
+import type { KV } from "@nats-io/kv";
+import { chainsKv } from "../../adapters/store/mod.ts";
+import { chainViewOf, type ChainStore } from "./chain-kv.ts";
+import { createRunJournal, type RunJournal } from "./run-journal.ts";
+import { createLeases, type Leases } from "./vm-lease.ts";
+import type { ReconcileEngine } from "./reconcile.ts";
+
+export interface EngineSettings {
+  readonly url: string;
+  readonly user: string;
+  readonly password: string;
+  readonly caPem?: string | undefined;
+  readonly insecure?: boolean | undefined;
+}
+
+export interface BackupSettings {
+  readonly engines: Readonly<Record<string, EngineSettings>>;
+  readonly storePath: string;
+  readonly fullPolicy: (vmName: string) => FullPolicy;
+  readonly retention: (vmName: string) => RetentionPolicy;
+  /** Parallel connections per disk transfer. */
+  readonly connections?: number;
+  readonly pollMs?: number;
+  readonly leaseTtlMs?: number;
+}
+
+export type PortEngine = ReturnType<typeof createEnginePort> & ReconcileEngine;
+
+export interface BackupWiring {
+  readonly engines: ReadonlyMap<string, PortEngine>;
+  readonly store: ReturnType<typeof createStorePort>;
+  readonly transfers: Transfers;
+  readonly runs: RunJournal;
+  readonly leases: Leases;
+  readonly chains: ChainStore;
+  readonly owner: string;
+  close(): Promise<void>;
+}
+
+const ISO_DAY = { monday: 1, tuesday: 2, wednesday: 3, thursday: 4, friday: 5, saturday: 6, sunday: 7 } as const;
+
+/** Config policy → the settings the backup functions need. */
+export function settingsFromConfig(config: {
+  engines: Readonly<Record<string, { url: string; user: string; password: string; caFile?: string | undefined; insecure?: boolean }>>;
+  store: { path: string };
+  vms: Readonly<Record<string, { full: { weeklyDay?: keyof typeof ISO_DAY | undefined; maxChainLength: number; everyDays?: number | undefined }; retention: RetentionPolicy }>>;
+  concurrency?: { connections?: number };
+}, caPems: Record<string, string | undefined>): BackupSettings {
+  return {
+    engines: Object.fromEntries(
+      Object.entries(config.engines).map(([name, e]) => [name, { url: e.url, user: e.user, password: e.password, caPem: caPems[name], insecure: e.insecure }]),
+    ),
+    storePath: config.store.path,
+    fullPolicy: (vm) => {
+      const f = config.vms[vm]?.full;
+      return f ? { weeklyFullDay: f.weeklyDay ? ISO_DAY[f.weeklyDay] : undefined, maxChainLength: f.maxChainLength, fullEveryDays: f.everyDays } : { maxChainLength: 14 };
+    },
+    retention: (vm) => config.vms[vm]?.retention ?? { keepLast: 7 },
+    connections: config.concurrency?.connections,
+  };
+}
+
+export async function readCaFiles(engines: Readonly<Record<string, { caFile?: string | undefined }>>): Promise<Record<string, string | undefined>> {
+  const out: Record<string, string | undefined> = {};
+  for (const [name, e] of Object.entries(engines)) out[name] = e.caFile ? await readFile(e.caFile, "utf8") : undefined;
+  return out;
+}
+
+export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) => Promise<KV>): Promise<BackupWiring> {
+  const engines = new Map<string, PortEngine>();
+  for (const [name, e] of Object.entries(s.engines)) {
+    const client = createEngineClient({ url: e.url, user: e.user, password: e.password, caPem: e.caPem, insecure: e.insecure ?? false, correlationId: `ferry-${name}` });
+    const port = createEnginePort(client, { name, caPem: e.caPem, pollMs: s.pollMs });
+    engines.set(name, Object.assign(port, { listVmIds: async () => (await client.vms.list()).map((v) => v.id) }));
+  }
+  const connections = s.connections ?? 4;
+  const transfers: Transfers = {
+    async download(o) {
+      const r = await download({
+        transferUrl: o.transferUrl,
+        ...(o.caPem ? { caPem: o.caPem } : {}),
+        output: o.output,
+        ...(o.backing ? { backing: o.backing } : {}),
+        incremental: o.incremental,
+        connections,
+        ...(o.previousDigests ? { previousDigests: o.previousDigests } : {}),
+        ...(o.onProgress ? { onProgress: (p: { bytes: number; total: number }) => o.onProgress!(p.bytes, p.total) } : {}),
+        ...(o.signal ? { signal: o.signal } : {}),
+      });
+      return { bytes: r.bytes, seconds: r.seconds, virtualSize: r.virtualSize, digests: r.digests, checksum: r.checksum };
+    },
+    async sourceChecksum(o) {
+      const io = await openImageio(o.transferUrl, { ...(o.caPem ? { caPem: o.caPem } : {}), maxConnections: 1, ...(o.signal ? { signal: o.signal } : {}) });
+      try {
+        return (await io.checksum({ algorithm: "sha256", blockSize: o.blockSize })).checksum;
+      } finally {
+        await io.close().catch(() => undefined);
+      }
+    },
+  };
+  const runsKv = await kv(buckets.runs);
+  return {
+    engines,
+    store: createStorePort(s.storePath),
+    transfers,
+    runs: createRunJournal(runsKv),
+    leases: createLeases(await kv(buckets.leases), { ttlMs: s.leaseTtlMs ?? 5 * 60_000 }),
+    chains: chainsKv(await kv(buckets.chains)),
+    owner: `${hostname()}:${process.pid}`,
+    async close() {
+      for (const e of engines.values()) await e.client.close().catch(() => undefined);
+    },
+  };
+}
+
+
+/** The handler deps of the three backup functions over one wiring. */
+export function backupFunctionDeps(w: BackupWiring, s: BackupSettings, log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void }, clock: () => Date = () => new Date()) {
+  return {
+    backupRequested: {
+      engines: (n: string) => w.engines.get(n),
+      chains: { view: async (vmId: string) => chainViewOf(await w.chains.read(vmId)) },
+      runs: w.runs,
+      leases: w.leases,
+      transfers: w.transfers,
+      store: w.store,
+      clock,
+      log,
+      policy: s.fullPolicy,
+      owner: w.owner,
+    },
+    diskTransferred: { chains: w.chains, store: w.store, clock },
+    reconciler: {
+      engines: w.engines,
+      runs: w.runs,
+      leases: w.leases,
+      removeUnrecorded: (p: string) => w.store.removeUnrecorded(p),
+      clock,
+      log,
+    },
+  };
+}

@@ -1,0 +1,45 @@
+/**
+ * Listening for JetStream's MAX_DELIVERIES advisories of our consumers: the case the consume
+ * loop cannot see (the last delivery died with its worker). One queue group per function, so
+ * one instance answers each advisory.
+ */
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection, Subscription } from "@nats-io/nats-core";
+import type { Logger } from "pino";
+import type { FunctionRunner } from "./runner.ts";
+
+interface MaxDeliveriesAdvisory {
+  readonly stream: string;
+  readonly consumer: string;
+  readonly stream_seq: number;
+  readonly deliveries: number;
+}
+
+export function watchExhausted(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  runner: FunctionRunner,
+  stream: string,
+  log: Logger,
+): Subscription {
+  const subject = `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${runner.def.name}`;
+  return nc.subscribe(subject, {
+    queue: `ferry-exhausted-${runner.def.name}`,
+    callback: (err, msg) => {
+      if (err) return;
+      void (async () => {
+        try {
+          const adv = msg.json<MaxDeliveriesAdvisory>();
+          const stored = await jsm.streams.getMessage(stream, { seq: adv.stream_seq });
+          if (!stored) return; // aged out or deleted meanwhile
+          await runner.announceExhausted(
+            { stream, seq: stored.seq, time: stored.time, data: stored.data, msgId: stored.header?.get("Nats-Msg-Id") || undefined },
+            adv.deliveries,
+          );
+        } catch (e) {
+          log.error({ err: e, fn: runner.def.name }, "could not announce an exhausted message");
+        }
+      })();
+    },
+  });
+}

@@ -1,0 +1,171 @@
+/**
+ * Ferry's JetStream layout: streams, KV buckets and the shape of every function's durable
+ * consumer. The runtime provisions these idempotently at start (adapters/nats/provision.ts);
+ * README.md beside this file explains the choices and the equivalent `nats` CLI commands.
+ */
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
+export interface StreamDefinition {
+  readonly name: string;
+  readonly description: string;
+  readonly subjects: readonly string[];
+  readonly maxAgeMs: number;
+  /** Nats-Msg-Id de-duplication window. */
+  readonly duplicateWindowMs: number;
+  readonly maxMsgSize: number;
+  readonly maxBytes: number;
+}
+
+const commandSubjects = ["backup.requested", "restore.requested", "cert.expiring"] as const;
+const eventSubjects = [
+  "disk.transferred",
+  "chain.updated",
+  "backup.completed",
+  "backup.failed",
+  "restore.completed",
+  "restore.failed",
+  "cert.renewed",
+] as const;
+// Listed one by one: a `*.*.rejected` wildcard would overlap the KV streams ($KV.<bucket>.<key>).
+const rejectedSubjects = [...commandSubjects, ...eventSubjects].map((s) => `${s}.rejected`);
+
+export const streams = {
+  commands: {
+    name: "FERRY_COMMANDS",
+    description: "Commands: what someone (cron, a human, an oVirt hook, the pipeline) asked Ferry to do.",
+    subjects: [...commandSubjects],
+    maxAgeMs: 14 * DAY,
+    // Long enough that a cron publishing `<vm>:<slot>` twice within an hour is one backup.
+    duplicateWindowMs: 1 * HOUR,
+    maxMsgSize: 64 * 1024,
+    maxBytes: 128 * 1024 * 1024,
+  },
+  events: {
+    name: "FERRY_EVENTS",
+    description: "Facts and outcomes: disk.transferred, chain.updated, *.completed/*.failed, cert.renewed, <subject>.rejected.",
+    subjects: [...eventSubjects, ...rejectedSubjects],
+    maxAgeMs: 30 * DAY,
+    duplicateWindowMs: 1 * HOUR,
+    maxMsgSize: 256 * 1024,
+    maxBytes: 512 * 1024 * 1024,
+  },
+} as const satisfies Record<string, StreamDefinition>;
+
+/**
+ * Subjects published with core NATS only, never stored: transfer.progress is frequent, only
+ * interesting live, and must not push facts out of FERRY_EVENTS' limits.
+ */
+export const coreOnlySubjects = ["transfer.progress"] as const;
+
+export interface BucketDefinition {
+  readonly name: string;
+  readonly description: string;
+  /** Revisions kept per key. */
+  readonly history: number;
+  /** Keys not written for this long disappear (0 = never). */
+  readonly ttlMs: number;
+  readonly maxValueSize: number;
+}
+
+export const buckets = {
+  chains: "ferry-chains",
+  runs: "ferry-runs",
+  leases: "ferry-leases",
+  certs: "ferry-certs",
+} as const;
+
+export const bucketDefinitions: readonly BucketDefinition[] = [
+  {
+    name: buckets.chains,
+    description: "Per VM id: its restore points (layers, checkpoint, checksums). Updated only by compare-and-set.",
+    history: 10, // a few revisions to see how a chain changed
+    ttlMs: 0,
+    maxValueSize: 1024 * 1024,
+  },
+  {
+    name: buckets.runs,
+    description: "Per run id: what a backup/restore created on the engine and how far it got (the journal).",
+    history: 5,
+    ttlMs: 30 * DAY,
+    maxValueSize: 256 * 1024,
+  },
+  {
+    name: buckets.leases,
+    description: "Per VM id: who is backing it up. Holders refresh (update) their lease; it vanishes after the TTL if they die.",
+    history: 1,
+    ttlMs: 6 * HOUR,
+    maxValueSize: 4 * 1024,
+  },
+  {
+    name: buckets.certs,
+    description: "Per engine: CA fingerprint, notAfter, fetched at.",
+    history: 5,
+    ttlMs: 0,
+    maxValueSize: 64 * 1024,
+  },
+];
+
+/** NATS subject matching with `*` (one token) and `>` (the rest). */
+export function subjectMatches(pattern: string, subject: string): boolean {
+  const p = pattern.split(".");
+  const s = subject.split(".");
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === ">") return s.length > i;
+    if (i >= s.length) return false;
+    if (p[i] !== "*" && p[i] !== s[i]) return false;
+  }
+  return p.length === s.length;
+}
+
+/** The stream that stores `subject`, or undefined for core-only subjects. */
+export function streamFor(subject: string): StreamDefinition | undefined {
+  return Object.values(streams).find((st) => st.subjects.some((p) => subjectMatches(p, subject)));
+}
+
+/** A function's retry policy, as declared in its definition. */
+export interface ConsumerPolicy {
+  readonly name: string;
+  readonly subject: string;
+  readonly ackWaitMs: number;
+  readonly maxDeliver: number;
+  readonly backoffMs: readonly number[];
+}
+
+export interface DurableConsumerDefinition {
+  readonly stream: string;
+  readonly durableName: string;
+  readonly filterSubject: string;
+  readonly ackWaitMs: number;
+  readonly maxDeliver: number;
+  /** Server-side redelivery schedule after an ack timeout (a crashed or hung worker). */
+  readonly backoffMs: readonly number[];
+  readonly maxAckPending: number;
+}
+
+/**
+ * The durable consumer for a function. JetStream replaces ack_wait by backoff[0] and uses
+ * backoff[n] for the n-th ack-timeout redelivery, so the server schedule is the function's
+ * backoff floored at ackWaitMs: a crashed worker's message returns after ackWaitMs at the
+ * earliest, and a heartbeat every ackWaitMs/3 always keeps a live one. Transient errors are
+ * retried by an explicit nak(delay) from the runtime, which uses backoffMs as declared.
+ * The server requires len(backoff) <= max_deliver.
+ */
+export function durableConsumer(policy: ConsumerPolicy): DurableConsumerDefinition {
+  const stream = streamFor(policy.subject);
+  if (!stream) throw new Error(`subject '${policy.subject}' is not stored in any stream; a function cannot consume it`);
+  const schedule = policy.backoffMs.slice(0, policy.maxDeliver).map((b) => Math.max(b, policy.ackWaitMs));
+  schedule[0] = policy.ackWaitMs;
+  return {
+    stream: stream.name,
+    durableName: policy.name,
+    filterSubject: policy.subject,
+    ackWaitMs: policy.ackWaitMs,
+    maxDeliver: policy.maxDeliver,
+    backoffMs: schedule,
+    maxAckPending: 1000,
+  };
+}

@@ -1,0 +1,96 @@
+import { execFile } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+/**
+ * A lab engine's PKI: its own CA and a server certificate signed by it for 127.0.0.1/localhost,
+ * made with the openssl CLI (node:crypto cannot issue certificates). RSA like a real engine, so
+ * the OPENSSH-PUBKEY format of pki-resource has something real to encode.
+ */
+export interface LabPki {
+  caPem: string;
+  caKeyPem: string;
+  certPem: string;
+  keyPem: string;
+  /** Files on disk (for `--ca FILE` and curl). */
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  fingerprint256: string;
+  notAfter: string;
+}
+
+async function openssl(args: string[], cwd: string): Promise<void> {
+  await run("openssl", args, { cwd });
+}
+
+/** Create (or replace, for a CA rotation) the CA and server certificate under `dir`. */
+export async function createPki(dir: string, o: { name: string; days?: number; generation?: number }): Promise<LabPki> {
+  await mkdir(dir, { recursive: true });
+  const gen = o.generation ?? 1;
+  const days = String(o.days ?? 365);
+  const caKey = join(dir, `ca-${gen}.key`);
+  const caCert = join(dir, `ca-${gen}.pem`);
+  const key = join(dir, `engine-${gen}.key`);
+  const csr = join(dir, `engine-${gen}.csr`);
+  const cert = join(dir, `engine-${gen}.pem`);
+  const ext = join(dir, `engine-${gen}.ext`);
+  await openssl(["genrsa", "-out", caKey, "2048"], dir);
+  await openssl(
+    ["req", "-x509", "-new", "-key", caKey, "-sha256", "-days", days, "-subj", `/C=US/O=ferry-lab/CN=${o.name}-ca-${gen}.lab`, "-out", caCert],
+    dir,
+  );
+  await openssl(["genrsa", "-out", key, "2048"], dir);
+  await openssl(["req", "-new", "-key", key, "-subj", `/C=US/O=ferry-lab/CN=localhost`, "-out", csr], dir);
+  await writeFile(
+    ext,
+    [
+      "basicConstraints=CA:FALSE",
+      "keyUsage=digitalSignature,keyEncipherment",
+      "extendedKeyUsage=serverAuth",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      "",
+    ].join("\n"),
+  );
+  await openssl(
+    ["x509", "-req", "-in", csr, "-CA", caCert, "-CAkey", caKey, "-CAcreateserial", "-sha256", "-days", days, "-extfile", ext, "-out", cert],
+    dir,
+  );
+  const pki = await loadPki(caCert, caKey, cert, key);
+  // Stable names point at the current generation (what `ferry lab up` prints).
+  await writeFile(join(dir, "ca.pem"), pki.caPem);
+  return { ...pki, caFile: join(dir, "ca.pem") };
+}
+
+async function loadPki(caFile: string, caKeyFile: string, certFile: string, keyFile: string): Promise<LabPki> {
+  const [caPem, caKeyPem, certPem, keyPem] = await Promise.all([
+    readFile(caFile, "utf8"),
+    readFile(caKeyFile, "utf8"),
+    readFile(certFile, "utf8"),
+    readFile(keyFile, "utf8"),
+  ]);
+  const x = new X509Certificate(certPem);
+  return { caPem, caKeyPem, certPem, keyPem, caFile, certFile, keyFile, fingerprint256: x.fingerprint256, notAfter: x.validTo };
+}
+
+/** `ssh-rsa AAAA...` of a certificate's RSA public key (pki-resource format=OPENSSH-PUBKEY). */
+export function opensshPublicKey(certPem: string, comment = ""): string {
+  const jwk = new X509Certificate(certPem).publicKey.export({ format: "jwk" }) as { n?: string; e?: string };
+  if (!jwk.n || !jwk.e) throw new Error("not an RSA key");
+  const mpint = (b64url: string) => {
+    let b = Buffer.from(b64url, "base64url");
+    if (b[0]! & 0x80) b = Buffer.concat([Buffer.from([0]), b]);
+    return b;
+  };
+  const str = (b: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(b.length);
+    return Buffer.concat([len, b]);
+  };
+  const blob = Buffer.concat([str(Buffer.from("ssh-rsa")), str(mpint(jwk.e)), str(mpint(jwk.n))]);
+  return `ssh-rsa ${blob.toString("base64")}${comment ? ` ${comment}` : ""}\n`;
+}

@@ -1,0 +1,250 @@
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { createServer as createHttpServer, type Server } from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { createPki, type LabPki } from "../ca.ts";
+import { createControlHandler } from "../control-http.ts";
+import { ControlError, createLabControl, type LabControl } from "../control.ts";
+import { Sessions } from "./auth.ts";
+import { DEFAULT_TIMINGS, Engine, type EngineTimings } from "./engine.ts";
+import { defaultImageioFactory, type ImageioFactory, type ImageioPort } from "./imageio-port.ts";
+import type { EngineState } from "./model.ts";
+import { registerBackups, type BackupSupport } from "./resources/backups.ts";
+import { registerCheckpoints } from "./resources/checkpoints.ts";
+import { registerDiskAttachments } from "./resources/disk-attachments.ts";
+import { registerDisks } from "./resources/disks.ts";
+import { registerEvents } from "./resources/events.ts";
+import { registerImageTransfers, Transfers } from "./resources/image-transfers.ts";
+import { registerSnapshots } from "./resources/snapshots.ts";
+import { registerSystem } from "./resources/system.ts";
+import { registerVms } from "./resources/vms.ts";
+import { Router } from "./router.ts";
+import { createPlainHandler, createRequestHandler } from "./server.ts";
+import { DiskStorage } from "./storage.ts";
+
+export interface EngineOptions {
+  name: string;
+  /** This engine's state, images and PKI live here. */
+  dataDir: string;
+  host?: string;
+  /** admin@internal's password; default: kept from a previous run in dataDir, else random. */
+  password?: string;
+  timings?: Partial<EngineTimings>;
+  /** Default: lab/imageio's startImageioServer. */
+  imageioFactory?: ImageioFactory;
+  backupSupport?: BackupSupport;
+  /** Called with unexpected request errors (the client gets a 500 fault). */
+  onError?: (err: unknown) => void;
+}
+
+export interface LabEngine {
+  name: string;
+  /** https://127.0.0.1:PORT — the engine base; the API is at `${url}/ovirt-engine/api`. */
+  url: string;
+  /** http://127.0.0.1:PORT — plain HTTP, pki-resource only (trust bootstrap). */
+  plainUrl: string;
+  readonly caPem: string;
+  /** PEM of the current CA (rewritten by rotateCa). */
+  caFile: string;
+  user: "admin@internal";
+  password: string;
+  control: LabControl;
+  /** `${url}/ferry-lab` (same credentials as the API). */
+  controlUrl: string;
+  /** The imageio daemon's base URL (https://127.0.0.1:PORT; a new port after rotateCa). */
+  readonly imageioUrl: string;
+  /** Internals, for tests that need to look inside. */
+  engine: Engine;
+  stop(): Promise<void>;
+}
+
+async function loadPassword(dataDir: string, given?: string): Promise<string> {
+  const file = join(dataDir, "credentials.json");
+  if (given) {
+    await writeFile(file, JSON.stringify({ user: "admin@internal", password: given }), { mode: 0o600 });
+    return given;
+  }
+  if (existsSync(file)) {
+    const saved = JSON.parse(await readFile(file, "utf8")) as { password?: unknown };
+    if (typeof saved.password === "string") return saved.password;
+  }
+  const password = randomBytes(12).toString("base64url");
+  await writeFile(file, JSON.stringify({ user: "admin@internal", password }), { mode: 0o600 });
+  return password;
+}
+
+/** After a restart nothing is monitored any more: open backups fail, open transfers end (§5.5). */
+function recover(e: Engine): void {
+  for (const b of e.st.backups) {
+    if (b.phase !== "succeeded" && b.phase !== "failed") {
+      b.phase = "failed";
+      b.finishedAt = Date.now();
+      const vm = e.findVm(b.vmId);
+      e.audit(
+        "VM_BACKUP_FAILED_UNMONITORED",
+        `Backup ${b.id} for VM ${vm?.name ?? b.vmId} was marked as failed since it is no longer monitored, cleanup may be required.`,
+        { severity: "error", ...(vm ? { vmId: vm.id } : {}) },
+      );
+    }
+  }
+  for (const t of e.st.transfers) {
+    if (!t.phase.startsWith("finished_")) {
+      t.phase = "finished_failure";
+      t.finishedAt = Date.now();
+    }
+  }
+  for (const d of e.st.disks) {
+    delete d.backupMode;
+    delete d.transferId;
+    if (d.status === "locked") {
+      d.status = "ok";
+      delete d.lockReason;
+    }
+  }
+}
+
+async function listen(server: Server | HttpsServer, host: string): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+export async function startEngine(o: EngineOptions): Promise<LabEngine> {
+  const host = o.host ?? "127.0.0.1";
+  await mkdir(o.dataDir, { recursive: true });
+  const timings: EngineTimings = { ...DEFAULT_TIMINGS, ...o.timings };
+  const password = await loadPassword(o.dataDir, o.password);
+  const pkiDir = join(o.dataDir, "pki");
+  let generation = 1;
+  let pki: LabPki = await createPki(pkiDir, { name: o.name, generation });
+  const loaded = await Engine.loadState(o.dataDir);
+  const st: EngineState = loaded ?? Engine.freshState();
+  const storage = new DiskStorage(o.dataDir);
+  await storage.init();
+
+  const factory = o.imageioFactory ?? defaultImageioFactory;
+  let imageio: ImageioPort;
+  try {
+    imageio = await factory({ host, port: 0, tls: { cert: pki.certPem, key: pki.keyPem }, maxConnections: 8 });
+  } catch (err) {
+    await storage.close();
+    throw err;
+  }
+
+  const users = new Map([
+    ["admin@internal", password],
+    ["admin@ovirt@internalsso", password],
+  ]);
+  const engine = new Engine(o.name, st, storage, imageio, timings, o.dataDir, users);
+  if (loaded) recover(engine);
+  const sessions = new Sessions(users, () => timings.sessionIdleMs);
+  const backupSupport = { mode: o.backupSupport ?? ("hybrid" as BackupSupport) };
+
+  const router = new Router();
+  const transfers = new Transfers(engine);
+  registerSystem(router, engine);
+  registerVms(router, engine);
+  registerDiskAttachments(router, engine);
+  registerDisks(router, engine);
+  registerSnapshots(router, engine);
+  registerBackups(router, engine, () => backupSupport.mode);
+  registerCheckpoints(router, engine);
+  registerImageTransfers(router, engine, transfers);
+  registerEvents(router, engine);
+
+  let https: HttpsServer | undefined;
+  const control = createLabControl({
+    engine,
+    transfers,
+    backupSupport,
+    revokeTokens: () => sessions.revokeAll(),
+    imageioFaults: () => imageio.faults,
+    async rotateCa() {
+      // The imageio daemon's certificate is issued by the engine CA too; it is restarted with a new
+      // one, which changes its port, so open transfers must be finished first.
+      const open = engine.openTransfers();
+      if (open.length) throw new ControlError(409, `finish the ${open.length} open transfer(s) before rotating the CA`);
+      generation++;
+      const next = await createPki(pkiDir, { name: o.name, generation });
+      const nextImageio = await factory({ host, port: 0, tls: { cert: next.certPem, key: next.keyPem }, maxConnections: 8 });
+      const old = imageio;
+      pki = next;
+      imageio = nextImageio;
+      engine.imageio = nextImageio;
+      https?.setSecureContext({ cert: pki.certPem, key: pki.keyPem });
+      await old.close();
+      engine.audit("EXTERNAL_EVENT_NORMAL", `The engine CA was renewed (fingerprint ${pki.fingerprint256}).`);
+      return { fingerprint256: pki.fingerprint256, notAfter: pki.notAfter };
+    },
+  });
+
+  const handler = createRequestHandler({
+    engine,
+    router,
+    sessions,
+    pki: () => pki,
+    control: createControlHandler(control),
+    ...(o.onError ? { onError: o.onError } : {}),
+  });
+  https = createHttpsServer({ cert: pki.certPem, key: pki.keyPem, keepAlive: true }, handler);
+  // `Expect: 201-created` / `202-accepted` are engine semantics, not HTTP expectations (Node would answer 417).
+  https.on("checkExpectation", handler);
+  const plain = createHttpServer(createPlainHandler(() => pki));
+  let port: number;
+  let plainPort: number;
+  try {
+    port = await listen(https, host);
+    plainPort = await listen(plain, host);
+  } catch (err) {
+    await engine.close();
+    await imageio.close();
+    await storage.close();
+    throw err;
+  }
+  engine.baseUrl = `https://${host}:${port}`;
+  engine.save();
+
+  let stopped: Promise<void> | undefined;
+  const lab: LabEngine = {
+    name: o.name,
+    url: engine.baseUrl,
+    plainUrl: `http://${host}:${plainPort}`,
+    get caPem() {
+      return pki.caPem;
+    },
+    caFile: pki.caFile,
+    user: "admin@internal",
+    password,
+    control,
+    controlUrl: `${engine.baseUrl}/ferry-lab`,
+    get imageioUrl() {
+      return imageio.url;
+    },
+    engine,
+    stop() {
+      stopped ??= (async () => {
+        const closing = [
+          new Promise<void>((r) => https!.close(() => r())),
+          new Promise<void>((r) => plain.close(() => r())),
+        ];
+        https!.closeAllConnections();
+        plain.closeAllConnections();
+        await Promise.all(closing);
+        await engine.close();
+        await transfers.closeAll();
+        await imageio.close();
+        await storage.close();
+      })();
+      return stopped;
+    },
+  };
+  return lab;
+}

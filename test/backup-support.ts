@@ -1,0 +1,171 @@
+/**
+ * The backup pipeline against the real runtime, a real nats-server and the lab engine, for the
+ * backup end-to-end tests and the nightly bench. Not a test file itself.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { connectNats, provisionInfra } from "../adapters/nats/mod.ts";
+import { startNatsServer, type NatsServer } from "./harness/nats-server.ts";
+import { startLab, type EngineTimings } from "../lab/mod.ts";
+import { createLogger, runFunctions, type FunctionDefinition } from "../functions/runtime/mod.ts";
+import { backupRequestedFunction } from "../functions/backup-requested/definition.ts";
+import { diskTransferredFunction } from "../functions/disk-transferred/definition.ts";
+import { chainUpdatedFunction } from "../functions/chain-updated/definition.ts";
+import { createChainUpdatedDeps } from "../functions/chain-updated/wiring.ts";
+import { backupFunctionDeps, buildBackupWiring, type BackupSettings, type BackupWiring } from "../functions/reconciler/wiring.ts";
+import type { FullPolicy } from "../functions/backup-requested/decide.ts";
+import type { RetentionPolicy } from "../domain/retention/mod.ts";
+
+export type Lab = Awaited<ReturnType<typeof startLab>>;
+
+export interface PipelineOptions {
+  /** Run backup-requested in this process (default true; false for the SIGKILL test's child workers). */
+  readonly backupWorker?: boolean;
+  readonly ackWaitMs?: number;
+  readonly maxDeliver?: number;
+  readonly backoffMs?: readonly number[];
+  readonly fullPolicy?: (vm: string) => FullPolicy;
+  readonly retention?: (vm: string) => RetentionPolicy;
+  readonly clock?: () => Date;
+  readonly logLevel?: string;
+  /** Backups at once in the in-process worker (default 1). */
+  readonly backupConcurrency?: number;
+  /** Faster simulated engine phases (the retention run makes 30 backups). */
+  readonly labTimings?: Partial<EngineTimings>;
+  /** Engine phase polling interval (default 100 ms). */
+  readonly pollMs?: number;
+  /** Lab engines to start (default ['prd']). */
+  readonly labEngines?: string[];
+}
+
+export interface Outcome {
+  readonly subject: "backup.completed" | "backup.failed";
+  readonly event: Record<string, unknown>;
+  /** disk.transferred events of this run. */
+  readonly disks: Record<string, unknown>[];
+  readonly chain?: Record<string, unknown> | undefined;
+}
+
+export interface Pipeline {
+  readonly nats: NatsServer;
+  readonly nc: NatsConnection;
+  readonly lab: Lab;
+  readonly dir: string;
+  readonly storePath: string;
+  readonly settings: BackupSettings;
+  readonly wiring: BackupWiring;
+  /** Settings as JSON for a child worker process (test/fixtures/backup-worker.ts). */
+  readonly workerConfigFile: string;
+  backup(vm: string, o?: { mode?: "auto" | "full" | "incremental"; id?: string; timeoutMs?: number }): Promise<Outcome>;
+  /** Publish only; `outcome(id)` waits for it. */
+  request(vm: string, o?: { mode?: "auto" | "full" | "incremental"; id?: string }): Promise<string>;
+  outcome(id: string, timeoutMs?: number): Promise<Outcome>;
+  /** Every event seen by subject. */
+  readonly seen: { subject: string; event: Record<string, unknown> }[];
+  stop(): Promise<void>;
+}
+
+export async function startPipeline(o: PipelineOptions = {}): Promise<Pipeline> {
+  const dir = await mkdtemp(join(tmpdir(), "ferry-e2e-"));
+  const nats = await startNatsServer();
+  const lab = await startLab({ dataDir: join(dir, "lab"), engines: o.labEngines ?? ["prd"], ...(o.labTimings ? { engineOptions: { timings: o.labTimings } } : {}) });
+  const storePath = join(dir, "store");
+  const nc = await connectNats({ servers: nats.url, name: "ferry-e2e" });
+  await provisionInfra(nc, await jetstreamManager(nc), { replicas: 1 });
+  const prd = lab.engines.prd!;
+  const settings: BackupSettings = {
+    engines: { prd: { url: prd.url, user: prd.user, password: prd.password, caPem: prd.caPem } },
+    storePath,
+    fullPolicy: o.fullPolicy ?? (() => ({})),
+    retention: o.retention ?? (() => ({ keepLast: 1000 })),
+    pollMs: o.pollMs ?? 100,
+    connections: 4,
+  };
+  const kvm = new Kvm(nc);
+  const wiring = await buildBackupWiring(settings, (b) => kvm.open(b));
+  const logLines: string[] = [];
+  const log = createLogger({
+    level: o.logLevel ?? "info",
+    destination: new Writable({ write(chunk, _e, cb) { logLines.push(String(chunk)); if (logLines.length > 2000) logLines.shift(); cb(); } }) as never,
+  });
+  const clock = o.clock ?? (() => new Date());
+  const deps = backupFunctionDeps(wiring, settings, log, clock);
+  const policy = { ackWaitMs: o.ackWaitMs ?? 20_000, maxDeliver: o.maxDeliver ?? 3, backoffMs: o.backoffMs ?? [500, 1000, 2000], concurrency: o.backupConcurrency ?? 1 };
+  const defs: FunctionDefinition[] = [
+    diskTransferredFunction(deps.diskTransferred, { ackWaitMs: 10_000, maxDeliver: 4, backoffMs: [200, 500] }),
+    chainUpdatedFunction(createChainUpdatedDeps(wiring, settings, log, clock), { ackWaitMs: 20_000, maxDeliver: 3, backoffMs: [200, 500] }),
+  ];
+  if (o.backupWorker ?? true) defs.unshift(backupRequestedFunction({ ...deps.backupRequested, heartbeatMs: 2000 }, policy));
+  const workerConfigFile = join(dir, "worker.json");
+  await writeFile(workerConfigFile, JSON.stringify({ natsUrl: nats.url, settings: { ...settings, fullPolicy: undefined, retention: undefined }, policy }), { mode: 0o600 });
+
+  const ac = new AbortController();
+  let ready!: () => void;
+  const readyP = new Promise<void>((r) => (ready = r));
+  const running = runFunctions(defs, { nc, log, signal: ac.signal, drain: false, provision: false, graceMs: 2000, pullExpiresMs: 1000, onReady: () => ready() });
+  running.catch(() => ready());
+  await readyP;
+
+  const seen: { subject: string; event: Record<string, unknown> }[] = [];
+  const waiters = new Set<() => void>();
+  const subs = ["disk.transferred", "chain.updated", "backup.completed", "backup.failed", "transfer.progress", "*.*.rejected"].map((s) =>
+    nc.subscribe(s, {
+      callback: (_e, m) => {
+        seen.push({ subject: m.subject, event: m.json<Record<string, unknown>>() });
+        for (const w of waiters) w();
+      },
+    }),
+  );
+  const js = jetstream(nc);
+
+  const pipeline: Pipeline = {
+    nats, nc, lab, dir, storePath, settings, wiring, seen, workerConfigFile,
+    async request(vm, r = {}) {
+      const id = r.id ?? `t-${Math.random().toString(36).slice(2, 10)}`;
+      await js.publish("backup.requested", JSON.stringify({ id, correlationId: id, vm, mode: r.mode ?? "auto" }), { msgID: id });
+      return id;
+    },
+    outcome(id, timeoutMs = 90_000) {
+      return new Promise<Outcome>((resolve, reject) => {
+        const check = () => {
+          const hit = seen.find((s) => (s.subject === "backup.completed" || s.subject === "backup.failed") && s.event.correlationId === id);
+          if (!hit) return;
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve({
+            subject: hit.subject as Outcome["subject"],
+            event: hit.event,
+            disks: seen.filter((s) => s.subject === "disk.transferred" && s.event.correlationId === id).map((s) => s.event),
+            chain: seen.find((s) => s.subject === "chain.updated" && s.event.correlationId === id)?.event,
+          });
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no outcome for ${id} within ${timeoutMs} ms; last log lines:\n${logLines.slice(-15).join("")}`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      });
+    },
+    async backup(vm, r = {}) {
+      const id = await pipeline.request(vm, r);
+      return pipeline.outcome(id, r.timeoutMs);
+    },
+    async stop() {
+      for (const s of subs) s.unsubscribe();
+      ac.abort();
+      await running.catch(() => undefined);
+      await wiring.close();
+      await nc.close().catch(() => undefined);
+      await lab.stop().catch(() => undefined);
+      await nats.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return pipeline;
+}
