@@ -23,4 +23,12 @@ describe("secrets - boundaries", () => {
   it("secrets - keeps the character after a redacted value", () => {
     expect(redactText("(token=abc123) done")).toBe("(token=***) done");
   });
+  it("secrets - a quoted value is hidden whole: spaces, commas and escaped quotes included", () => {
+    expect(redactText('{"vm":"x","password":"hunter 2, \\"really\\""}')).toBe('{"vm":"x","password":"***"}');
+    expect(redactText('{"password": "s3cr3t,more","vm":"y"}')).toBe('{"password": "***","vm":"y"}');
+    expect(redactText('token: "abc def" ok')).toBe('token: "***" ok');
+  });
+  it("secrets - a quoted value cut off by truncation is hidden to the end", () => {
+    expect(redactText('{"vm":"x","password":"hunter 2 and mo')).toBe('{"vm":"x","password":"***');
+  });
 });

@@ -4,7 +4,7 @@
  * block digests, hex encoded. Keeping the per-block digests of a restore point lets the next
  * incremental point re-hash only the blocks that changed.
  */
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
 import { PermanentError } from "../contracts/errors.ts";
 
@@ -201,18 +201,46 @@ export function deriveDigests(
 }
 
 /**
+ * sha256 states after 64 KiB, 128 KiB, ... of zero bytes. A block whose data starts after a run
+ * of zeroes (common: data runs are cluster aligned) continues from a copy instead of hashing the
+ * zeroes again. Built once, incrementally, up to 16 MiB (256 small objects at most).
+ */
+const ZERO_PREFIX_STEP = 64 * 1024;
+const MAX_ZERO_PREFIX = 16 * 1024 * 1024;
+const zeroPrefixStates: Hash[] = [createHash(ALGORITHM)];
+
+function zeroPrefixState(length: number): Hash {
+  const index = length / ZERO_PREFIX_STEP;
+  while (zeroPrefixStates.length <= index) {
+    const next = zeroPrefixStates.at(-1)!.copy();
+    next.update(ZERO_BLOCK.subarray(0, ZERO_PREFIX_STEP));
+    zeroPrefixStates.push(next);
+  }
+  return zeroPrefixStates[index]!;
+}
+
+/**
  * Hashes one block from its parts, in order. Parts are appended as they become available;
  * zero parts cost nothing beyond hashing the shared zero buffer.
  */
 export class BlockHasher {
-  private readonly hash = createHash(ALGORITHM);
+  private hash: Hash = createHash(ALGORITHM);
   private fed = 0;
-  constructor(readonly length: number) {}
+  readonly length: number;
+  constructor(length: number) {
+    this.length = length;
+  }
   update(data: Buffer): void {
     this.hash.update(data);
     this.fed += data.length;
   }
   zeros(length: number): void {
+    if (this.fed === 0 && length % ZERO_PREFIX_STEP === 0 && length <= MAX_ZERO_PREFIX) {
+      // Leading zeroes: start from the saved state after that many zero bytes.
+      this.hash = zeroPrefixState(length).copy();
+      this.fed = length;
+      return;
+    }
     for (let left = length; left > 0; ) {
       const n = Math.min(left, ZERO_BLOCK.length);
       this.hash.update(ZERO_BLOCK.subarray(0, n));

@@ -26,7 +26,7 @@ export const DEFAULT_CONNECTIONS = 4;
  * Buffers beyond one per connection, so a GET rarely waits for a window's local write and
  * hashing. Memory: (connections + 1) × piece size, 40 MiB at the defaults.
  */
-export const EXTRA_BUFFERS = 1;
+export const EXTRA_BUFFERS = 0;
 
 export interface DownloadParams {
   transferUrl: string;
@@ -133,7 +133,7 @@ export async function download(p: DownloadParams): Promise<DownloadResult> {
       const c: CopyContext = { io: io0, nbd: conn, digests, blocks: plan.blocks, signal };
       await runStagedPool(
         plan.items,
-        { workers: connections, buffers: connections + EXTRA_BUFFERS, bufferSize: pieceSize },
+        { workers: connections, buffers: connections + Number(process.env.XP_EXTRA ?? EXTRA_BUFFERS), bufferSize: pieceSize },
         (item, buffer) => fetchItem(item, buffer, c),
         async (item, buffer, fetched) => {
           await storeItem(item, buffer, fetched, c);

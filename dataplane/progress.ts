@@ -12,7 +12,7 @@ export type ProgressCallback = (p: Progress) => void;
  */
 export function throttledProgress(total: number, cb: ProgressCallback | undefined, intervalMs = 250) {
   let bytes = 0;
-  let last = 0;
+  let last = Number.NEGATIVE_INFINITY;
   return {
     add(n: number): void {
       bytes += n;

@@ -1,6 +1,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Agent, request } from "undici";
+import { z } from "zod";
 
 /**
  * Client side of the control API for `ferry lab ...`: `ferry lab up` writes `lab.json` in its
@@ -26,6 +27,26 @@ export interface LabFile {
   engines: Record<string, LabFileEngine>;
 }
 
+const labFileSchema = z.object({
+  pid: z.number().int().positive(),
+  startedAt: z.string(),
+  dataDir: z.string(),
+  engines: z.record(
+    z.string(),
+    z.object({
+      name: z.string(),
+      url: z.string(),
+      plainUrl: z.string(),
+      apiUrl: z.string(),
+      controlUrl: z.string(),
+      imageioUrl: z.string(),
+      user: z.string(),
+      password: z.string(),
+      caFile: z.string(),
+    }),
+  ),
+});
+
 export const LAB_FILE = "lab.json";
 
 export async function writeLabFile(dataDir: string, lab: LabFile): Promise<string> {
@@ -43,7 +64,13 @@ export async function readLabFile(dataDir: string): Promise<LabFile> {
   } catch {
     throw new LabNotRunningError(`no running lab found in ${dataDir} (start one with 'ferry lab up --data ${dataDir}')`);
   }
-  const lab = JSON.parse(text) as LabFile;
+  let lab: LabFile;
+  try {
+    lab = labFileSchema.parse(JSON.parse(text));
+  } catch {
+    // Half-written by a lab that died while starting, or not ours: either way no lab to talk to.
+    throw new LabNotRunningError(`${join(dataDir, LAB_FILE)} is not a lab file written by 'ferry lab up'; start one with 'ferry lab up --data ${dataDir}'`);
+  }
   try {
     process.kill(lab.pid, 0);
   } catch {

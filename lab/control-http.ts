@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { ControlError, type FaultPhase, type LabControl, type LabDiskInput } from "./control.ts";
-import { readBody, sendJson } from "./engine/http.ts";
+import { HttpFault, readBody, sendJson } from "./engine/http.ts";
 import type { BackupSupport } from "./engine/resources/backups.ts";
 
 /**
@@ -53,6 +53,8 @@ export function createControlHandler(control: LabControl) {
     } catch (err) {
       if (err instanceof ControlError) return sendJson(res, err.status, { error: err.message });
       if (err instanceof InputError) return sendJson(res, 400, { error: err.message });
+      // The engine's own validations (disk configuration, sizes) keep their 400/409.
+      if (err instanceof HttpFault) return sendJson(res, err.status, { error: err.detail });
       throw err;
     }
   };

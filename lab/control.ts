@@ -8,7 +8,7 @@ import type { Engine } from "./engine/engine.ts";
 import { encodeEvent } from "./engine/json.ts";
 import type { ContentType, DiskBackup, DiskFormat, LabDisk, LabVm, QcowVersion, VmStatus } from "./engine/model.ts";
 import { attachDisk } from "./engine/resources/disk-attachments.ts";
-import { createDisk, parseDiskSpec } from "./engine/resources/disks.ts";
+import { createDisk, parseDiskSpec, type DiskSpec } from "./engine/resources/disks.ts";
 import type { Transfers } from "./engine/resources/image-transfers.ts";
 import { restoreSnapshot, takeSnapshot } from "./engine/resources/snapshots.ts";
 import { newVm, startVm, stopVm } from "./engine/resources/vms.ts";
@@ -166,15 +166,18 @@ export function createLabControl(d: ControlDeps): LabControl {
   };
   const refOf = (disk: LabDisk): LabDiskRef => ({ id: disk.id, alias: disk.alias, imagePath: disk.volumes[disk.volumes.length - 1]!.path });
 
-  async function addDiskTo(vm: LabVm, input: LabDiskInput, index: number): Promise<LabDiskRef> {
+  /** Validates one disk of the control API (nothing is created yet). */
+  function diskSpecFor(vmName: string, input: LabDiskInput, index: number): DiskSpec {
     const format = input.format ?? "cow";
     const qcowVersion = input.qcowVersion ?? "qcow2_v3";
     const backup = input.backup ?? (format === "cow" && qcowVersion === "qcow2_v3" ? "incremental" : "none");
-    const sd = e.st.storageDomains.find((s) => s.name === (input.storageDomain ?? "data"))!;
-    const spec = parseDiskSpec(
+    const sdName = input.storageDomain ?? "data";
+    const sd = e.st.storageDomains.find((s) => s.name === sdName);
+    if (!sd) throw new ControlError(400, `no storage domain ${sdName} (have ${e.st.storageDomains.map((s) => s.name).join(", ")})`);
+    return parseDiskSpec(
       e,
       {
-        alias: input.alias ?? `${vm.name}_Disk${index + 1}`,
+        alias: input.alias ?? `${vmName}_Disk${index + 1}`,
         provisioned_size: input.size,
         format,
         qcow_version: qcowVersion,
@@ -185,6 +188,9 @@ export function createLabControl(d: ControlDeps): LabControl {
       },
       sd,
     );
+  }
+
+  async function addDiskTo(vm: LabVm, input: LabDiskInput, index: number, spec = diskSpecFor(vm.name, input, index)): Promise<LabDiskRef> {
     const disk = await createDisk(e, spec, { immediate: true });
     attachDisk(e, vm, disk.id, {
       interface: "virtio_scsi",
@@ -231,9 +237,11 @@ export function createLabControl(d: ControlDeps): LabControl {
   return {
     async createVm(o) {
       if (e.st.vms.some((v) => v.name === o.name)) throw new ControlError(409, `a VM named ${o.name} exists`);
+      // Every disk is validated before the VM exists: bad input must not leave half a VM behind.
+      const specs = o.disks.map((d, i) => diskSpecFor(o.name, d, i));
       const vm = newVm(e, { name: o.name, ...(o.memory ? { memory: o.memory } : {}) });
       const disks: LabDiskRef[] = [];
-      for (const [i, d] of o.disks.entries()) disks.push(await addDiskTo(vm, d, i));
+      for (const [i, d] of o.disks.entries()) disks.push(await addDiskTo(vm, d, i, specs[i]));
       if (o.status === "up") vm.status = "up";
       e.save();
       return { id: vm.id, name: vm.name, disks };

@@ -7,12 +7,14 @@ import { randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
+import { PassThrough } from "node:stream";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openImageio } from "../adapters/imageio/mod.ts";
 import { qemuImg, type QemuNbdServer } from "../adapters/qemu/mod.ts";
 import { startImageioServer, type ImageioServer } from "../lab/imageio/mod.ts";
 import { exportImage, guestWrite, makeSource, makeTls, MiB, nbdUrl, qemuNbdPidsMentioning, type TlsFiles } from "../bench/lab-fixture.ts";
+import transfer from "../cli/commands/transfer.ts";
 import { TransferCancelledError, digestLocalImage, download, upload, type BlockDigests } from "../dataplane/mod.ts";
 
 const SIZE = 64 * MiB + 192 * 1024; // the last checksum block is short
@@ -168,6 +170,49 @@ describe("dataplane transfer", () => {
     expect(await identical(target, src)).toBe("identical");
   });
 
+  it("ferry transfer - download and upload print a JSON summary, never the ticket", async () => {
+    expect(incr).toBeDefined();
+    const t = await ticketFor(src, { name: "cli", readOnly: true });
+    try {
+      const dl = cliIo();
+      const code = await transfer.run(["download", t.url, "cli.qcow2", "--ca", tls.caFile, "--connections", "2", "--json"], dl.io);
+      expect(dl.stderr).not.toContain(t.uuid);
+      expect(code).toBe(0);
+      const summary = JSON.parse(dl.stdout) as { operation: string; bytes: number; seconds: number; mibPerSecond: number; checksum: { algorithm: string; blockSize: number; value: string } };
+      expect(summary.operation).toBe("download");
+      expect(summary.bytes).toBeGreaterThan(0);
+      expect(summary.mibPerSecond).toBeGreaterThan(0);
+      expect(summary.checksum).toEqual({ algorithm: "sha256", blockSize: 4194304, value: await imageioChecksum(t.url) });
+      expect(dl.stderr).toMatch(/download: 100%/); // not a TTY: plain progress lines
+      expect(await identical(join(dir, "cli.qcow2"), src)).toBe("identical");
+
+      const again = cliIo();
+      expect(await transfer.run(["download", t.url, "cli.qcow2", "--ca", tls.caFile], again.io)).toBe(4);
+      expect(again.stderr).toMatch(/already exists/);
+      expect(again.stderr).not.toContain(t.uuid);
+
+      const bad = cliIo();
+      expect(await transfer.run(["download", t.url, "x.qcow2", "--incremental"], bad.io)).toBe(2);
+      expect(bad.stderr).toMatch(/--incremental needs --backing/);
+    } finally {
+      await stopExport(t.server);
+    }
+
+    const target = join(dir, "cli-target.qcow2");
+    await qemuImg.create({ path: target, format: "qcow2", size: SIZE });
+    const u = await ticketFor(target, { name: "cliup", readOnly: false });
+    try {
+      const up = cliIo();
+      const code = await transfer.run(["upload", "incr.qcow2", u.url, "--ca", tls.caFile, "--disk-is-zero", "--json"], up.io);
+      expect(up.stderr).not.toContain(u.uuid);
+      expect(code).toBe(0);
+      expect((JSON.parse(up.stdout) as { checksum: { value: string } }).checksum.value).toBe(incr!.checksum);
+    } finally {
+      await stopExport(u.server);
+    }
+    expect(await identical(target, src)).toBe("identical");
+  });
+
   it("download - cancellation leaves no temp file and no qemu-nbd", async () => {
     const t = await ticketFor(src, { name: "cancel", readOnly: true });
     const outDir = join(dir, "cancel");
@@ -288,6 +333,15 @@ describe("dataplane transfer", () => {
     await stopExport(t.server);
   });
 });
+
+function cliIo() {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  const r = { stdout: "", stderr: "", io: { stdout: out, stderr: err, env: {}, cwd: dir, signal: new AbortController().signal } };
+  out.on("data", (d: Buffer) => (r.stdout += d.toString()));
+  err.on("data", (d: Buffer) => (r.stderr += d.toString()));
+  return r;
+}
 
 /**
  * A TCP relay in front of the imageio server that cuts the first connection once it has relayed

@@ -15,12 +15,13 @@ import { labState } from "./backup-lab.ts";
 
 const MiB = 1048576;
 const worker = fileURLToPath(new URL("./fixtures/backup-worker.ts", import.meta.url));
-const tsx = fileURLToPath(new URL("../node_modules/.bin/tsx", import.meta.url));
 let p: Pipeline;
 const children: ChildProcess[] = [];
 
 function startWorker(): Promise<ChildProcess> {
-  const child = spawn(tsx, [worker, p.workerConfigFile], { stdio: ["ignore", "pipe", "inherit"] });
+  // node itself with tsx's loader (not the tsx CLI, which would put a wrapper process in between and
+  // the SIGKILL would hit the wrapper, not the worker).
+  const child = spawn(process.execPath, ["--import", "tsx", worker, p.workerConfigFile], { stdio: ["ignore", "pipe", "inherit"] });
   children.push(child);
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("worker did not start")), 30_000);
@@ -47,7 +48,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  for (const c of children) {
+    if (c.exitCode !== null || c.signalCode !== null) continue;
+    const exited = new Promise((r) => c.once("exit", r));
+    c.kill("SIGKILL");
+    await exited;
+  }
   await p?.stop();
 });
 
@@ -86,6 +92,13 @@ describe("backup worker killed (lab)", () => {
       await control.exportImage((d.disk as { id: string }).id, exported, { format: "raw", atBackup: String(d.backupId) });
       expect((await qemuImg.compare(top, exported, { formatA: "qcow2", formatB: "raw" })).identical).toBe(true);
     }
+
+    // The journal shows the takeover: the dead worker's transfer was closed by the second worker,
+    // which moved the disk again in a new transfer.
+    const run = await p.wiring.runs.get(id);
+    expect(run?.phase).toBe("transferred");
+    expect(run!.transfers.length).toBeGreaterThan(2);
+    expect(run!.transfers.every((t) => t.state === "closed")).toBe(true);
 
     expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
     // No partial layer: no temp files, and every layer file is in the chain.

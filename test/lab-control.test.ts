@@ -63,6 +63,25 @@ describe("lab control API", () => {
     expect(ev.json.event).toHaveLength(3);
   });
 
+  it("control http - a VM with one bad disk is refused whole: no VM, no disk, no event left behind", async () => {
+    const before = (await control("GET", "status")).json;
+    const eventsBefore = (await control("GET", "events")).json.event?.length ?? 0;
+    const bad = [
+      [{ size: 2 * MiB }, { size: -1 }],
+      [{ size: 2 * MiB }, { size: MiB, storageDomain: "nope" }],
+      [{ size: 2 * MiB }, { size: MiB, format: "raw", backup: "incremental" }],
+    ];
+    for (const disks of bad) {
+      const r = await control("POST", "vms", { name: "half", disks });
+      expect(r.status, JSON.stringify(disks)).toBeGreaterThanOrEqual(400);
+      expect(r.status).toBeLessThan(500);
+    }
+    const after = (await control("GET", "status")).json;
+    expect(after.vms).toEqual(before.vms);
+    expect((await control("GET", "events")).json.event?.length ?? 0).toBe(eventsBefore);
+    expect((await control("POST", "vms", { name: "half", disks: [{ size: MiB }] })).status).toBe(200);
+  });
+
   it("control http - snapshots, restore, invalidate checkpoints, fault endpoints", async () => {
     const vm = await t.prd.control.createVm({ name: "ctl2", disks: [{ size: MiB }], status: "down" });
     const snap = await control("POST", `vms/${vm.id}/snapshots`, { description: "s" });

@@ -1,8 +1,9 @@
-import { execFile, execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { execFile, execFileSync, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QemuNbdStartError, qemuImg, startQemuNbd, type QemuNbdServer } from "../adapters/qemu/mod.ts";
@@ -24,6 +25,15 @@ function alive(pid: number | undefined): boolean {
   try {
     process.kill(pid, 0);
     return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Alive and not a zombie (an exited child of init that nobody reaped yet counts as gone). */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
   } catch {
     return false;
   }
@@ -180,6 +190,32 @@ require("node:net").createServer().listen(process.argv[i + 1]);
     await s.stop();
     expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
     expect(alive(s.pid)).toBe(false);
+  });
+
+  it("startQemuNbd - qemu-nbd exits when the process that started it is killed with SIGKILL", async () => {
+    const image = join(dir, "orphan.qcow2");
+    await qemuImg.create({ path: image, format: "qcow2", size: MiB });
+    const owner = join(dir, "owner.mts");
+    const mod = new URL("../adapters/qemu/mod.ts", import.meta.url).href;
+    await writeFile(
+      owner,
+      `import { startQemuNbd } from ${JSON.stringify(mod)};\n` +
+        `const s = await startQemuNbd({ image: ${JSON.stringify(image)}, format: "qcow2", socket: ${JSON.stringify(join(dir, "orphan.sock"))} });\n` +
+        `process.stdout.write(String(s.pid) + "\\n");\nsetInterval(() => {}, 1000);\n`,
+    );
+    const child = spawn(process.execPath, ["--import", "tsx", owner], { cwd: fileURLToPath(new URL("..", import.meta.url)), stdio: ["ignore", "pipe", "inherit"] });
+    const pid = await new Promise<number>((resolve, reject) => {
+      let out = "";
+      child.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+        if (out.includes("\n")) resolve(Number(out.trim()));
+      });
+      child.once("exit", (code) => reject(new Error(`owner exited ${code} before starting qemu-nbd`)));
+    });
+    expect(running(pid)).toBe(true);
+    child.kill("SIGKILL");
+    for (let i = 0; i < 100 && running(pid); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(running(pid)).toBe(false);
   });
 
   it("startQemuNbd - an aborted signal refuses to start", async () => {

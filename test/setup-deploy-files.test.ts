@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { provisionInfra } from "../adapters/nats/provision.ts";
 import { cronProblem } from "../contracts/config.ts";
 import { CHECK_GROUPS, checkNats } from "../config/doctor.ts";
 
@@ -63,7 +64,9 @@ function substitute(text: string, pairs: [string, string][]): string {
 
 /** Starts nats-server on a config; resolves with the client and monitor ports it logged. */
 async function startNats(conf: string): Promise<{ child: ChildProcess; client: number; http: number }> {
-  const child = spawn("nats-server", ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
+  // --pdeathsig: the server dies with this worker even if afterAll never runs.
+  const argv = existsSync("/usr/bin/setpriv") ? ["/usr/bin/setpriv", "--pdeathsig", "SIGTERM", "--", "nats-server"] : ["nats-server"];
+  const child = spawn(argv[0]!, [...argv.slice(1), "-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
   children.push(child);
   return new Promise((resolve, reject) => {
     let log = "";
@@ -155,6 +158,14 @@ describe("infra/nats", () => {
       expect(info.cluster?.name).toBe("ferry");
       expect(info.cluster?.leader).toMatch(/^ferry-nats-[123]$/);
       expect(info.cluster?.replicas ?? []).toHaveLength(2);
+      // Ferry's own layout (nats.replicas: 3): every stream and KV bucket gets three replicas.
+      const report = await provisionInfra(nc, jsm, { replicas: 3 });
+      expect(Object.keys(report.streams).length).toBeGreaterThan(0);
+      for (const name of Object.keys(report.streams)) expect((await jsm.streams.info(name)).config.num_replicas, name).toBe(3);
+      for (const name of Object.keys(report.buckets)) expect((await jsm.streams.info(`KV_${name}`)).config.num_replicas, name).toBe(3);
+      // A second start is a no-op.
+      const again = await provisionInfra(nc, jsm, { replicas: 3 });
+      expect(new Set([...Object.values(again.streams), ...Object.values(again.buckets)])).toEqual(new Set(["unchanged"]));
     } finally {
       await nc.close();
     }

@@ -1,4 +1,5 @@
 import { execa, type ResultPromise } from "execa";
+import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { rm } from "node:fs/promises";
 import { cleanStderr } from "./run.ts";
@@ -78,11 +79,17 @@ function probe(socket: string): Promise<boolean> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+const SETPRIV = existsSync("/usr/bin/setpriv") ? "/usr/bin/setpriv" : undefined;
+
 export async function startQemuNbd(o: QemuNbdOptions): Promise<QemuNbdServer> {
   o.signal?.throwIfAborted();
   const exportName = o.exportName ?? "";
   await rm(o.socket, { force: true });
-  const child: ResultPromise = execa(o.binary ?? "qemu-nbd", buildArgs(o, exportName), {
+  const argv = [o.binary ?? "qemu-nbd", ...buildArgs(o, exportName)];
+  // A worker killed with SIGKILL (OOM, kill -9) runs no cleanup; --pdeathsig makes its qemu-nbd
+  // exit too (SIGTERM: bitmaps written back) instead of holding the image open under init.
+  const command = SETPRIV ? [SETPRIV, "--pdeathsig", "SIGTERM", "--", ...argv] : argv;
+  const child: ResultPromise = execa(command[0]!, command.slice(1), {
     reject: false,
     stdin: "ignore",
     stdout: "ignore",

@@ -86,11 +86,13 @@ function progressReporter(io: CommandIO, label: string) {
   const start = performance.now();
   let lastLine = 0;
   let drawn = false;
+  let finished = false;
   return {
     update(p: Progress) {
       const secs = (performance.now() - start) / 1000;
       const rate = secs > 0 ? p.bytes / MiB / secs : 0;
       const pct = p.total > 0 ? Math.min(100, (p.bytes / p.total) * 100) : 100;
+      const done = p.bytes >= p.total;
       if (tty) {
         const width = 30;
         const fill = Math.round((pct / 100) * width);
@@ -99,13 +101,15 @@ function progressReporter(io: CommandIO, label: string) {
             `${human(p.bytes)}/${human(p.total)} ${rate.toFixed(0)} MiB/s `,
         );
         drawn = true;
-      } else if (secs - lastLine >= 5 || (p.bytes === p.total && lastLine >= 0)) {
-        lastLine = p.bytes === p.total ? -Infinity : secs;
+      } else if ((done && !finished) || (!done && secs - lastLine >= 5)) {
+        lastLine = secs;
+        finished = done;
         io.stderr.write(`${label}: ${pct.toFixed(0)}% ${human(p.bytes)}/${human(p.total)} ${rate.toFixed(0)} MiB/s\n`);
       }
     },
     end() {
       if (drawn) io.stderr.write("\n");
+      drawn = false;
     },
   };
 }

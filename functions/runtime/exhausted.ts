@@ -29,12 +29,18 @@ export function watchExhausted(
       if (err) return;
       void (async () => {
         try {
-          const adv = msg.json<MaxDeliveriesAdvisory>();
-          const stored = await jsm.streams.getMessage(stream, { seq: adv.stream_seq });
+          const adv = msg.json<Partial<Record<keyof MaxDeliveriesAdvisory, unknown>>>();
+          const seq = adv.stream_seq;
+          const deliveries = adv.deliveries;
+          if (typeof seq !== "number" || !Number.isSafeInteger(seq) || typeof deliveries !== "number") {
+            log.warn({ fn: runner.def.name, subject: msg.subject }, "ignoring a MAX_DELIVERIES advisory without stream_seq/deliveries");
+            return;
+          }
+          const stored = await jsm.streams.getMessage(stream, { seq });
           if (!stored) return; // aged out or deleted meanwhile
           await runner.announceExhausted(
             { stream, seq: stored.seq, time: stored.time, data: stored.data, msgId: stored.header?.get("Nats-Msg-Id") || undefined },
-            adv.deliveries,
+            deliveries,
           );
         } catch (e) {
           log.error({ err: e, fn: runner.def.name }, "could not announce an exhausted message");

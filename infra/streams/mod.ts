@@ -76,6 +76,7 @@ export const buckets = {
   runs: "ferry-runs",
   leases: "ferry-leases",
   certs: "ferry-certs",
+  schedule: "ferry-schedule",
 } as const;
 
 export const bucketDefinitions: readonly BucketDefinition[] = [
@@ -106,6 +107,15 @@ export const bucketDefinitions: readonly BucketDefinition[] = [
     history: 5,
     ttlMs: 0,
     maxValueSize: 64 * 1024,
+  },
+  {
+    name: buckets.schedule,
+    // Same settings as adapters/store/kv-schedule.ts uses when `ferry schedule` finds no bucket.
+    description: "Per VM and schedule slot: published backup.requested (scheduler de-duplication beyond the stream's duplicate window).",
+    history: 1,
+    // Longer than any catch-up a scheduler does (a week), so a slot is never published twice.
+    ttlMs: 8 * DAY,
+    maxValueSize: 4 * 1024,
   },
 ];
 

@@ -33,9 +33,15 @@ describe("infra/streams", () => {
     for (const st of Object.values(streams)) expect(st.duplicateWindowMs).toBeGreaterThanOrEqual(120_000);
   });
 
-  it("buckets - the four buckets are declared with bounded history", () => {
+  it("buckets - every bucket is declared once with bounded history", () => {
     expect(bucketDefinitions.map((b) => b.name).sort()).toEqual(Object.values(buckets).sort());
+    expect(new Set(bucketDefinitions.map((b) => b.name)).size).toBe(bucketDefinitions.length);
     for (const b of bucketDefinitions) expect(b.history).toBeGreaterThanOrEqual(1);
+  });
+
+  it("buckets - ferry-schedule keeps one claim per slot for 8 days", () => {
+    const schedule = bucketDefinitions.find((b) => b.name === "ferry-schedule");
+    expect(schedule).toMatchObject({ history: 1, ttlMs: 8 * 24 * 3600 * 1000 });
   });
 
   it("durableConsumer - sets ack_wait, max_deliver and a backoff floored at ack_wait, no longer than max_deliver", () => {

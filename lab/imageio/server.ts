@@ -52,7 +52,7 @@ export async function startImageioServer(o: ImageioServerOptions = {}): Promise<
   const pools = new Map<string, NbdPool>();
   const faults = new FaultState((id) => {
     const t = auth.get(id);
-    if (t) t.expires = Math.floor(clock()) - 1;
+    if (t) t.expireNow();
   });
   // Enough idle pieces for a few busy connections; more are allocated and dropped.
   const buffers = new BufferPool(PIECE, 8);

@@ -166,6 +166,8 @@ export class Ticket {
     this.accessTime = now;
   }
 
+  private forcedExpired = false;
+
   get canceled(): boolean {
     return this.canceledFlag;
   }
@@ -185,16 +187,25 @@ export class Ticket {
 
   touch(): void {
     const now = Math.floor(this.clock());
-    this.expires = now + this.timeout;
+    // A forced expiry (fault injection) sticks until the engine extends the ticket: a request
+    // finishing just after the fault must not revive it.
+    if (!this.forcedExpired) this.expires = now + this.timeout;
     this.accessTime = now;
   }
 
   extend(timeout: number): void {
+    this.forcedExpired = false;
     this.expires = Math.floor(this.clock()) + timeout;
   }
 
+  /** Expire the ticket now, as a lost renewal would. */
+  expireNow(): void {
+    this.forcedExpired = true;
+    this.expires = Math.floor(this.clock()) - 1;
+  }
+
   isExpired(): boolean {
-    return this.expires <= this.clock();
+    return this.forcedExpired || this.expires <= this.clock();
   }
 
   addConnection(id: number, c: TicketConnection): void {

@@ -9,9 +9,12 @@
  * From vitest globalSetup: see ./global-setup.ts (provides `natsUrl`).
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+
+const SETPRIV = "/usr/bin/setpriv";
 
 export interface NatsServer {
   readonly url: string;
@@ -46,7 +49,12 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
       opts.extraConfig ?? "",
     ].join("\n"),
   );
-  const child = spawn(opts.bin ?? "nats-server", ["-c", confPath], { stdio: ["ignore", "ignore", "pipe"] });
+  // setpriv --pdeathsig: the server dies with the test worker even when afterAll never runs (a
+  // worker killed by a timeout or by `timeout(1)` around vitest), instead of lingering under init.
+  const argv = [opts.bin ?? "nats-server", "-c", confPath];
+  const child = existsSync(SETPRIV)
+    ? spawn(SETPRIV, ["--pdeathsig", "SIGTERM", "--", ...argv], { stdio: ["ignore", "ignore", "pipe"] })
+    : spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (!stopped) {
