@@ -6,10 +6,13 @@
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { SlotClaims } from "../../domain/schedule/mod.ts";
+import { bucketDefinitions, buckets } from "../../infra/streams/mod.ts";
 import { isCasConflict } from "./kv-chains.ts";
 
-export const SCHEDULE_BUCKET = "ferry-schedule";
-export const SCHEDULE_TTL_MS = 8 * 86_400_000;
+// One definition of the bucket: infra/streams, which the function host provisions too.
+const definition = bucketDefinitions.find((b) => b.name === buckets.schedule)!;
+export const SCHEDULE_BUCKET = definition.name;
+export const SCHEDULE_TTL_MS = definition.ttlMs;
 
 export function slotClaims(bucket: Pick<KV, "get" | "create">): SlotClaims {
   return {
@@ -32,10 +35,10 @@ export function slotClaims(bucket: Pick<KV, "get" | "create">): SlotClaims {
 /** Open the bucket, creating it (history 1, 8-day TTL) when it does not exist yet. */
 export async function openSlotClaims(nc: NatsConnection, o: { bucket?: string; replicas?: number } = {}): Promise<SlotClaims> {
   const bucket = await new Kvm(nc).create(o.bucket ?? SCHEDULE_BUCKET, {
-    description: "Per VM and schedule slot: published backup.requested (scheduler de-duplication beyond the stream's duplicate window).",
-    history: 1,
-    ttl: SCHEDULE_TTL_MS,
-    maxValueSize: 4096,
+    description: definition.description,
+    history: definition.history,
+    ttl: definition.ttlMs,
+    maxValueSize: definition.maxValueSize,
     replicas: o.replicas ?? 1,
   });
   return slotClaims(bucket);

@@ -110,7 +110,7 @@ export const bucketDefinitions: readonly BucketDefinition[] = [
   },
   {
     name: buckets.schedule,
-    // Same settings as adapters/store/kv-schedule.ts uses when `ferry schedule` finds no bucket.
+    // adapters/store/kv-schedule.ts creates it from this definition when `ferry schedule` finds none.
     description: "Per VM and schedule slot: published backup.requested (scheduler de-duplication beyond the stream's duplicate window).",
     history: 1,
     // Longer than any catch-up a scheduler does (a week), so a slot is never published twice.
