@@ -61,10 +61,13 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const my = ys.reduce((a, b) => a + b, 0) / n;
   const sxx = xs.reduce((a, x) => a + (x - mx) ** 2, 0);
   const slope = sxx > 0 ? xs.reduce((a, x, k) => a + (x - mx) * (ys[k]! - my), 0) / sxx : 0;
+  const intercept = my - slope * mx;
+  const ssTot = ys.reduce((a, y) => a + (y - my) ** 2, 0);
+  const ssRes = ys.reduce((a, y, k) => a + (y - (intercept + slope * xs[k]!)) ** 2, 0);
   return {
     virtualSize,
     points,
-    fit: { fixedSeconds: round3(my - slope * mx), secondsPerDirtyGiB: round3(slope) },
+    fit: { fixedSeconds: round3(intercept), secondsPerDirtyGiB: round3(slope), r2: ssTot > 0 ? round3(1 - ssRes / ssTot) : null },
     checksumMatchesImageio: lastChecksum ? lastChecksum.ferry === lastChecksum.imageio : null,
     peakRssMiB: Math.max(...points.map((p) => p.peakRssMiB as number)),
   };

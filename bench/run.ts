@@ -87,19 +87,17 @@ function targets(r: Record<string, unknown>): Record<string, unknown> {
   if (u?.ratio !== undefined) out.uploadRatio = { value: u.ratio, target: 0.8, pass: u.ratio >= 0.8 };
   if (rss.length) out.peakRssMiB = { value: Math.max(...rss), target: 256, pass: Math.max(...rss) <= 256 };
   const pts = i?.points;
-  if (pts && pts.length >= 2) {
-    // Proportional: the largest point costs at least half as much more time per the extra dirty data as
-    // a linear model predicts, and the smallest point is far cheaper than the full download.
-    const a = pts[0]!;
-    const b = pts.at(-1)!;
-    const growth = b.seconds / a.seconds;
-    const dirtyGrowth = b.dirtyBytes / a.dirtyBytes;
+  const fit = (i as { fit?: { r2?: number | null; secondsPerDirtyGiB?: number } } | undefined)?.fit;
+  if (pts && pts.length >= 2 && fit) {
+    // Proportional to dirty bytes: time follows a straight line in the dirty bytes (r² ≥ 0.9, positive
+    // slope), and the smallest incremental costs a small fraction of the full download of the same disk.
     const full = (r.download as { seconds?: number } | undefined)?.seconds;
+    const smallestVsFull = full ? Number((pts[0]!.seconds / full).toFixed(3)) : null;
     out.incrementalProportional = {
-      timeGrowth: Number(growth.toFixed(2)),
-      dirtyGrowth: Number(dirtyGrowth.toFixed(2)),
-      smallestVsFull: full ? Number((a.seconds / full).toFixed(3)) : null,
-      pass: growth > 1 && (full === undefined || a.seconds < full / 4),
+      r2: fit.r2 ?? null,
+      secondsPerDirtyGiB: fit.secondsPerDirtyGiB,
+      smallestVsFull,
+      pass: (fit.r2 ?? 0) >= 0.9 && (fit.secondsPerDirtyGiB ?? 0) > 0 && (smallestVsFull === null || smallestVsFull < 0.25),
     };
   }
   return out;

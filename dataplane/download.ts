@@ -69,14 +69,14 @@ export class DownloadError extends PermanentError {}
 
 export async function download(p: DownloadParams): Promise<DownloadResult> {
   const started = performance.now();
-  const { controller, dispose } = linkedAbort(p.signal);
-  const signal = controller.signal;
   const output = resolve(p.output);
   if (p.incremental && !p.backing) {
     throw new DownloadError("DOWNLOAD_NEEDS_BACKING", "an incremental download needs the previous layer as backing");
   }
   await assertAbsent(output);
   const backingPath = p.backing ? resolve(p.backing.path) : undefined;
+  const { controller, dispose } = linkedAbort(p.signal);
+  const signal = controller.signal;
 
   let client: ImageioClient | undefined;
   let server: QemuNbdServer | undefined;
@@ -226,7 +226,7 @@ async function fetchItem(item: WorkItem, buffer: Buffer, c: CopyContext): Promis
  * Stage two: write the data segments into the new layer, and hash every block that needs it
  * from its parts in order (fetched bytes, zeroes, and kept ranges read back from the new layer,
  * where qemu merges the backing chain; kept ranges are never written, so the read does not race
- * the writes). Runs while the same worker already fetches its next window.
+ * the writes). Meanwhile the connection that fetched this window is already fetching another.
  */
 async function storeItem(item: WorkItem, buffer: Buffer, fetched: readonly Fetched[], c: CopyContext): Promise<void> {
   const writes: Promise<void>[] = [];

@@ -79,6 +79,9 @@ describe("backup pipeline (lab)", () => {
     }
     const rec = await p.wiring.chains.read(vmId);
     expect(rec?.restorePoints.map((r) => r.kind)).toEqual(["full", "incremental", "incremental", "incremental"]);
+    // Ferry released the engine checkpoints it no longer needs: only the newest point's is left.
+    const cps = await p.wiring.engines.get("prd")!.checkpoints(vmId);
+    expect(cps.map((c) => c.id)).toEqual([rec!.restorePoints.at(-1)!.checkpointId]);
     // Nothing left open on the engine.
     expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
   });

@@ -13,7 +13,8 @@ const MiB = 1048576;
 let p: Pipeline;
 
 beforeAll(async () => {
-  p = await startPipeline();
+  // VMs stay 'powering_up' for a while after a start: a state the engine refuses backups in.
+  p = await startPipeline({ labTimings: { vmPowerMs: 30_000 } });
 });
 
 afterAll(async () => {
@@ -82,5 +83,17 @@ describe("backup fallbacks (lab)", () => {
     expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
     // Successes are reported in the audit log as normal events.
     expect((await ferryAudit(p)).filter((e) => e.severity === "normal" && /old01 completed/.test(e.description))).toHaveLength(1);
+  });
+
+  it("backup fallbacks - a VM the engine cannot back up now gives backup.failed with the engine's own reason and one alert", async () => {
+    const control = p.lab.engines.prd!.control;
+    const vm = await control.createVm({ name: "boot01", disks: [{ alias: "boot01_d1", size: 4 * MiB }], status: "down" });
+    await p.wiring.engines.get("prd")!.client.vms.start(vm.id);
+    const out = await p.backup("boot01");
+    expect(out.subject).toBe("backup.failed");
+    expect(out.event).toMatchObject({ vm: "boot01", code: "VM_NOT_BACKUPABLE" });
+    expect(String(out.event.message)).toMatch(/Up or Down/);
+    expect((await ferryAudit(p)).filter((e) => e.severity === "alert" && /boot01/.test(e.description))).toHaveLength(1);
+    expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
   });
 });

@@ -6,6 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { qemuImg } from "../adapters/qemu/mod.ts";
+import { StorePaths, writeManifestFile } from "../adapters/store/mod.ts";
+import { emptyChain } from "../domain/chain/mod.ts";
 import { startPipeline, type Outcome, type Pipeline } from "./backup-support.ts";
 import { ferryAudit, labState } from "./backup-lab.ts";
 
@@ -103,5 +105,28 @@ describe("backup faults (lab)", () => {
     expect(alerts.at(0)?.description ?? "").toMatch(/db01/);
     // And the next run works.
     await expectGoodPoint(await p.backup("db01"));
+  });
+
+  it("backup faults - a permanent failure recording the restore point (disk-transferred) gives exactly one backup.failed and one alert", async () => {
+    // The store folder of web09 already belongs to another VM (same name, other id): recording the
+    // point fails for good at the disk-transferred step, after the disks were downloaded.
+    const control = p.lab.engines.prd!.control;
+    const vm = await control.createVm({ name: "web09", disks: [{ alias: "web09_d1", size: 4 * MiB }], status: "up" });
+    await control.writeGuestData(vm.disks[0]!.id, { offset: 0, length: MiB, pattern: 0x33 });
+    await writeManifestFile(new StorePaths(p.storePath), emptyChain({ id: "another-vm-named-web09", name: "web09" }));
+    const alertsBefore = (await ferryAudit(p)).filter((e) => e.severity === "alert").length;
+    const id = await p.request("web09");
+    const out = await p.outcome(id, 60_000);
+    expect(out.subject, JSON.stringify(out.event)).toBe("backup.failed");
+    expect(out.event).toMatchObject({ vm: "web09", code: "STORE_VM_MISMATCH", step: "disk.transferred" });
+    expect(out.disks).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(p.seen.filter((s) => s.subject === "backup.failed" && s.event.correlationId === id)).toHaveLength(1);
+    expect(p.seen.filter((s) => s.subject === "chain.updated" && s.event.correlationId === id)).toHaveLength(0);
+    const alerts = (await ferryAudit(p)).filter((e) => e.severity === "alert");
+    expect(alerts.length - alertsBefore).toBe(1);
+    expect(alerts.filter((a) => /web09/.test(a.description))).toHaveLength(1);
+    expect(alerts.find((a) => /web09/.test(a.description))!.description).toMatch(/STORE_VM_MISMATCH/);
+    expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
   });
 });

@@ -97,6 +97,8 @@ describe("backup worker killed (lab)", () => {
     // which moved the disk again in a new transfer.
     const run = await p.wiring.runs.get(id);
     expect(run?.phase).toBe("transferred");
+    // The second worker resumed the dead worker's READY engine backup instead of starting another.
+    expect(run?.attempt).toBe(1);
     expect(run!.transfers.length).toBeGreaterThan(2);
     expect(run!.transfers.every((t) => t.state === "closed")).toBe(true);
 

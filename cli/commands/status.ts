@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { Kvm } from "@nats-io/kv";
 import { connectNats } from "../../adapters/nats/mod.ts";
 import { buckets } from "../../infra/streams/mod.ts";
-import { createChainStore } from "../../functions/reconciler/chain-kv.ts";
+import { chainsKv } from "../../adapters/store/mod.ts";
 import { createRunJournal, type BackupRun } from "../../functions/reconciler/run-journal.ts";
 import { visiblePoints, pointSize, type ChainRecord } from "../../domain/chain/mod.ts";
 import { ExitCode, type Command } from "../command.ts";
@@ -74,9 +74,9 @@ const command: Command = {
     try {
       const kvm = new Kvm(nc);
       const open = async (b: string) => kvm.open(b).catch(() => undefined);
-      const chainsKv = await open(buckets.chains);
+      const chainsBucket = await open(buckets.chains);
       const runsKv = await open(buckets.runs);
-      const chains = chainsKv ? await createChainStore(chainsKv).list() : [];
+      const chains = chainsBucket ? await chainsKv(chainsBucket).list() : [];
       const runs = runsKv ? await createRunJournal(runsKv).list() : [];
       const rows = summarize(chains, runs);
       if (o.json) {

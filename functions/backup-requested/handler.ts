@@ -213,7 +213,9 @@ export function createBackupRequestedHandler(deps: BackupRequestedDeps) {
     let resumeBackup = false;
     if (run.method !== "snapshot" && run.backupId && !run.backupClosed) {
       const b = await engine.getBackup(vm.id, run.backupId).catch(() => undefined);
-      if (b?.phase === "ready" && forceFull === undefined) resumeBackup = true;
+      // A fallback to full within this delivery must not resume the incremental it replaces.
+      const sameDecision = forceFull === undefined || (req.mode === "full" && run.mode === "full");
+      if (b?.phase === "ready" && sameDecision) resumeBackup = true;
       else run = await closeEngineObjects(run, engine, log);
     } else if (run.snapshotId && !run.snapshotRemoved) {
       run = await closeEngineObjects(run, engine, log);

@@ -6,7 +6,7 @@ import { chainUpdatedFunction } from "./definition.ts";
 import { createChainUpdatedDeps } from "./wiring.ts";
 
 const create: FunctionFactory<LoadedConfig> = async ({ config, log, kvm, signal }) => {
-  const settings = settingsFromConfig(config as never, await readCaFiles(config.engines));
+  const settings = settingsFromConfig(config, await readCaFiles(config.engines));
   const wiring = await buildBackupWiring(settings, (b) => kvm.open(b));
   signal.addEventListener("abort", () => void wiring.close(), { once: true });
   return chainUpdatedFunction(createChainUpdatedDeps(wiring, settings, log));

@@ -1,42 +1,23 @@
 /**
- * chain-updated's real deps: retention = domain/retention planned and executed by adapters/store
- * (write-ahead intent in the manifest, idempotent steps) under the VM lease (no backup of the VM
- * runs while layers are merged) and the store's VM folder lock; then the KV record follows.
+ * chain-updated's real deps. Retention is adapters/store's service: planned from the store's
+ * manifest and executed crash-safely under the VM folder lock (write-ahead intent, idempotent
+ * steps), then the KV record follows by compare-and-set. Around it the VM lease, so no backup of
+ * the VM runs while retention merges or renames its newest layer.
  */
-import { join } from "node:path";
-import { qemuImg } from "../../adapters/qemu/mod.ts";
-import { withDirLock } from "../../adapters/store/lock.ts";
-import { readManifestFile } from "../../adapters/store/manifest.ts";
-import { StorePaths } from "../../adapters/store/paths.ts";
-import { runRetention } from "../../adapters/store/retention.ts";
+import { createRetention } from "../../adapters/store/mod.ts";
 import type { BackupSettings, BackupWiring } from "../reconciler/wiring.ts";
 import type { ChainUpdatedDeps, Retention } from "./handler.ts";
 
 type Log = ChainUpdatedDeps["log"];
 
-export function createStoreRetention(w: BackupWiring, storePath: string): Retention {
-  const paths = new StorePaths(storePath);
+export function createStoreRetention(w: BackupWiring): Retention {
+  const retention = createRetention({ store: w.store.volume, kv: w.chains });
   return {
     async apply(vm, policy, now) {
       const lease = await w.leases.acquire({ vmId: vm.id, runId: `retention-${vm.id}`, owner: w.owner });
       try {
-        const fromKv = await w.chains.read(vm.id);
-        if (!fromKv) return { removed: [] };
-        return await withDirLock(join(paths.root, vm.name), "retention", async () => {
-          // An interrupted retention run left its intent in the manifest: finish that first.
-          const manifest = await readManifestFile(paths, vm.name).catch(() => undefined);
-          const current = manifest?.pending ? { ...manifest, incoming: fromKv.incoming } : fromKv;
-          const res = await runRetention({ paths, qemu: qemuImg }, current, policy, { now });
-          if (res.removed.length || manifest?.pending) {
-            await w.chains.change(vm, (cur) => {
-              const next = { ...res.record, updatedAt: now.toISOString() };
-              if (cur.incoming) next.incoming = cur.incoming;
-              else delete next.incoming;
-              return next;
-            }, now);
-          }
-          return { removed: res.removed };
-        });
+        const { removed } = await retention.apply(vm, policy, now);
+        return { removed };
       } finally {
         await lease.release();
       }
@@ -47,12 +28,8 @@ export function createStoreRetention(w: BackupWiring, storePath: string): Retent
 export function createChainUpdatedDeps(w: BackupWiring, s: BackupSettings, log: Log, clock: () => Date = () => new Date()): ChainUpdatedDeps {
   return {
     chains: w.chains,
-    retention: createStoreRetention(w, s.storePath),
-    // The VM's engine is the one its backup run used (journal), else the default 'prd'.
-    engineFor: async (_vmId, runId) => {
-      const run = runId ? await w.runs.get(runId).catch(() => undefined) : undefined;
-      return w.engines.get(run?.engine ?? "prd");
-    },
+    retention: createStoreRetention(w),
+    engineFor: (_vmId, runId) => w.engineForRun(runId),
     policy: s.retention,
     clock,
     log,

@@ -12,6 +12,8 @@ export function diskTransferredFunction(deps: DiskTransferredDeps, p: { ackWaitM
     ackWaitMs: p.ackWaitMs ?? 30_000,
     maxDeliver: p.maxDeliver ?? 6,
     backoffMs: p.backoffMs ?? [1_000, 5_000, 15_000],
-    handler: async (event) => ({ publish: await handle(event) }),
+    handler: async (event, ctx) => ({
+      publish: await handle(event, { lastAttempt: ctx.delivery.deliveryCount >= ctx.delivery.maxDeliver }),
+    }),
   });
 }

@@ -2,7 +2,9 @@ import { describe, expect, it } from "vitest";
 import type { ChainRecord } from "../../domain/chain/mod.ts";
 import { createChainStore } from "../reconciler/chain-kv.ts";
 import { memoryKv } from "../reconciler/memory-kv.ts";
-import { createDiskTransferredHandler } from "./handler.ts";
+import { PermanentError, TransientError } from "../../contracts/errors.ts";
+import { customIdFor } from "../reconciler/run-ids.ts";
+import { createDiskTransferredHandler, type AlertEngine, type ManifestWriter } from "./handler.ts";
 
 const sum = (c: string) => ({ algorithm: "sha256" as const, blockSize: 4194304, value: c.repeat(64) });
 const event = (disk: string, o: Record<string, unknown> = {}) => ({
@@ -13,11 +15,19 @@ const event = (disk: string, o: Record<string, unknown> = {}) => ({
   checksum: sum("a"), checkpointId: "cp1", takenAt: "2025-01-31T02:00:00Z", ...o,
 });
 
-function setup() {
+function setup(o: { store?: ManifestWriter } = {}) {
   const manifests: ChainRecord[] = [];
+  const alerts: { severity: string; customId: number; description: string; runId: string }[] = [];
   const chains = createChainStore(memoryKv());
-  const handle = createDiskTransferredHandler({ chains, store: { async writeManifest(r) { manifests.push(r); } }, clock: () => new Date("2025-01-31T02:06:00Z") });
-  return { chains, manifests, handle };
+  const engine = (runId: string): AlertEngine => ({ async postEvent(e) { alerts.push({ ...e, runId }); } });
+  const handle = createDiskTransferredHandler({
+    chains,
+    store: o.store ?? { async writeManifest(r) { manifests.push(r); } },
+    clock: () => new Date("2025-01-31T02:06:00Z"),
+    engineFor: async (_vmId, runId) => engine(runId),
+    log: { error() {} },
+  });
+  return { chains, manifests, alerts, handle };
 }
 
 describe("disk-transferred handler", () => {
@@ -58,5 +68,23 @@ describe("disk-transferred handler", () => {
     const out = await handle(inc);
     expect((out[0]!.event as unknown as { restorePoint: { kind: string } }).restorePoint.kind).toBe("incremental");
     await expect(handle({ ...inc, restorePoint: "rp-x", layer: { ...inc.layer, path: "web01/d1/20250202T020000Z.cp3.incremental.qcow2", parent: "web01/d1/nope.qcow2" } })).rejects.toThrow(/builds on/);
+  });
+
+  it("disk-transferred - a permanent failure posts one alert for the run to its engine and rethrows", async () => {
+    const { handle, alerts } = setup({ store: { async writeManifest() { throw new PermanentError("STORE_VM_MISMATCH", "the store folder web01 belongs to another VM"); } } });
+    await handle(event("d1"));
+    await expect(handle(event("d2"))).rejects.toThrow(/belongs to another VM/);
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]).toMatchObject({ severity: "alert", customId: customIdFor("run-1", "failed"), runId: "run-1" });
+    expect(alerts[0]!.description).toMatch(/web01.*STORE_VM_MISMATCH/);
+  });
+
+  it("disk-transferred - a transient failure alerts only on the last delivery", async () => {
+    const { handle, alerts } = setup({ store: { async writeManifest() { throw new TransientError("STORE_BUSY", "the VM folder is locked"); } } });
+    await handle(event("d1"));
+    await expect(handle(event("d2"))).rejects.toThrow(/locked/);
+    expect(alerts).toHaveLength(0);
+    await expect(handle(event("d2"), { lastAttempt: true })).rejects.toThrow(/locked/);
+    expect(alerts.map((a) => a.severity)).toEqual(["alert"]);
   });
 });

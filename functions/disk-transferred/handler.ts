@@ -2,21 +2,41 @@
  * disk.transferred → the layer recorded in the VM's chain (KV compare-and-set); when every disk of
  * the restore point is in: restore-points.json written atomically to the store, chain.updated.
  * Idempotent: a redelivered disk is recognised by (restore point, disk) and the completed point
- * is re-announced with the same msgID.
+ * is re-announced with the same msgID. A failure for good (permanent, or the last delivery) posts
+ * the run's one alert to the source engine's audit log before the runtime emits backup.failed.
  */
 import type { DiskTransferred } from "../../contracts/disk-transferred.ts";
 import { addIncomingDisk, digestsPath, ovfPath, pointFileKey, type ChainRecord, type DiskLayer, type RestorePoint } from "../../domain/chain/mod.ts";
+import { errorCode, isPermanent } from "../../contracts/errors.ts";
+import { redactText } from "../../adapters/secrets.ts";
 import type { ChainStore } from "../reconciler/chain-kv.ts";
+import { customIdFor } from "../reconciler/run-ids.ts";
 
 export interface ManifestWriter {
-  /** Write `<store>/<vm-name>/restore-points.json` atomically (temp, fsync, rename). */
-  writeManifest(record: ChainRecord): Promise<void>;
+  /**
+   * Bring `<store>/<vm-name>/restore-points.json` up to date with the committed KV record
+   * (adapters/store Store.writeManifest: VM lock, pending retention finished first, files checked).
+   */
+  writeManifest(record: ChainRecord): Promise<unknown>;
+}
+
+/** The source engine's audit log (POST /events; a duplicate custom_id counts as done). */
+export interface AlertEngine {
+  postEvent(o: { description: string; severity: "normal" | "warning" | "alert" | "error"; customId: number; vmId?: string | undefined }): Promise<void>;
 }
 
 export interface DiskTransferredDeps {
   readonly chains: ChainStore;
   readonly store: ManifestWriter;
   readonly clock: () => Date;
+  /** The engine the run backed up from (for the failure alert). */
+  readonly engineFor: (vmId: string, runId: string) => Promise<AlertEngine | undefined>;
+  readonly log: { error(o: object, m?: string): void };
+}
+
+export interface DiskTransferredContext {
+  /** This delivery is the last one: a failure now is for good. */
+  readonly lastAttempt?: boolean;
 }
 
 export interface ChainUpdatedOut {
@@ -35,7 +55,34 @@ interface Extras {
 }
 
 export function createDiskTransferredHandler(deps: DiskTransferredDeps) {
-  return async function handleDiskTransferred(ev: DiskTransferred & { correlationId: string }): Promise<ChainUpdatedOut[]> {
+  async function alert(ev: DiskTransferred, err: unknown): Promise<void> {
+    const code = errorCode(err);
+    const message = redactText(err instanceof Error ? err.message : String(err));
+    try {
+      const engine = await deps.engineFor(ev.vm.id, ev.runId);
+      await engine?.postEvent({
+        description: `Ferry: backup of VM ${ev.vm.name} failed while recording disk ${ev.disk.alias} (${code}): ${message}`.slice(0, 1000),
+        severity: "alert",
+        // The run's one failure alert: the same custom_id backup-requested would use, so a retry or
+        // a second failing disk of the run cannot post it twice.
+        customId: customIdFor(ev.runId, "failed"),
+        vmId: ev.vm.id,
+      });
+    } catch (e) {
+      deps.log.error({ err: e, vm: ev.vm.name }, "could not post the failure alert to the engine");
+    }
+  }
+
+  return async function handleDiskTransferred(ev: DiskTransferred & { correlationId: string }, ctx: DiskTransferredContext = {}): Promise<ChainUpdatedOut[]> {
+    try {
+      return await record(ev);
+    } catch (err) {
+      if (isPermanent(err) || ctx.lastAttempt) await alert(ev, err);
+      throw err;
+    }
+  };
+
+  async function record(ev: DiskTransferred & { correlationId: string }): Promise<ChainUpdatedOut[]> {
     const x = ev as DiskTransferred & Extras;
     const key = pointFileKey({ id: ev.restorePoint, checkpointId: x.checkpointId });
     const layer: DiskLayer = {
@@ -105,5 +152,5 @@ export function createDiskTransferredHandler(deps: DiskTransferredDeps) {
         },
       },
     ];
-  };
+  }
 }

@@ -1,7 +1,8 @@
 /**
- * The VM chain records in KV ferry-chains (key = vm id), changed only by compare-and-set, plus
- * the view backup-requested needs. (Stand-in until adapters/store exports the chain helper's own
- * KV helpers; the record and its rules are domain/chain's.)
+ * The chain-record port the backup functions use (KV ferry-chains, key = vm id, changed only by
+ * compare-and-set). Production passes adapters/store's `chainsKv` (same interface);
+ * `createChainStore` is a minimal implementation over any KvLike, used by the unit tests with
+ * memory-kv.ts. Also: the view of a chain that backup-requested's decision needs.
  */
 import { emptyChain, parseChainRecord, summarizeChain, tipLayer, type ChainRecord } from "../../domain/chain/mod.ts";
 import { casUpdate, kvKey, readRecord, type KvLike } from "./kv-record.ts";

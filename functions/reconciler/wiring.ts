@@ -11,12 +11,12 @@ import { download } from "../../dataplane/mod.ts";
 import { buckets } from "../../infra/streams/mod.ts";
 import type { RetentionPolicy } from "../../domain/retention/mod.ts";
 import { createEnginePort } from "./engine-port.ts";
-import { createStorePort } from "./store-port.ts";
+import { createStorePort, type StorePort } from "./store-port.ts";
 import type { FullPolicy } from "../backup-requested/decide.ts";
 import type { Transfers } from "../backup-requested/ports.ts";
 import type { KV } from "@nats-io/kv";
-import { chainsKv } from "../../adapters/store/mod.ts";
-import { chainViewOf, type ChainStore } from "./chain-kv.ts";
+import { chainsKv, openStore, type ChainsKv } from "../../adapters/store/mod.ts";
+import { chainViewOf } from "./chain-kv.ts";
 import { createRunJournal, type RunJournal } from "./run-journal.ts";
 import { createLeases, type Leases } from "./vm-lease.ts";
 import type { ReconcileEngine } from "./reconcile.ts";
@@ -44,12 +44,15 @@ export type PortEngine = ReturnType<typeof createEnginePort> & ReconcileEngine;
 
 export interface BackupWiring {
   readonly engines: ReadonlyMap<string, PortEngine>;
-  readonly store: ReturnType<typeof createStorePort>;
+  /** backup-requested's port over the store; `store.volume` is the adapters/store Store itself. */
+  readonly store: StorePort;
   readonly transfers: Transfers;
   readonly runs: RunJournal;
   readonly leases: Leases;
-  readonly chains: ChainStore;
+  readonly chains: ChainsKv;
   readonly owner: string;
+  /** The engine a backup run used (its journal), else the default 'prd'. */
+  engineForRun(runId: string | undefined): Promise<PortEngine | undefined>;
   close(): Promise<void>;
 }
 
@@ -114,15 +117,19 @@ export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) 
       }
     },
   };
-  const runsKv = await kv(buckets.runs);
+  const runs = createRunJournal(await kv(buckets.runs));
   return {
     engines,
-    store: createStorePort(s.storePath),
+    store: createStorePort(openStore({ root: s.storePath })),
     transfers,
-    runs: createRunJournal(runsKv),
+    runs,
     leases: createLeases(await kv(buckets.leases), { ttlMs: s.leaseTtlMs ?? 5 * 60_000 }),
     chains: chainsKv(await kv(buckets.chains)),
     owner: `${hostname()}:${process.pid}`,
+    async engineForRun(runId) {
+      const run = runId ? await runs.get(runId).catch(() => undefined) : undefined;
+      return engines.get(run?.engine ?? "prd");
+    },
     async close() {
       for (const e of engines.values()) await e.client.close().catch(() => undefined);
     },
@@ -145,7 +152,7 @@ export function backupFunctionDeps(w: BackupWiring, s: BackupSettings, log: { in
       policy: s.fullPolicy,
       owner: w.owner,
     },
-    diskTransferred: { chains: w.chains, store: w.store, clock },
+    diskTransferred: { chains: w.chains, store: w.store, clock, engineFor: (_vmId: string, runId: string) => w.engineForRun(runId), log },
     reconciler: {
       engines: w.engines,
       runs: w.runs,
