@@ -4,6 +4,7 @@
  * audit log; never a hang, never a corrupt restore point, nothing left open on the engine.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { qemuImg } from "../adapters/qemu/mod.ts";
 import { StorePaths, writeManifestFile } from "../adapters/store/mod.ts";
@@ -128,5 +129,26 @@ describe("backup faults (lab)", () => {
     expect(alerts.filter((a) => /web09/.test(a.description))).toHaveLength(1);
     expect(alerts.find((a) => /web09/.test(a.description))!.description).toMatch(/STORE_VM_MISMATCH/);
     expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
+    // The store refused the point, so KV must not list it either (else the next incremental
+    // would build on a layer the store does not have: STORE_PARENT_GONE until a state rebuild).
+    const failedPoint = String(out.disks[0]!.restorePoint);
+    const kvAfter = await p.wiring.chains.read(vm.id);
+    expect(kvAfter?.restorePoints.map((r) => r.id) ?? []).not.toContain(failedPoint);
+    expect(kvAfter?.restorePoints ?? []).toEqual([]);
+
+    // Obstacle removed (the other VM's manifest goes away): the next backup of web09 succeeds.
+    await rm(join(p.storePath, "web09", "restore-points.json"));
+    const next = await p.backup("web09");
+    await expectGoodPoint(next);
+    const rp = (next.chain as { restorePoint: { id: string; kind: string } } | undefined)?.restorePoint;
+    expect(rp?.id).toBe(String(next.disks[0]!.restorePoint));
+    expect(rp?.id).not.toBe(failedPoint);
+    if (rp?.kind === "full") expect(String(next.chain?.reason ?? next.disks[0]!.reason ?? "")).not.toBe("");
+    const kvNext = await p.wiring.chains.read(vm.id);
+    const stored = await p.wiring.store.volume.readManifest("web09");
+    expect(kvNext?.restorePoints.map((r) => r.id)).toEqual([rp!.id]);
+    expect(stored?.vm.id).toBe(vm.id);
+    expect(stored?.restorePoints.map((r) => r.id)).toEqual([rp!.id]);
+    expect((await p.wiring.store.volume.verify("web09", "latest")).ok).toBe(true);
   });
 });

@@ -5,6 +5,7 @@ import { memoryKv } from "../reconciler/memory-kv.ts";
 import { PermanentError, TransientError } from "../../contracts/errors.ts";
 import { customIdFor } from "../reconciler/run-ids.ts";
 import { createDiskTransferredHandler, type AlertEngine, type ManifestWriter } from "./handler.ts";
+import type { ChainStore } from "../reconciler/chain-kv.ts";
 
 const sum = (c: string) => ({ algorithm: "sha256" as const, blockSize: 4194304, value: c.repeat(64) });
 const event = (disk: string, o: Record<string, unknown> = {}) => ({
@@ -15,19 +16,20 @@ const event = (disk: string, o: Record<string, unknown> = {}) => ({
   checksum: sum("a"), checkpointId: "cp1", takenAt: "2025-01-31T02:00:00Z", ...o,
 });
 
-function setup(o: { store?: ManifestWriter } = {}) {
+function setup(o: { store?: ManifestWriter; chains?: (real: ChainStore) => ChainStore } = {}) {
   const manifests: ChainRecord[] = [];
   const alerts: { severity: string; customId: number; description: string; runId: string }[] = [];
-  const chains = createChainStore(memoryKv());
+  const real = createChainStore(memoryKv());
+  const chains = o.chains ? o.chains(real) : real;
   const engine = (runId: string): AlertEngine => ({ async postEvent(e) { alerts.push({ ...e, runId }); } });
   const handle = createDiskTransferredHandler({
     chains,
-    store: o.store ?? { async writeManifest(r) { manifests.push(r); } },
+    store: o.store ?? { async writeManifest(r) { manifests.push(r); return r; } },
     clock: () => new Date("2025-01-31T02:06:00Z"),
     engineFor: async (_vmId, runId) => engine(runId),
     log: { error() {} },
   });
-  return { chains, manifests, alerts, handle };
+  return { chains: real, manifests, alerts, handle };
 }
 
 describe("disk-transferred handler", () => {
@@ -86,5 +88,67 @@ describe("disk-transferred handler", () => {
     expect(alerts).toHaveLength(0);
     await expect(handle(event("d2"), { lastAttempt: true })).rejects.toThrow(/locked/);
     expect(alerts.map((a) => a.severity)).toEqual(["alert"]);
+  });
+  it("disk-transferred - the store is written before KV and a failed store write leaves KV without the point", async () => {
+    let fail = true;
+    const seenInKv: number[] = [];
+    let chainsRef: ChainStore | undefined;
+    const { chains, handle } = setup({
+      chains: (real) => (chainsRef = real),
+      store: {
+        async writeManifest(r) {
+          seenInKv.push((await chainsRef!.read("vm-1"))?.restorePoints.length ?? 0);
+          if (fail) throw new PermanentError("STORE_VM_MISMATCH", "the store folder web01 belongs to another VM");
+          return r;
+        },
+      },
+    });
+    await handle(event("d1"));
+    await expect(handle(event("d2"))).rejects.toThrow(/belongs to another VM/);
+    const after = await chains.read("vm-1");
+    expect(after?.restorePoints).toEqual([]);
+    expect(after?.incoming?.map((p) => p.disks.map((d) => d.diskId))).toEqual([["d1"]]);
+    fail = false;
+    expect(await handle(event("d2"))).toHaveLength(1);
+    expect(seenInKv).toEqual([0, 0]);
+    expect((await chains.read("vm-1"))?.restorePoints.map((p) => p.id)).toEqual(["rp-20250131T020000Z"]);
+  });
+
+  it("disk-transferred - a KV failure after the store write is healed by the redelivery from the store", async () => {
+    const manifest: ChainRecord[] = [];
+    let failCommit = true;
+    const { chains, handle } = setup({
+      store: { async writeManifest(r) { if (!manifest.some((m) => m.restorePoints.length)) manifest.push(r); return manifest.at(-1)!; } },
+      chains: (real) => ({
+        ...real,
+        async change(vm, fn, now) {
+          if (failCommit && manifest.length) { failCommit = false; throw new TransientError("KV_DOWN", "the KV bucket is not available"); }
+          return real.change(vm, fn, now);
+        },
+      }),
+    });
+    await handle(event("d1"));
+    await expect(handle(event("d2"))).rejects.toThrow(/KV bucket/);
+    expect(manifest.map((m) => m.restorePoints.map((p) => p.id))).toEqual([["rp-20250131T020000Z"]]);
+    expect((await chains.read("vm-1"))?.restorePoints).toEqual([]);
+    const out = await handle(event("d2"));
+    expect(out.map((o) => o.event.id)).toEqual(["vm-1:rp-20250131T020000Z:chain.updated"]);
+    expect((await chains.read("vm-1"))?.restorePoints.map((p) => [p.id, p.seq])).toEqual([["rp-20250131T020000Z", 1]]);
+    expect(manifest).toHaveLength(1);
+  });
+
+  it("disk-transferred - a store that did not record the point fails for good, KV stays without it and follows the store", async () => {
+    // The store already holds a point KV never got (its commit was lost for good): it has seq 1.
+    const other = { ...event("d1", { diskCount: 1, restorePoint: "rp-20250130T020000Z", checkpointId: "cp0", takenAt: "2025-01-30T02:00:00Z", layer: { path: "web01/d1/20250130T020000Z.cp0.full.qcow2", size: 4096 } }) };
+    const ahead = setup();
+    await ahead.handle(other);
+    const storeRecord = (await ahead.chains.read("vm-1"))!;
+    const { chains, handle, alerts } = setup({ store: { async writeManifest() { return storeRecord; } } });
+    await handle(event("d1"));
+    await expect(handle(event("d2"))).rejects.toMatchObject({ code: "STORE_POINT_NOT_RECORDED" });
+    const after = await chains.read("vm-1");
+    expect(after?.restorePoints.map((p) => p.id)).toEqual(["rp-20250130T020000Z"]);
+    expect(after?.nextSeq).toBe(2);
+    expect(alerts).toHaveLength(1);
   });
 });

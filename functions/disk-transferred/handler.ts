@@ -1,23 +1,26 @@
 /**
  * disk.transferred → the layer recorded in the VM's chain (KV compare-and-set); when every disk of
- * the restore point is in: restore-points.json written atomically to the store, chain.updated.
+ * the restore point is in: restore-points.json written atomically to the store FIRST, then the
+ * point committed to KV (compare-and-set), then chain.updated. A point is never in KV without
+ * being in the store.
  * Idempotent: a redelivered disk is recognised by (restore point, disk) and the completed point
  * is re-announced with the same msgID. A failure for good (permanent, or the last delivery) posts
  * the run's one alert to the source engine's audit log before the runtime emits backup.failed.
  */
 import type { DiskTransferred } from "../../contracts/disk-transferred.ts";
-import { addIncomingDisk, digestsPath, ovfPath, pointFileKey, type ChainRecord, type DiskLayer, type RestorePoint } from "../../domain/chain/mod.ts";
-import { errorCode, isPermanent } from "../../contracts/errors.ts";
+import { addIncomingDisk, digestsPath, ovfPath, pointFileKey, type ChainRecord, type DiskLayer, type IncomingDisk, type RestorePoint, syncFromStore } from "../../domain/chain/mod.ts";
+import { PermanentError, TransientError, errorCode, isPermanent } from "../../contracts/errors.ts";
 import { redactText } from "../../adapters/secrets.ts";
 import type { ChainStore } from "../reconciler/chain-kv.ts";
 import { customIdFor } from "../reconciler/run-ids.ts";
 
 export interface ManifestWriter {
   /**
-   * Bring `<store>/<vm-name>/restore-points.json` up to date with the committed KV record
-   * (adapters/store Store.writeManifest: VM lock, pending retention finished first, files checked).
+   * Bring `<store>/<vm-name>/restore-points.json` up to date with a chain record (adapters/store
+   * Store.writeManifest: VM lock, pending retention finished first, files checked; idempotent)
+   * and return the manifest as written.
    */
-  writeManifest(record: ChainRecord): Promise<unknown>;
+  writeManifest(record: ChainRecord): Promise<ChainRecord>;
 }
 
 /** The source engine's audit log (POST /events; a duplicate custom_id counts as done). */
@@ -97,60 +100,99 @@ export function createDiskTransferredHandler(deps: DiskTransferredDeps) {
       digestsFile: x.digestsFile ?? digestsPath(ev.vm.name, key, ev.disk.id),
       ...(ev.reason ? { reason: ev.reason } : {}),
     };
-    let completed: RestorePoint | undefined;
-    const record = await deps.chains.change(
-      ev.vm,
-      (cur) => {
-        const parentId = cur.restorePoints.find((p) => p.checkpointId && p.checkpointId === x.fromCheckpointId)?.id;
-        const res = addIncomingDisk(
-          cur,
-          {
-            id: ev.restorePoint,
-            time: x.takenAt ?? ev.time,
-            ...(x.checkpointId ? { checkpointId: x.checkpointId } : {}),
-            ...(parentId ? { parentId } : {}),
-            ...(ev.reason && ev.mode === "full" ? { reason: ev.reason } : {}),
-            diskCount: ev.diskCount,
-            ovfFile: x.ovfFile ?? ovfPath(ev.vm.name, key),
-            runId: ev.runId,
-            backupId: ev.backupId,
-            disk: layer,
-          },
-          deps.clock(),
-        );
-        completed = res.completed;
-        return res.record;
-      },
-      deps.clock(),
-    );
-    if (!completed) return [];
-    // The KV record is committed; the manifest follows it (a redelivery rewrites it the same way).
-    await deps.store.writeManifest(record);
-    const point = completed;
-    const reasons = [...new Set(point.disks.map((d) => d.reason).filter((r): r is string => !!r))];
-    return [
-      {
-        subject: "chain.updated",
-        event: {
-          id: `${ev.vm.id}:${point.id}:chain.updated`,
-          time: deps.clock().toISOString(),
-          correlationId: ev.correlationId,
-          runId: ev.runId,
-          vm: ev.vm,
-          restorePoint: {
-            id: point.id,
-            ...(point.checkpointId ? { checkpointId: point.checkpointId } : {}),
-            time: point.time,
-            kind: point.kind,
-            disks: point.disks.map((d) => ({
-              id: d.diskId,
-              layer: { path: d.layer, size: d.size, ...(d.parentLayer ? { parent: d.parentLayer } : {}) },
-              checksum: d.checksum,
-            })),
-          },
-          ...(point.reason || reasons.length ? { reason: point.reason ?? reasons.join("; ") } : {}),
+    const incoming: IncomingDisk = {
+      id: ev.restorePoint,
+      time: x.takenAt ?? ev.time,
+      ...(x.checkpointId ? { checkpointId: x.checkpointId } : {}),
+      ...(ev.reason && ev.mode === "full" ? { reason: ev.reason } : {}),
+      diskCount: ev.diskCount,
+      ovfFile: x.ovfFile ?? ovfPath(ev.vm.name, key),
+      runId: ev.runId,
+      backupId: ev.backupId,
+      disk: layer,
+    };
+    const withDisk = (cur: ChainRecord) => {
+      const parentId = cur.restorePoints.find((p) => p.checkpointId && p.checkpointId === x.fromCheckpointId)?.id;
+      return addIncomingDisk(cur, { ...incoming, ...(parentId ? { parentId } : {}) }, deps.clock());
+    };
+
+    // Store first, KV second: the store is the record that survives a loss of the bus, so a point
+    // is committed to KV only once the store holds it. A crash (or a KV failure) between the two
+    // leaves the point in the store only; the redelivery finds it there (the manifest write is
+    // idempotent) and brings KV in line. A store failure leaves KV without the point.
+    let stored: ChainRecord | undefined;
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      let completed: RestorePoint | undefined;
+      let storeFirst: ChainRecord | undefined;
+      await deps.chains.change(
+        ev.vm,
+        (cur) => {
+          completed = undefined;
+          storeFirst = undefined;
+          const res = withDisk(cur);
+          if (!res.completed) return res.record; // disks still missing: only `incoming` grows
+          completed = res.completed;
+          if (res.record === cur) return cur; // already committed (a redelivery)
+          if (stored && storeHas(stored, res.completed)) return res.record; // the store has it: commit
+          storeFirst = res.record; // the store has not got it (yet): write it there first
+          return cur;
         },
-      },
-    ];
+        deps.clock(),
+      );
+      if (!storeFirst) return completed ? [announce(ev, completed)] : [];
+      // Idempotent: on a redelivery after a crash the store already holds the point. If KV moves
+      // before the commit, the next round recomputes the point and commits it only if the store
+      // holds exactly that point (else it is written there again first).
+      stored = await deps.store.writeManifest(storeFirst);
+      if (!storeHas(stored, completed!)) {
+        // The store is ahead of KV (it recorded a point whose KV commit never happened, or other
+        // layers for this one): KV follows the store, so the next backup builds on what it holds.
+        const manifest = stored;
+        await deps.chains.change(ev.vm, (cur) => syncFromStore(cur, manifest, deps.clock()), deps.clock());
+        throw new PermanentError(
+          "STORE_POINT_NOT_RECORDED",
+          `the store did not record restore point ${completed!.id} of VM ${ev.vm.name}: it holds a newer point or other layers for it (KV now follows the store); take the backup again`,
+          { vm: ev.vm.name, restorePoint: completed!.id },
+        );
+      }
+    }
+    throw new TransientError("CHAIN_CONFLICT", `the chain of VM ${ev.vm.name} kept changing while restore point ${ev.restorePoint} was recorded`, { vm: ev.vm.name });
   }
+
+  function announce(ev: DiskTransferred & { correlationId: string }, point: RestorePoint): ChainUpdatedOut {
+    const reasons = [...new Set(point.disks.map((d) => d.reason).filter((r): r is string => !!r))];
+    return {
+      subject: "chain.updated",
+      event: {
+        id: `${ev.vm.id}:${point.id}:chain.updated`,
+        time: deps.clock().toISOString(),
+        correlationId: ev.correlationId,
+        runId: ev.runId,
+        vm: ev.vm,
+        restorePoint: {
+          id: point.id,
+          ...(point.checkpointId ? { checkpointId: point.checkpointId } : {}),
+          time: point.time,
+          kind: point.kind,
+          disks: point.disks.map((d) => ({
+            id: d.diskId,
+            layer: { path: d.layer, size: d.size, ...(d.parentLayer ? { parent: d.parentLayer } : {}) },
+            checksum: d.checksum,
+          })),
+        },
+        ...(point.reason || reasons.length ? { reason: point.reason ?? reasons.join("; ") } : {}),
+      },
+    };
+  }
+}
+
+/** Rounds of store write + KV commit before giving up on a chain that keeps changing. */
+const MAX_ROUNDS = 5;
+
+/** The store's manifest holds this point with exactly these layers. */
+function storeHas(stored: ChainRecord, point: RestorePoint): boolean {
+  const mine = stored.restorePoints.find((p) => p.id === point.id);
+  if (!mine) return false;
+  const key = (p: RestorePoint) => p.disks.map((d) => `${d.diskId}=${d.layer}<${d.parentLayer ?? ""}#${d.checksum.value}`).sort().join("|");
+  return key(mine) === key(point);
 }

@@ -9,7 +9,12 @@ import { casUpdate, kvKey, readRecord, type KvLike } from "./kv-record.ts";
 
 export interface ChainStore {
   read(vmId: string): Promise<ChainRecord | undefined>;
-  /** Apply a pure change with compare-and-set (retried on conflict); returns the committed record. */
+  /**
+   * Apply a pure change with compare-and-set (retried on conflict: `fn` runs again on the newer
+   * record, so it must not have side effects beyond what it returns); returns the committed
+   * record. `fn` returning its input writes nothing (disk-transferred uses that to write the
+   * store before committing a completed restore point).
+   */
   change(vm: { id: string; name: string }, fn: (cur: ChainRecord) => ChainRecord, now?: Date): Promise<ChainRecord>;
   list(): Promise<ChainRecord[]>;
 }
