@@ -1,4 +1,5 @@
 import type { Writable } from "node:stream";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 
 /** What a command may touch: its streams, the environment and a signal for Ctrl-C. */
 export interface CommandIO {
@@ -32,3 +33,25 @@ export const ExitCode = {
   invalid: 4,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/**
+ * Parse a command's options (positionals allowed, unknown options refused). A bad command line
+ * prints `ferry <command>: <problem>` (and the usage, when given) and returns undefined, so the
+ * caller answers ExitCode.usage.
+ */
+export function parseCommandLine<const O extends Options>(
+  command: string,
+  args: string[],
+  options: O,
+  io: Pick<CommandIO, "stderr">,
+  usage?: string,
+) {
+  try {
+    return parseArgs({ args, allowPositionals: true, strict: true, options });
+  } catch (err) {
+    io.stderr.write(`ferry ${command}: ${(err as Error).message}\n${usage ?? ""}`);
+    return undefined;
+  }
+}

@@ -6,7 +6,7 @@ import { connectNats } from "../../adapters/nats/mod.ts";
 import { backupRequested } from "../../contracts/backup-requested.ts";
 import { loadConfig } from "../../config/load.ts";
 import { locateConfig } from "../../config/locate.ts";
-import { ExitCode, type Command, type CommandIO } from "../command.ts";
+import { ExitCode, type Command, type CommandIO, parseCommandLine } from "../command.ts";
 
 const usage = `Usage: ferry backup <vm> [--full] [--wait] [--json] [--engine NAME] [--timeout MIN] [--config FILE] [--nats URL]
 
@@ -61,12 +61,7 @@ const command: Command = {
   summary: "Back up a VM now (publishes backup.requested; --wait follows it)",
   usage,
   async run(args, io) {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        allowPositionals: true,
-        options: {
+    const parsed = parseCommandLine("backup", args, {
           full: { type: "boolean" },
           wait: { type: "boolean" },
           json: { type: "boolean" },
@@ -74,12 +69,8 @@ const command: Command = {
           timeout: { type: "string" },
           config: { type: "string" },
           nats: { type: "string" },
-        },
-      });
-    } catch (err) {
-      io.stderr.write(`ferry backup: ${(err as Error).message}\n${usage}`);
-      return ExitCode.usage;
-    }
+        }, io, usage);
+    if (!parsed) return ExitCode.usage;
     const { values: o, positionals } = parsed;
     if (positionals.length !== 1) {
       io.stderr.write(`ferry backup: name exactly one VM\n${usage}`);

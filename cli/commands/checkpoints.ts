@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { locateStore, openChainsKv, openStore } from "../../adapters/store/mod.ts";
 import { openSession, type Session } from "../../adapters/nats/mod.ts";
 import { describePoints, isSegment, type ChainRecord, type PointSummary } from "../../domain/chain/mod.ts";
-import { ExitCode, type Command, type CommandIO } from "../command.ts";
+import { ExitCode, type Command, type CommandIO, parseCommandLine } from "../command.ts";
 
 const usage = `Usage: ferry checkpoints <vm> [options]
 
@@ -61,23 +61,14 @@ const command: Command = {
   summary: "list a VM's restore points (numbers, time, full/incremental, chain, size, verified)",
   usage,
   async run(args: string[], io: CommandIO): Promise<number> {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        allowPositionals: true,
-        options: {
+    const parsed = parseCommandLine("checkpoints", args, {
           json: { type: "boolean" },
           store: { type: "string" },
           config: { type: "string" },
           kv: { type: "boolean" },
           nats: { type: "string" },
-        },
-      });
-    } catch (err) {
-      io.stderr.write(`ferry checkpoints: ${(err as Error).message}\n`);
-      return ExitCode.usage;
-    }
+        }, io);
+    if (!parsed) return ExitCode.usage;
     const [vm, ...extra] = parsed.positionals;
     if (!vm || extra.length) {
       io.stderr.write(`ferry checkpoints: expected one VM name\n\n${usage}`);

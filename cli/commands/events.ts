@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { ConfigError, ConfigNotFoundError } from "../../config/load.ts";
 import { followBus, NatsUnavailableError, openSession, type BusEvent, type Session } from "../../adapters/nats/mod.ts";
-import { ExitCode, type Command, type CommandIO } from "../command.ts";
+import { ExitCode, type Command, type CommandIO, parseCommandLine } from "../command.ts";
 
 const usage = `Usage: ferry events [subject] [options]
 
@@ -71,24 +71,15 @@ const command: Command = {
   summary: "follow events on the bus (human lines or --json)",
   usage,
   async run(args: string[], io: CommandIO): Promise<number> {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        allowPositionals: true,
-        options: {
+    const parsed = parseCommandLine("events", args, {
           all: { type: "boolean" },
           since: { type: "string" },
           count: { type: "string" },
           json: { type: "boolean" },
           config: { type: "string" },
           nats: { type: "string" },
-        },
-      });
-    } catch (err) {
-      io.stderr.write(`ferry events: ${(err as Error).message}\n`);
-      return ExitCode.usage;
-    }
+        }, io);
+    if (!parsed) return ExitCode.usage;
     const v = parsed.values;
     if (parsed.positionals.length > 1) {
       io.stderr.write("ferry events: at most one subject\n");

@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, ConfigNotFoundError } from "../../config/load.ts";
 import { NatsUnavailableError, openSession, type Session } from "../../adapters/nats/mod.ts";
 import { createLogger, hostFunctions, UnknownFunctionError } from "../../functions/runtime/mod.ts";
-import { ExitCode, type Command, type CommandIO } from "../command.ts";
+import { ExitCode, type Command, type CommandIO, parseCommandLine } from "../command.ts";
 
 const usage = `Usage: ferry run <function...|all> [options]
 
@@ -34,12 +34,7 @@ const command: Command = {
   summary: "run functions (or all) on the bus until stopped",
   usage,
   async run(args: string[], io: CommandIO): Promise<number> {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        allowPositionals: true,
-        options: {
+    const parsed = parseCommandLine("run", args, {
           config: { type: "string" },
           nats: { type: "string" },
           replicas: { type: "string" },
@@ -47,12 +42,8 @@ const command: Command = {
           "max-in-flight": { type: "string" },
           "log-level": { type: "string" },
           "functions-dir": { type: "string" },
-        },
-      });
-    } catch (err) {
-      io.stderr.write(`ferry run: ${(err as Error).message}\n${usage}`);
-      return ExitCode.usage;
-    }
+        }, io, usage);
+    if (!parsed) return ExitCode.usage;
     const v = parsed.values;
     const names = parsed.positionals;
     const num = (s: string | undefined, name: string, min: number): number | undefined => {

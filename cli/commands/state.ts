@@ -13,7 +13,7 @@ import {
   type StateReport,
 } from "../../adapters/store/mod.ts";
 import { bucketDefinitions } from "../../infra/streams/mod.ts";
-import { ExitCode, type Command, type CommandIO } from "../command.ts";
+import { ExitCode, type Command, type CommandIO, parseCommandLine } from "../command.ts";
 
 const usage = `Usage: ferry state <rebuild|export|import> [options]
 
@@ -57,12 +57,7 @@ const command: Command = {
   summary: "rebuild the KV chain records from the store, or export / import them",
   usage,
   async run(args: string[], io: CommandIO): Promise<number> {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        allowPositionals: true,
-        options: {
+    const parsed = parseCommandLine("state", args, {
           force: { type: "boolean" },
           vm: { type: "string", multiple: true },
           out: { type: "string" },
@@ -70,12 +65,8 @@ const command: Command = {
           config: { type: "string" },
           nats: { type: "string" },
           json: { type: "boolean" },
-        },
-      });
-    } catch (err) {
-      io.stderr.write(`ferry state: ${(err as Error).message}\n`);
-      return ExitCode.usage;
-    }
+        }, io);
+    if (!parsed) return ExitCode.usage;
     const [sub, ...rest] = parsed.positionals;
     const v = parsed.values;
     if (sub !== "rebuild" && sub !== "export" && sub !== "import") {

@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { locateStore, openStore, type VerifyReport } from "../../adapters/store/mod.ts";
 import { isSegment, numberedPoints } from "../../domain/chain/mod.ts";
-import { ExitCode, type Command, type CommandIO } from "../command.ts";
+import { ExitCode, type Command, type CommandIO, parseCommandLine } from "../command.ts";
 
 const usage = `Usage: ferry verify <vm> [--checkpoint N|latest|all] [options]
 
@@ -38,23 +38,14 @@ const command: Command = {
   summary: "re-read stored restore points and check them against their block digests",
   usage,
   async run(args: string[], io: CommandIO): Promise<number> {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        allowPositionals: true,
-        options: {
+    const parsed = parseCommandLine("verify", args, {
           checkpoint: { type: "string" },
           json: { type: "boolean" },
           "no-record": { type: "boolean" },
           store: { type: "string" },
           config: { type: "string" },
-        },
-      });
-    } catch (err) {
-      io.stderr.write(`ferry verify: ${(err as Error).message}\n`);
-      return ExitCode.usage;
-    }
+        }, io);
+    if (!parsed) return ExitCode.usage;
     const [vm, ...extra] = parsed.positionals;
     if (!vm || extra.length) {
       io.stderr.write(`ferry verify: expected one VM name\n\n${usage}`);
