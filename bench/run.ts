@@ -6,6 +6,7 @@
  *   FERRY_BENCH_CONNECTIONS  parallel connections (default 4, Ferry's default)
  *   FERRY_BENCH_SECTIONS     comma list of sections to run (default: all)
  *   FERRY_BENCH_DIR          where the work directory goes (default: the OS temp dir)
+ *   FERRY_BENCH_SECTION_TIMEOUT_S  give up on a section after this long (default 1200); the others still report
  *
  * Each section is a module bench/<name>.ts returning a JSON object. The transfer sections share
  * one context (lab imageio server, the 8 GiB source disk), created on first use; a later one may
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, qemu },
     config: { scale, virtualSize: config.virtualSize, dataBytes: config.dataBytes, dirtySizes: config.dirtySizes, connections },
   };
+  const sectionTimeoutMs = Number(process.env.FERRY_BENCH_SECTION_TIMEOUT_S ?? "1200") * 1000;
   const started = performance.now();
   let ctx: Promise<BenchContext> | undefined;
   const getCtx = () => (ctx ??= createBenchContext(config, log));
@@ -62,7 +64,7 @@ async function main(): Promise<void> {
     for (const s of sections) {
       try {
         log(`section ${s.name}`);
-        report[s.name] = await s.run(getCtx);
+        report[s.name] = await withTimeout(s.run(getCtx), sectionTimeoutMs, s.name);
       } catch (err) {
         log(`${s.name} failed: ${err instanceof Error ? err.message : String(err)}`);
         report[s.name] = { error: err instanceof Error ? err.message : String(err) };
@@ -74,6 +76,25 @@ async function main(): Promise<void> {
   report.targets = targets(report);
   report.totalSeconds = Number(((performance.now() - started) / 1000).toFixed(1));
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  // A section that timed out may still hold handles; the report is out, so end here.
+  if (timedOut) process.exit(1);
+}
+
+let timedOut = false;
+
+async function withTimeout<T>(work: Promise<T>, ms: number, name: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      reject(new Error(`${name} did not finish within ${ms / 1000} s`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([work, limit]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The issue's targets: ratio ≥ 0.8 both ways, peak RSS ≤ 256 MiB, incremental time ∝ dirty bytes. */

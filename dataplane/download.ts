@@ -29,7 +29,7 @@ export const DEFAULT_CONNECTIONS = 4;
  * connections): one extra buffer was a few percent faster but pushed the peak RSS past 256 MiB;
  * none keeps memory at connections × piece size (32 MiB at the defaults).
  */
-export const EXTRA_BUFFERS = 0;
+export const DOWNLOAD_EXTRA_BUFFERS = 0;
 
 export interface DownloadParams {
   transferUrl: string;
@@ -136,7 +136,7 @@ export async function download(p: DownloadParams): Promise<DownloadResult> {
       const c: CopyContext = { io: io0, nbd: conn, digests, blocks: plan.blocks, signal };
       await runStagedPool(
         plan.items,
-        { workers: connections, buffers: connections + EXTRA_BUFFERS, bufferSize: pieceSize },
+        { workers: connections, buffers: connections + DOWNLOAD_EXTRA_BUFFERS, bufferSize: pieceSize },
         (item, buffer) => fetchItem(item, buffer, c),
         async (item, buffer, fetched) => {
           await storeItem(item, buffer, fetched, c);
@@ -190,8 +190,8 @@ function relativeBacking(output: string, backing: string): string {
 
 /**
  * The new layer's qemu-nbd. O_DIRECT (cache=none, aio=native) writes about twice as fast here
- * and keeps gigabytes of backup data out of the page cache; file systems without O_DIRECT
- * (tmpfs) get the default cache instead.
+ * and keeps gigabytes of backup data out of the page cache; where qemu-nbd cannot open the file
+ * that way (no O_DIRECT: older tmpfs, some FUSE file systems) it gets the default cache.
  */
 async function startTarget(image: string, socket: string, signal: AbortSignal): Promise<QemuNbdServer> {
   try {

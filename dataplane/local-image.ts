@@ -7,7 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NbdClient, type BlockExtent } from "../adapters/nbd/mod.ts";
-import { qemuImg, startQemuNbd, type ImageFormat, type QemuNbdServer } from "../adapters/qemu/mod.ts";
+import { QemuNbdStartError, qemuImg, startQemuNbd, type ImageFormat, type QemuNbdServer } from "../adapters/qemu/mod.ts";
 import { PermanentError } from "../contracts/errors.ts";
 import { BLOCK_SIZE, DigestBuilder, checksumHex, type BlockDigests } from "./blkhash.ts";
 import { hashItemBlocks } from "./item-hash.ts";
@@ -41,13 +41,15 @@ export async function openLocalImage(o: { image: string; format: ImageFormat; si
   const sockDir = await mkdtemp(join(tmpdir(), "ferry-src-"));
   let server: QemuNbdServer | undefined;
   try {
-    server = await startQemuNbd({
-      image: o.image,
-      format: o.format,
-      socket: join(sockDir, "nbd.sock"),
-      readOnly: true,
-      signal: o.signal,
-    });
+    const base = { image: o.image, format: o.format, socket: join(sockDir, "nbd.sock"), readOnly: true, signal: o.signal };
+    try {
+      // O_DIRECT: layers written with O_DIRECT are not in the page cache anyway, and reading a
+      // whole chain through the cache would only evict what the host needs.
+      server = await startQemuNbd({ ...base, cache: "none", aio: "native" });
+    } catch (err) {
+      if (!(err instanceof QemuNbdStartError)) throw err;
+      server = await startQemuNbd(base); // no O_DIRECT here (older tmpfs, some FUSE file systems)
+    }
     const nbd = await NbdClient.connect({
       socket: server.socket,
       exportName: server.exportName,

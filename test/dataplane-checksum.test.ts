@@ -83,6 +83,19 @@ describe("dataplane checksum", () => {
     expect(d.checksum).toBe(checksumHex(digestBuffer(rawTop)));
   });
 
+  it("digestLocalImage - works for an image on tmpfs", async () => {
+    const shm = await mkdtemp(join("/dev/shm", "ferry-dp-cks-"));
+    try {
+      const raw = join(shm, "top.raw");
+      await qemuImg.convert({ path: top, format: "qcow2" }, { path: raw, format: "raw" });
+      const d = await digestLocalImage({ image: raw, format: "raw" });
+      expect(d.checksum).toBe(naiveChecksum(rawTop));
+      expect(await qemuNbdPidsMentioning(shm)).toEqual([]);
+    } finally {
+      await rm(shm, { recursive: true, force: true });
+    }
+  });
+
   it("ferry transfer checksum - prints imageio's exact JSON shape", async () => {
     const t = io();
     const code = await transfer.run(["checksum", "top.qcow2", "--format", "qcow2"], t.io);
