@@ -6,10 +6,14 @@
  *
  * A bench/run.ts section: `import * as nightly from "./nightly.ts"` and add `nightly` to SECTIONS
  * (it uses only ctx.config.scale and ctx.log; sizes scale with FERRY_BENCH_SCALE, the VM count does not).
- * Standalone: `npx tsx bench/nightly.ts [vms]`.
+ * Standalone: `npx tsx bench/nightly.ts [vms]` (FERRY_NIGHTLY_STALL_S: report the pipeline state after that
+ * long without a new outcome, default 60).
  */
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import type { BenchContext } from "./context.ts";
-import { startPipeline } from "../test/backup-support.ts";
+import { startPipeline, type Pipeline } from "../test/backup-support.ts";
+import { buckets, streams } from "../infra/streams/mod.ts";
 
 export const name = "nightly";
 
@@ -28,6 +32,9 @@ export interface NightlyOptions {
   /** MiB of guest data written per disk before the backup. */
   readonly dataMiB?: number;
   readonly parallel?: number;
+  /** No new outcome for this long → the pipeline state goes to `onStall` (default stderr). 0: off. */
+  readonly stallMs?: number;
+  readonly onStall?: (report: Record<string, unknown>) => void;
 }
 
 export interface NightlyResult {
@@ -76,7 +83,8 @@ export async function runNightly(o: NightlyOptions = {}): Promise<NightlyResult>
     const started = performance.now();
     const ids = [];
     for (const n of names) ids.push(await p.request(n, { mode: "full" }));
-    const outcomes = await Promise.all(ids.map((id) => p.outcome(id, 30 * 60_000)));
+    const stop = watchStalls(p, ids, names, o.stallMs ?? 60_000, o.onStall ?? ((r) => process.stderr.write(`[nightly] stalled: ${JSON.stringify(r, null, 2)}\n`)));
+    const outcomes = await Promise.all(ids.map((id) => p.outcome(id, 30 * 60_000))).finally(stop);
     const totalSeconds = (performance.now() - started) / 1000;
     const ok = outcomes.filter((x) => x.subject === "backup.completed");
     const overhead: number[] = [];
@@ -114,8 +122,82 @@ export async function runNightly(o: NightlyOptions = {}): Promise<NightlyResult>
   }
 }
 
+const isOutcome = (s: { subject: string }) => s.subject === "backup.completed" || s.subject === "backup.failed";
+
+/** Calls `report` with the pipeline's state whenever no outcome arrived for `stallMs`; returns the stop. */
+function watchStalls(p: Pipeline, ids: string[], names: string[], stallMs: number, report: (r: Record<string, unknown>) => void): () => void {
+  if (!(stallMs > 0)) return () => undefined;
+  let count = -1;
+  let since = performance.now();
+  let busy = false;
+  const timer = setInterval(() => {
+    const n = p.seen.filter(isOutcome).length;
+    if (n !== count) {
+      count = n;
+      since = performance.now();
+      return;
+    }
+    if (busy || performance.now() - since < stallMs) return;
+    busy = true;
+    since = performance.now(); // next report after another stallMs
+    pipelineState(p, ids, names)
+      .then(report, (err: unknown) => report({ error: String(err) }))
+      .finally(() => (busy = false));
+  }, 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** What a stalled run looks like: runs without an outcome, consumers, KV runs/leases, lab phases. */
+export async function pipelineState(p: Pipeline, ids: string[], names: string[]): Promise<Record<string, unknown>> {
+  const missing = ids.flatMap((id, i) => (p.seen.some((s) => isOutcome(s) && s.event.correlationId === id) ? [] : [{ id, vm: names[i] }]));
+  const jsm = await jetstreamManager(p.nc);
+  const consumers: Record<string, unknown>[] = [];
+  for (const stream of [streams.commands.name, streams.events.name]) {
+    for (const c of await jsm.consumers.list(stream).next()) {
+      consumers.push({
+        stream, name: c.name, num_pending: c.num_pending, num_ack_pending: c.num_ack_pending, num_redelivered: c.num_redelivered,
+        num_waiting: c.num_waiting, delivered: c.delivered.stream_seq, ack_floor: c.ack_floor.stream_seq,
+      });
+    }
+  }
+  const kvm = new Kvm(p.nc);
+  const kvDump = async (bucket: string) => {
+    const kv = await kvm.open(bucket);
+    const out: Record<string, unknown> = {};
+    for await (const k of await kv.keys()) {
+      const e = await kv.get(k);
+      if (e && e.operation === "PUT") out[k] = e.json();
+    }
+    return out;
+  };
+  const runs = Object.values(await kvDump(buckets.runs)).map((r) => {
+    const x = r as Record<string, unknown> & { vm?: { name?: string }; transfers?: { state: string }[]; disks?: { state: string }[] };
+    return { run: x.runId, vm: x.vm?.name, phase: x.phase, attempt: x.attempt, backupClosed: x.backupClosed, transfers: x.transfers?.map((t) => t.state), disks: x.disks?.map((d) => d.state), error: x.error, updatedAt: x.updatedAt };
+  });
+  const missingRuns = new Set(missing.map((m) => m.id));
+  const control = p.lab.engines.prd!.control;
+  const status = control.status();
+  const stats = await p.nc.request("$SRV.STATS.ferry", "", { timeout: 2000 }).then((m) => m.json<Record<string, unknown>>(), (err: unknown) => ({ error: String(err) }));
+  return {
+    outcomes: p.seen.filter(isOutcome).length,
+    of: ids.length,
+    missing,
+    eventsOfMissing: p.seen.filter((s) => missingRuns.has(String(s.event.correlationId)) && s.subject !== "transfer.progress").map((s) => ({ subject: s.subject, id: s.event.id })),
+    consumers,
+    runsNotFinal: runs.filter((r) => missingRuns.has(String(r.run)) || (r.phase !== "transferred" && r.phase !== "failed")),
+    leases: await kvDump(buckets.leases),
+    lab: { openBackups: status.openBackups, openTransfers: status.openTransfers, backgroundErrors: control.backgroundErrors() },
+    service: stats,
+    activeResources: process.getActiveResourcesInfo().reduce<Record<string, number>>((a, r) => ((a[r] = (a[r] ?? 0) + 1), a), {}),
+    lastLogLines: p.logLines.slice(-30),
+  };
+}
+
 // `npx tsx bench/nightly.ts [vms]` runs it alone and prints the JSON.
 if (import.meta.url === `file://${process.argv[1]}`) {
   const vms = process.argv[2] ? Number(process.argv[2]) : undefined;
-  console.log(JSON.stringify(await runNightly(vms ? { vms } : {}), null, 2));
+  // FERRY_NIGHTLY_STALL_S: report the pipeline state after this long without an outcome (default 60).
+  const stall = process.env.FERRY_NIGHTLY_STALL_S ? Number(process.env.FERRY_NIGHTLY_STALL_S) * 1000 : undefined;
+  console.log(JSON.stringify(await runNightly({ ...(vms ? { vms } : {}), ...(stall !== undefined ? { stallMs: stall } : {}) }), null, 2));
 }

@@ -67,15 +67,31 @@ export interface Pipeline {
   outcome(id: string, timeoutMs?: number): Promise<Outcome>;
   /** Every event seen by subject. */
   readonly seen: { subject: string; event: Record<string, unknown> }[];
+  /** The newest pipeline log lines (pino JSON, at most 2000), for diagnostics. */
+  readonly logLines: readonly string[];
   stop(): Promise<void>;
 }
 
 export async function startPipeline(o: PipelineOptions = {}): Promise<Pipeline> {
   const dir = await mkdtemp(join(tmpdir(), "ferry-e2e-"));
+  // What is started so far, undone in reverse if the start fails (no nats-server or lab left behind).
+  const undo: (() => Promise<unknown>)[] = [() => rm(dir, { recursive: true, force: true })];
+  try {
+    return await startIn(dir, o, undo);
+  } catch (err) {
+    for (const u of undo.reverse()) await u().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unknown>)[]): Promise<Pipeline> {
   const nats = await startNatsServer();
+  undo.push(() => nats.stop());
   const lab = await startLab({ dataDir: join(dir, "lab"), engines: o.labEngines ?? ["prd"], ...(o.labTimings ? { engineOptions: { timings: o.labTimings } } : {}) });
+  undo.push(() => lab.stop());
   const storePath = join(dir, "store");
   const nc = await connectNats({ servers: nats.url, name: "ferry-e2e" });
+  undo.push(() => nc.close());
   await provisionInfra(nc, await jetstreamManager(nc), { replicas: 1 });
   const prd = lab.engines.prd!;
   const settings: BackupSettings = {
@@ -88,6 +104,7 @@ export async function startPipeline(o: PipelineOptions = {}): Promise<Pipeline> 
   };
   const kvm = new Kvm(nc);
   const wiring = await buildBackupWiring(settings, (b) => kvm.open(b));
+  undo.push(() => wiring.close());
   const logLines: string[] = [];
   const log = createLogger({
     level: o.logLevel ?? "info",
@@ -104,15 +121,32 @@ export async function startPipeline(o: PipelineOptions = {}): Promise<Pipeline> 
   const workerConfigFile = join(dir, "worker.json");
   await writeFile(workerConfigFile, JSON.stringify({ natsUrl: nats.url, settings: { ...settings, fullPolicy: undefined, retention: undefined }, policy }), { mode: 0o600 });
 
+  const seen: { subject: string; event: Record<string, unknown> }[] = [];
+  const waiters = new Set<() => void>();
+
   const ac = new AbortController();
   let ready!: () => void;
   const readyP = new Promise<void>((r) => (ready = r));
   const running = runFunctions(defs, { nc, log, signal: ac.signal, drain: false, provision: false, graceMs: 2000, pullExpiresMs: 1000, onReady: () => ready() });
-  running.catch(() => ready());
-  await readyP;
-
-  const seen: { subject: string; event: Record<string, unknown> }[] = [];
-  const waiters = new Set<() => void>();
+  undo.push(async () => {
+    ac.abort();
+    await running.catch(() => undefined);
+  });
+  // The host can fail while starting (a JetStream API call timing out while it creates the
+  // durable consumers on a loaded machine) or end later (connection closed). Either way nothing
+  // consumes any more: say so now instead of letting every outcome wait for its timeout.
+  let hostEnded: Error | undefined;
+  const ended = running.then(
+    () => new Error("the functions host stopped before the pipeline was stopped (NATS connection closed?)"),
+    (err: unknown) => new Error(`the functions host failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }),
+  );
+  void ended.then((err) => {
+    if (ac.signal.aborted) return;
+    hostEnded = err;
+    for (const w of [...waiters]) w();
+  });
+  const failedToStart = await Promise.race([readyP.then(() => undefined), ended]);
+  if (failedToStart) throw failedToStart;
   const subs = ["disk.transferred", "chain.updated", "backup.completed", "backup.failed", "transfer.progress", "*.*.rejected"].map((s) =>
     nc.subscribe(s, {
       callback: (_e, m) => {
@@ -124,7 +158,7 @@ export async function startPipeline(o: PipelineOptions = {}): Promise<Pipeline> 
   const js = jetstream(nc);
 
   const pipeline: Pipeline = {
-    nats, nc, lab, dir, storePath, settings, wiring, seen, workerConfigFile,
+    nats, nc, lab, dir, storePath, settings, wiring, seen, workerConfigFile, logLines,
     async request(vm, r = {}) {
       const id = r.id ?? `t-${Math.random().toString(36).slice(2, 10)}`;
       await js.publish("backup.requested", JSON.stringify({ id, correlationId: id, vm, mode: r.mode ?? "auto" }), { msgID: id });
@@ -134,6 +168,12 @@ export async function startPipeline(o: PipelineOptions = {}): Promise<Pipeline> 
       return new Promise<Outcome>((resolve, reject) => {
         const check = () => {
           const hit = seen.find((s) => (s.subject === "backup.completed" || s.subject === "backup.failed") && s.event.correlationId === id);
+          if (!hit && hostEnded) {
+            waiters.delete(check);
+            clearTimeout(timer);
+            reject(new Error(`no outcome for ${id}: ${hostEnded.message}; last log lines:\n${logLines.slice(-15).join("")}`, { cause: hostEnded }));
+            return;
+          }
           if (!hit) return;
           waiters.delete(check);
           clearTimeout(timer);

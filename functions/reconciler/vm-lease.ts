@@ -59,24 +59,46 @@ export function createLeases(kv: KvLike, o: { ttlMs: number; clock?: () => Date 
           if (!isCasConflict(err) || i >= 5) throw err;
         }
       }
+      // Renew and release run one after the other: a release racing an in-flight renewal would
+      // read the old revision, lose the compare-and-set and leave the lease held until it expires.
+      let queue: Promise<unknown> = Promise.resolve();
+      let released = false;
+      const serial = <T>(op: () => Promise<T>): Promise<T> => {
+        const next = queue.then(op, op);
+        queue = next.catch(() => undefined);
+        return next;
+      };
       const lease: Lease = {
         get record() {
           return record;
         },
-        async renew() {
-          const next = { ...record, expiresAt: expiry() };
-          try {
-            revision = await kv.update(key, encodeRecord(next), revision);
-            record = next;
-          } catch (err) {
-            if (isCasConflict(err)) throw new TransientError("LEASE_LOST", `the lease of VM ${vmId} was taken over`, { vmId, runId });
-            throw err;
-          }
-        },
-        async release() {
-          const cur = await readRecord<LeaseRecord>(kv, key);
-          if (cur && cur.value.runId === runId) await kv.delete(key, { previousSeq: cur.revision }).catch(() => undefined);
-        },
+        renew: () =>
+          serial(async () => {
+            if (released) return;
+            const next = { ...record, expiresAt: expiry() };
+            try {
+              revision = await kv.update(key, encodeRecord(next), revision);
+              record = next;
+            } catch (err) {
+              if (isCasConflict(err)) throw new TransientError("LEASE_LOST", `the lease of VM ${vmId} was taken over`, { vmId, runId });
+              throw err;
+            }
+          }),
+        release: () =>
+          serial(async () => {
+            released = true;
+            for (let i = 0; i < 5; i++) {
+              const cur = await readRecord<LeaseRecord>(kv, key);
+              if (!cur || cur.value.runId !== runId) return;
+              try {
+                await kv.delete(key, { previousSeq: cur.revision });
+                return;
+              } catch (err) {
+                // Changed between the read and the delete: read again while it is still ours.
+                if (!isCasConflict(err)) throw err;
+              }
+            }
+          }),
       };
       return lease;
     },
