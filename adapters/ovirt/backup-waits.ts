@@ -13,7 +13,7 @@ import {
 } from "./errors.ts";
 import type { Backup, BackupPhase, Disk } from "./models.ts";
 import type { StartBackup } from "./ops-backups.ts";
-import { CLEANUP_TIMEOUT_MS, WAIT_DEFAULTS, bestEffort, clock, isPollHiccup, type WaitOptions } from "./wait-clock.ts";
+import { CLEANUP_TIMEOUT_MS, WAIT_DEFAULTS, bestEffort, clock, isPollHiccup, pollUntilGone, type WaitOptions } from "./wait-clock.ts";
 
 // ---- backups (ovirt-api.md §5) ------------------------------------------------------------------
 
@@ -192,27 +192,14 @@ export async function waitForCheckpointGone(
   checkpointId: string,
   o: WaitOptions = {},
 ): Promise<void> {
-  const t = clock(engine, o, WAIT_DEFAULTS.checkpointGoneMs);
-  let state = "created";
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const cp = await engine.checkpoints.get(vmId, checkpointId, { signal: o.signal });
-      state = cp.state ?? "unknown";
-      switch (state) {
-        case "created":
-        case "invalid": // also seen briefly during a cold delete
-        default:
-          break;
-      }
-    } catch (err) {
-      if (err instanceof NotFoundError) return;
-      if (!isPollHiccup(err)) throw err;
-      lastError = err;
-    }
-    if (t.expired()) throw new CheckpointTimeoutError(vmId, checkpointId, state, { cause: lastError });
-    await t.pause();
-  }
+  await pollUntilGone(
+    clock(engine, o, WAIT_DEFAULTS.checkpointGoneMs),
+    "created",
+    // `created`, or `invalid` briefly during a cold delete: still there either way.
+    async () => (await engine.checkpoints.get(vmId, checkpointId, { signal: o.signal })).state ?? "unknown",
+    (state, cause) => new CheckpointTimeoutError(vmId, checkpointId, state, { cause }),
+    (err) => err instanceof NotFoundError,
+  );
 }
 
 const CHECKPOINT_MISSING = /doesn't exist|does not exist/i;

@@ -15,7 +15,7 @@ import {
 import type { Disk, DiskStatus, Snapshot, SnapshotStatus, Vm, VmStatus } from "./models.ts";
 import type { CreateDisk } from "./ops-disks.ts";
 import type { CreateSnapshot } from "./ops-snapshots.ts";
-import { WAIT_DEFAULTS, bestEffort, clock, isPollHiccup, type WaitOptions } from "./wait-clock.ts";
+import { WAIT_DEFAULTS, bestEffort, clock, isPollHiccup, pollUntilGone, type WaitOptions } from "./wait-clock.ts";
 
 // ---- disks ----------------------------------------------------------------------------------------
 
@@ -106,28 +106,14 @@ export async function waitForSnapshotGone(
   snapshotId: string,
   o: WaitOptions = {},
 ): Promise<void> {
-  const t = clock(engine, o, WAIT_DEFAULTS.snapshotMs);
-  let status = "locked";
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const snap = await engine.snapshots.get(vmId, snapshotId, { signal: o.signal });
-      status = snap.snapshot_status ?? "unknown";
-      switch (status as SnapshotStatus) {
-        case "locked":
-        case "ok":
-        case "in_preview":
-        default:
-          break;
-      }
-    } catch (err) {
-      if (err instanceof NotFoundError) return;
-      if (!isPollHiccup(err)) throw err;
-      lastError = err;
-    }
-    if (t.expired()) throw new SnapshotTimeoutError(vmId, snapshotId, status, "removed", { cause: lastError });
-    await t.pause();
-  }
+  await pollUntilGone(
+    clock(engine, o, WAIT_DEFAULTS.snapshotMs),
+    "locked",
+    // `locked` while merging; `ok` for too long means the removal failed (the timeout says so).
+    async () => (await engine.snapshots.get(vmId, snapshotId, { signal: o.signal })).snapshot_status ?? "unknown",
+    (status, cause) => new SnapshotTimeoutError(vmId, snapshotId, status, "removed", { cause }),
+    (err) => err instanceof NotFoundError,
+  );
 }
 
 /** Snapshot (without memory) and wait for `ok`. On failure the snapshot is removed again (best effort). */

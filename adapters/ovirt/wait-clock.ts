@@ -51,3 +51,30 @@ export async function bestEffort(fn: (signal: AbortSignal) => Promise<unknown>):
   }
 }
 
+
+/**
+ * Poll `get` (which returns the entity's current state) until the entity is gone (404). Any state
+ * means "still there", so there is nothing to switch on; poll hiccups are tolerated, and a timeout
+ * throws `timeout(lastState, lastError)`.
+ */
+export async function pollUntilGone(
+  t: ReturnType<typeof clock>,
+  initialState: string,
+  get: () => Promise<string>,
+  timeout: (state: string, cause: unknown) => Error,
+  isGone: (err: unknown) => boolean,
+): Promise<void> {
+  let state = initialState;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      state = await get();
+    } catch (err) {
+      if (isGone(err)) return;
+      if (!isPollHiccup(err)) throw err;
+      lastError = err;
+    }
+    if (t.expired()) throw timeout(state, lastError);
+    await t.pause();
+  }
+}
