@@ -2,6 +2,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Agent, request } from "undici";
 import { z } from "zod";
+import type { Lab } from "./mod.ts";
 
 /**
  * Client side of the control API for `ferry lab ...`: `ferry lab up` writes `lab.json` in its
@@ -48,6 +49,25 @@ const labFileSchema = z.object({
 });
 
 export const LAB_FILE = "lab.json";
+
+/** The `lab.json` record of a running lab: what `ferry lab ...` and the demo need to reach it. */
+export function labFileFor(lab: Lab, dataDir: string): LabFile {
+  const file: LabFile = { pid: process.pid, startedAt: new Date().toISOString(), dataDir, engines: {} };
+  for (const e of Object.values(lab.engines)) {
+    file.engines[e.name] = {
+      name: e.name,
+      url: e.url,
+      plainUrl: e.plainUrl,
+      apiUrl: `${e.url}/ovirt-engine/api`,
+      controlUrl: e.controlUrl,
+      imageioUrl: e.imageioUrl,
+      user: e.user,
+      password: e.password,
+      caFile: e.caFile,
+    };
+  }
+  return file;
+}
 
 export async function writeLabFile(dataDir: string, lab: LabFile): Promise<string> {
   const p = join(dataDir, LAB_FILE);

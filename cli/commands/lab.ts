@@ -8,6 +8,7 @@ import {
   LabNotRunningError,
   parseSize,
   readLabFile,
+  labFileFor,
   writeLabFile,
   type LabFile,
 } from "../../lab/control-client.ts";
@@ -85,20 +86,7 @@ async function up(args: string[], io: CommandIO): Promise<number> {
       io.stderr.write(`creating ${count} demo VM(s) on ${prd.name}...\n`);
       await seedDemoVms(prd.control, { count, diskSize });
     }
-    const file: LabFile = { pid: process.pid, startedAt: new Date().toISOString(), dataDir: dir, engines: {} };
-    for (const e of Object.values(lab.engines)) {
-      file.engines[e.name] = {
-        name: e.name,
-        url: e.url,
-        plainUrl: e.plainUrl,
-        apiUrl: `${e.url}/ovirt-engine/api`,
-        controlUrl: e.controlUrl,
-        imageioUrl: e.imageioUrl,
-        user: e.user,
-        password: e.password,
-        caFile: e.caFile,
-      };
-    }
+    const file = labFileFor(lab, dir);
     const labFile = await writeLabFile(dir, file);
     if (values.json) {
       io.stdout.write(`${JSON.stringify(file, null, 2)}\n`);

@@ -4,7 +4,7 @@
  */
 import { rm } from "node:fs/promises";
 import { startLab, type Lab, type LabEngine } from "../../lab/mod.ts";
-import { writeLabFile, type LabFile } from "../../lab/control-client.ts";
+import { labFileFor, writeLabFile } from "../../lab/control-client.ts";
 import type { DiskPlan, VmPlan } from "./options.ts";
 
 const MiB = 1024 * 1024;
@@ -26,20 +26,7 @@ export interface DemoLab {
 export async function startDemoLab(dir: string): Promise<DemoLab> {
   const lab = await startLab({ dataDir: dir, engines: ["prd", "dr"], host: "127.0.0.1" });
   try {
-    const file: LabFile = { pid: process.pid, startedAt: new Date().toISOString(), dataDir: dir, engines: {} };
-    for (const e of Object.values(lab.engines)) {
-      file.engines[e.name] = {
-        name: e.name,
-        url: e.url,
-        plainUrl: e.plainUrl,
-        apiUrl: `${e.url}/ovirt-engine/api`,
-        controlUrl: e.controlUrl,
-        imageioUrl: e.imageioUrl,
-        user: e.user,
-        password: e.password,
-        caFile: e.caFile,
-      };
-    }
+    const file = labFileFor(lab, dir);
     const labFile = await writeLabFile(dir, file);
     return {
       lab,
