@@ -5,6 +5,7 @@
  */
 import { execa, type ResultPromise } from "execa";
 import { existsSync } from "node:fs";
+import { createConnection } from "node:net";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -42,6 +43,18 @@ export interface RunningServer {
   exited: Promise<unknown>;
 }
 
+/** A probe connection: the socket file exists from bind(), but connects are refused until listen(). */
+function accepts(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = createConnection(socket);
+    c.once("connect", () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once("error", () => resolve(false));
+  });
+}
+
 async function waitForSocket(socket: string, proc: ResultPromise, what: string): Promise<void> {
   let exited = false;
   void proc.then(
@@ -49,9 +62,9 @@ async function waitForSocket(socket: string, proc: ResultPromise, what: string):
     () => (exited = true),
   );
   const deadline = Date.now() + 15_000;
-  while (!existsSync(socket)) {
+  while (!(existsSync(socket) && (await accepts(socket)))) {
     if (exited) throw new Error(`${what} exited before listening on ${socket}`);
-    if (Date.now() > deadline) throw new Error(`${what} did not create ${socket}`);
+    if (Date.now() > deadline) throw new Error(`${what} did not listen on ${socket}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
