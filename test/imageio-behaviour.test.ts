@@ -16,7 +16,6 @@ const SIZE = 16 * MiB;
 let tmp: Awaited<ReturnType<typeof tempDir>>;
 let pki: TestPki;
 let disk: RunningServer;
-let diskDepth: RunningServer;
 let server: ImageioServer;
 const servers: RunningServer[] = [];
 let seq = 0;
@@ -28,8 +27,7 @@ beforeAll(async () => {
   await qemuImgCreate(image, SIZE);
   await qemuIoWrite(image, 0, 2 * MiB, 0x61);
   disk = await startQemuNbd({ image, socket: `${tmp.dir}/disk.sock`, shared: 64 });
-  diskDepth = await startQemuNbd({ image, socket: `${tmp.dir}/depth.sock`, shared: 8, allocationDepth: true, readOnly: true });
-  servers.push(disk, diskDepth);
+  servers.push(disk);
   server = await startImageioServer({ tls: { cert: pki.cert, key: pki.key } });
 });
 
