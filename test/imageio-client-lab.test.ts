@@ -8,7 +8,6 @@ import { createHash, randomUUID } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { inspect } from "node:util";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -21,6 +20,7 @@ import {
 import { makeTestPki, type TestPki } from "../adapters/ovirt/testing/test-pki.ts";
 import { qemuImg, startQemuNbd, type QemuNbdServer } from "../adapters/qemu/mod.ts";
 import { startImageioServer, type ImageioServer } from "../lab/imageio/mod.ts";
+import { errorText } from "./harness/error-text.ts";
 
 const MiB = 1024 * 1024;
 const SIZE = 16 * MiB;
@@ -61,14 +61,6 @@ async function exportTicket(image: string, o: { name: string; readOnly: boolean;
     sparse: true,
   });
   return uuid;
-}
-
-function errorText(err: unknown): string {
-  const parts: string[] = [];
-  for (let e: unknown = err, d = 0; e && d < 10; e = (e as { cause?: unknown }).cause, d++) {
-    parts.push(String(e), inspect(e, { depth: 5 }), JSON.stringify(e) ?? "", (e as Error).stack ?? "");
-  }
-  return parts.join("\n");
 }
 
 beforeAll(async () => {

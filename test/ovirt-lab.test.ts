@@ -31,6 +31,7 @@ import {
   type EngineClient,
 } from "../adapters/ovirt/mod.ts";
 import { startLab, type Lab, type LabEngine } from "../lab/mod.ts";
+import { errorText } from "./harness/error-text.ts";
 
 const MiB = 1024 * 1024;
 const fast = { intervalMs: 50, timeoutMs: 30_000 };
@@ -40,14 +41,6 @@ let lab: Lab;
 let prd: LabEngine;
 let engine: EngineClient;
 let vm: { id: string; name: string; disks: Array<{ id: string; alias: string }> };
-
-function errorText(err: unknown): string {
-  const parts: string[] = [];
-  for (let e: unknown = err, d = 0; e && d < 10; e = (e as { cause?: unknown }).cause, d++) {
-    parts.push(String(e), inspect(e, { depth: 5 }), JSON.stringify(e) ?? "", (e as Error).stack ?? "");
-  }
-  return parts.join("\n");
-}
 
 function blockChecksum(data: Buffer): string {
   const outer = createHash("sha256");

@@ -17,29 +17,10 @@ import {
 } from "./errors.ts";
 import { withRetry } from "./retry.ts";
 import { startFakeImageio, type FakeImageio, type FakeImageioOptions } from "./testing/fake-imageio.ts";
+import { caught, errorText } from "../../test/harness/error-text.ts";
 
 const TICKET = "6f0c1a52-1b0e-4c3e-9d2a-7e1d1c0ffee1";
 const MiB = 1024 * 1024;
-
-function errorText(err: unknown): string {
-  const parts: string[] = [];
-  let e: unknown = err;
-  for (let depth = 0; e && depth < 10; depth++) {
-    parts.push(String(e), inspect(e, { depth: 5 }), JSON.stringify(e) ?? "");
-    if (e instanceof Error) parts.push(e.message, e.stack ?? "");
-    e = (e as { cause?: unknown }).cause;
-  }
-  return parts.join("\n");
-}
-
-async function caught(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error("expected a rejection");
-}
 
 let pki: TestPki;
 beforeAll(async () => {

@@ -14,30 +14,10 @@ import {
 } from "./errors.ts";
 import { startFakeEngine, type FakeEngine, type Route } from "./testing/fake-engine.ts";
 import { makeTestPki, type TestPki } from "./testing/test-pki.ts";
+import { caught, errorText } from "../../test/harness/error-text.ts";
 
 const PASSWORD = "secret-pw";
 const VM_ID = "6d5c3e8a-1111-4a2b-9c3d-000000000001";
-
-/** Every string reachable from an error: message, stack, fields, the whole cause chain. */
-function errorText(err: unknown): string {
-  const parts: string[] = [];
-  let e: unknown = err;
-  for (let depth = 0; e && depth < 10; depth++) {
-    parts.push(String(e), inspect(e, { depth: 5 }), JSON.stringify(e) ?? "");
-    if (e instanceof Error) parts.push(e.message, e.stack ?? "");
-    e = (e as { cause?: unknown }).cause;
-  }
-  return parts.join("\n");
-}
-
-async function caught(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error("expected a rejection");
-}
 
 let pki: TestPki;
 beforeAll(async () => {
