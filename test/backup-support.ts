@@ -17,8 +17,8 @@ import { backupRequestedFunction } from "../functions/backup-requested/definitio
 import { diskTransferredFunction } from "../functions/disk-transferred/definition.ts";
 import { chainUpdatedFunction } from "../functions/chain-updated/definition.ts";
 import { createChainUpdatedDeps } from "../functions/chain-updated/wiring.ts";
-import { backupFunctionDeps, buildBackupWiring, type BackupSettings, type BackupWiring } from "../functions/reconciler/wiring.ts";
-import type { FullPolicy } from "../functions/backup-requested/decide.ts";
+import { backupFunctionDeps, buildBackupWiring, type BackupSettings, type BackupWiring } from "../pipeline/composition.ts";
+import type { FullPolicy } from "../domain/backup/decide.ts";
 import type { RetentionPolicy } from "../domain/retention/mod.ts";
 
 export type Lab = Awaited<ReturnType<typeof startLab>>;

@@ -6,9 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startPipeline, type Pipeline } from "./backup-support.ts";
 import { labState } from "./backup-lab.ts";
-import { createReconciler } from "../functions/reconciler/reconcile.ts";
-import { backupFunctionDeps } from "../functions/reconciler/wiring.ts";
-import { backupIdFor } from "../functions/reconciler/run-ids.ts";
+import { createReconciler } from "../pipeline/reconcile.ts";
+import { backupFunctionDeps } from "../pipeline/composition.ts";
+import { backupIdFor } from "../pipeline/run-ids.ts";
 
 const MiB = 1048576;
 let p: Pipeline;

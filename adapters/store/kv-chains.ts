@@ -4,17 +4,17 @@
  * revision (compare-and-set) are the only writes a function uses; `change` wraps a pure update
  * in a CAS retry loop; `put` (unconditional) is for `ferry state import --force` / `rebuild --force`.
  */
-import type { KV } from "@nats-io/kv";
 import { Kvm } from "@nats-io/kv";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { TransientError } from "../../contracts/errors.ts";
+import { isCasConflict, type KvLike } from "../nats/kv-record.ts";
 import { ChainConflictError, ChainError, emptyChain, parseChainRecord, type ChainRecord } from "../../domain/chain/mod.ts";
 
 export const CHAINS_BUCKET = "ferry-chains";
 
-/** The part of @nats-io/kv's KV this adapter uses (tests can pass a real bucket only). */
-export type ChainsBucket = Pick<KV, "get" | "create" | "update" | "put" | "keys">;
+/** The part of @nats-io/kv's KV this adapter uses (a real bucket, or adapters/nats/testing/memory-kv in unit tests). */
+export type ChainsBucket = KvLike & { put(k: string, data: Uint8Array): Promise<number> };
 
 export interface VersionedChain {
   record: ChainRecord;
@@ -47,13 +47,6 @@ export function chainKey(vmId: string): string {
 
 export function decodeChainKey(key: string): string {
   return key.replace(/=([0-9a-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
-}
-
-export function isCasConflict(err: unknown): boolean {
-  const e = err as { code?: unknown; api_error?: { err_code?: number } } | undefined;
-  if (e?.api_error?.err_code === 10071) return true;
-  const msg = err instanceof Error ? err.message : String(err);
-  return /wrong last sequence|key exists|10071/i.test(msg);
 }
 
 function encode(record: ChainRecord): Uint8Array {

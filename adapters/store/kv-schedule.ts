@@ -7,7 +7,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { SlotClaims } from "../../domain/schedule/mod.ts";
 import { bucketDefinitions, buckets } from "../../infra/streams/mod.ts";
-import { isCasConflict } from "./kv-chains.ts";
+import { isCasConflict } from "../nats/kv-record.ts";
 
 // One definition of the bucket: infra/streams, which the function host provisions too.
 const definition = bucketDefinitions.find((b) => b.name === buckets.schedule)!;

@@ -14,7 +14,6 @@ export {
   openChainsKv,
   chainKey,
   decodeChainKey,
-  isCasConflict,
   CHAINS_BUCKET,
   type ChainsKv,
   type ChainsBucket,

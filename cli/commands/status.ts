@@ -3,7 +3,7 @@ import { Kvm } from "@nats-io/kv";
 import { connectNats } from "../../adapters/nats/mod.ts";
 import { buckets } from "../../infra/streams/mod.ts";
 import { chainsKv } from "../../adapters/store/mod.ts";
-import { createRunJournal, type BackupRun } from "../../functions/reconciler/run-journal.ts";
+import { createRunJournal, type BackupRun } from "../../pipeline/run-journal.ts";
 import { visiblePoints, pointSize, type ChainRecord } from "../../domain/chain/mod.ts";
 import { ExitCode, type Command } from "../command.ts";
 import { natsOptionsFor } from "./backup.ts";

@@ -249,7 +249,7 @@ export function pointSize(point: RestorePoint): number {
 }
 
 /**
- * What functions/backup-requested/decide.ts needs to choose full or incremental
+ * What domain/backup/decide.ts needs to choose full or incremental
  * (shape of its ChainSummary).
  */
 export function summarizeChain(record: ChainRecord | undefined): {

@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { TransientError } from "../../contracts/errors.ts";
 import { createBackupRequestedHandler, type DeliveryContext } from "./handler.ts";
-import type { BackupEngine, BackupStore, ChainView, Transfers } from "./ports.ts";
-import type { EngineDisk } from "./decide.ts";
-import { createRunJournal } from "../reconciler/run-journal.ts";
-import { createLeases } from "../reconciler/vm-lease.ts";
-import { memoryKv } from "../reconciler/memory-kv.ts";
+import type { BackupEngine, BackupStore, ChainView, Transfers } from "../../pipeline/ports.ts";
+import type { EngineDisk } from "../../domain/backup/decide.ts";
+import { createRunJournal } from "../../pipeline/run-journal.ts";
+import { createLeases } from "../../pipeline/vm-lease.ts";
+import { memoryKv } from "../../adapters/nats/testing/memory-kv.ts";
 
 const disks: EngineDisk[] = [
   { id: "d1", alias: "vm_Disk1", format: "cow", qcowVersion: "qcow2_v3", backup: "incremental", contentType: "data", storageType: "image", shareable: false, provisionedSize: 1 << 20 },

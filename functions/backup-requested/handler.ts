@@ -8,12 +8,12 @@ import type { BackupRequested } from "../../contracts/backup-requested.ts";
 import type { DiskTransferred } from "../../contracts/disk-transferred.ts";
 import type { TransferProgress } from "../../contracts/transfer-progress.ts";
 import { redactText } from "../../adapters/secrets.ts";
-import { decideMode, diskLayerMode, FERRY_DESCRIPTION_PREFIX, planDisks, type EngineDisk, type FullPolicy, type LayerMode } from "./decide.ts";
-import { backupIdFor, compactTime, customIdFor } from "../reconciler/run-ids.ts";
+import { decideMode, diskLayerMode, FERRY_DESCRIPTION_PREFIX, planDisks, type EngineDisk, type FullPolicy, type LayerMode } from "../../domain/backup/decide.ts";
+import { backupIdFor, compactTime, customIdFor } from "../../pipeline/run-ids.ts";
 import { pointFileKey } from "../../domain/chain/naming.ts";
-import type { BackupEngine, BackupStore, ChainReader, ChainView, EngineVm, Transfers } from "./ports.ts";
-import { openTransfers, withDisk, withTransfer, type BackupRun, type RunJournal } from "../reconciler/run-journal.ts";
-import type { Leases } from "../reconciler/vm-lease.ts";
+import type { BackupEngine, BackupStore, ChainReader, ChainView, EngineVm, Transfers } from "../../pipeline/ports.ts";
+import { openTransfers, withDisk, withTransfer, type BackupRun, type RunJournal } from "../../pipeline/run-journal.ts";
+import type { Leases } from "../../pipeline/vm-lease.ts";
 
 export interface Log {
   info(obj: object, msg?: string): void;

@@ -5,8 +5,8 @@
  */
 import type { LoadedConfig } from "../../config/load.ts";
 import type { FunctionFactory } from "../runtime/mod.ts";
-import { createReconciler } from "../reconciler/reconcile.ts";
-import { backupFunctionDeps, buildBackupWiring, readCaFiles, settingsFromConfig } from "../reconciler/wiring.ts";
+import { createReconciler } from "../../pipeline/reconcile.ts";
+import { backupFunctionDeps, buildBackupWiring, readCaFiles, settingsFromConfig } from "../../pipeline/composition.ts";
 import { backupRequestedFunction } from "./definition.ts";
 
 const RECONCILE_EVERY_MS = 3 * 60_000;

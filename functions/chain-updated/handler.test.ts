@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { emptyChain, addRestorePoint, type ChainRecord } from "../../domain/chain/mod.ts";
-import { createChainStore } from "../reconciler/chain-kv.ts";
-import { memoryKv } from "../reconciler/memory-kv.ts";
+import { chainsKv } from "../../adapters/store/mod.ts";
+import { memoryKv } from "../../adapters/nats/testing/memory-kv.ts";
 import { checkpointsToRelease, createChainUpdatedHandler, type ChainUpdatedEngine } from "./handler.ts";
 
 const sum = { algorithm: "sha256" as const, blockSize: 4194304, value: "a".repeat(64) };
@@ -24,7 +24,7 @@ describe("chain-updated handler", () => {
   });
 
   it("chain-updated - applies retention, releases old checkpoints, posts a normal audit event and emits backup.completed", async () => {
-    const chains = createChainStore(memoryKv());
+    const chains = chainsKv(memoryKv());
     await chains.change({ id: "vm-1", name: "web01" }, (r) => point(point(r, 0), 1, "web01/d1/20250130T020000Z.cp0.full.qcow2"));
     const calls: string[] = [];
     const engine: ChainUpdatedEngine = {
@@ -50,7 +50,7 @@ describe("chain-updated handler", () => {
   it("chain-updated - a permanent failure posts one alert to the engine and rethrows", async () => {
     const calls: string[] = [];
     const handle = createChainUpdatedHandler({
-      chains: createChainStore(memoryKv()), policy: () => ({ keepLast: 5 }), clock: () => new Date(),
+      chains: chainsKv(memoryKv()), policy: () => ({ keepLast: 5 }), clock: () => new Date(),
       engineFor: async () => ({ async removeCheckpoint() {}, async postEvent(e) { calls.push(e.severity); } }),
       retention: { async apply() { const { PermanentError } = await import("../../contracts/errors.ts"); throw new PermanentError("STORE_BROKEN", "layer missing"); } },
       log: { info() {}, warn() {}, error() {} },

@@ -8,8 +8,8 @@ import { errorCode, isPermanent } from "../../contracts/errors.ts";
 import { redactText } from "../../adapters/secrets.ts";
 import { markCheckpointsReleased, visiblePoints, type ChainRecord } from "../../domain/chain/mod.ts";
 import type { RetentionPolicy } from "../../domain/retention/mod.ts";
-import type { ChainStore } from "../reconciler/chain-kv.ts";
-import { customIdFor } from "../reconciler/run-ids.ts";
+import type { ChainStore } from "../../pipeline/chain-view.ts";
+import { customIdFor } from "../../pipeline/run-ids.ts";
 
 export interface ChainUpdatedEngine {
   removeCheckpoint(vmId: string, checkpointId: string): Promise<void>;

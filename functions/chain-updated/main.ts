@@ -1,7 +1,7 @@
 /** chain-updated process wiring: chain KV, store retention, engine clients for checkpoints and the audit log. */
 import type { LoadedConfig } from "../../config/load.ts";
 import type { FunctionFactory } from "../runtime/mod.ts";
-import { buildBackupWiring, readCaFiles, settingsFromConfig } from "../reconciler/wiring.ts";
+import { buildBackupWiring, readCaFiles, settingsFromConfig } from "../../pipeline/composition.ts";
 import { chainUpdatedFunction } from "./definition.ts";
 import { createChainUpdatedDeps } from "./wiring.ts";
 

@@ -5,7 +5,7 @@
  * the VM runs while retention merges or renames its newest layer.
  */
 import { createRetention } from "../../adapters/store/mod.ts";
-import type { BackupSettings, BackupWiring } from "../reconciler/wiring.ts";
+import type { BackupSettings, BackupWiring } from "../../pipeline/composition.ts";
 import type { ChainUpdatedDeps, Retention } from "./handler.ts";
 
 type Log = ChainUpdatedDeps["log"];

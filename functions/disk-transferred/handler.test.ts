@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import type { ChainRecord } from "../../domain/chain/mod.ts";
-import { createChainStore } from "../reconciler/chain-kv.ts";
-import { memoryKv } from "../reconciler/memory-kv.ts";
+import { chainsKv } from "../../adapters/store/mod.ts";
+import { memoryKv } from "../../adapters/nats/testing/memory-kv.ts";
 import { PermanentError, TransientError } from "../../contracts/errors.ts";
-import { customIdFor } from "../reconciler/run-ids.ts";
+import { customIdFor } from "../../pipeline/run-ids.ts";
 import { createDiskTransferredHandler, type AlertEngine, type ManifestWriter } from "./handler.ts";
-import type { ChainStore } from "../reconciler/chain-kv.ts";
+import type { ChainStore } from "../../pipeline/chain-view.ts";
 
 const sum = (c: string) => ({ algorithm: "sha256" as const, blockSize: 4194304, value: c.repeat(64) });
 const event = (disk: string, o: Record<string, unknown> = {}) => ({
@@ -19,7 +19,7 @@ const event = (disk: string, o: Record<string, unknown> = {}) => ({
 function setup(o: { store?: ManifestWriter; chains?: (real: ChainStore) => ChainStore } = {}) {
   const manifests: ChainRecord[] = [];
   const alerts: { severity: string; customId: number; description: string; runId: string }[] = [];
-  const real = createChainStore(memoryKv());
+  const real = chainsKv(memoryKv());
   const chains = o.chains ? o.chains(real) : real;
   const engine = (runId: string): AlertEngine => ({ async postEvent(e) { alerts.push({ ...e, runId }); } });
   const handle = createDiskTransferredHandler({

@@ -11,8 +11,8 @@ import type { DiskTransferred } from "../../contracts/disk-transferred.ts";
 import { addIncomingDisk, digestsPath, ovfPath, pointFileKey, type ChainRecord, type DiskLayer, type IncomingDisk, type RestorePoint, syncFromStore } from "../../domain/chain/mod.ts";
 import { PermanentError, TransientError, errorCode, isPermanent } from "../../contracts/errors.ts";
 import { redactText } from "../../adapters/secrets.ts";
-import type { ChainStore } from "../reconciler/chain-kv.ts";
-import { customIdFor } from "../reconciler/run-ids.ts";
+import type { ChainStore } from "../../pipeline/chain-view.ts";
+import { customIdFor } from "../../pipeline/run-ids.ts";
 
 export interface ManifestWriter {
   /**

@@ -4,7 +4,7 @@
  */
 import type { LoadedConfig } from "../../config/load.ts";
 import type { FunctionFactory } from "../runtime/mod.ts";
-import { backupFunctionDeps, buildBackupWiring, readCaFiles, settingsFromConfig } from "../reconciler/wiring.ts";
+import { backupFunctionDeps, buildBackupWiring, readCaFiles, settingsFromConfig } from "../../pipeline/composition.ts";
 import { diskTransferredFunction } from "./definition.ts";
 
 const create: FunctionFactory<LoadedConfig> = async ({ config, log, kvm, signal }) => {

@@ -1,7 +1,7 @@
 /** Unit-test stand-in for a JetStream KV bucket with the same revision checks (create/update CAS). */
-import type { KvEntryLike, KvLike } from "./kv-record.ts";
+import type { KvEntryLike, KvLike } from "../kv-record.ts";
 
-export function memoryKv(): KvLike {
+export function memoryKv(): KvLike & { put(k: string, data: Uint8Array): Promise<number> } {
   const m = new Map<string, KvEntryLike>();
   let seq = 0;
   return {
@@ -16,6 +16,10 @@ export function memoryKv(): KvLike {
     },
     async update(k, data, version) {
       if (m.get(k)?.revision !== version) throw new Error("wrong last sequence");
+      m.set(k, { value: data, revision: ++seq, operation: "PUT" });
+      return seq;
+    },
+    async put(k, data) {
       m.set(k, { value: data, revision: ++seq, operation: "PUT" });
       return seq;
     },

@@ -3,7 +3,7 @@
  * recorded here BEFORE the next one is created, so a restarted worker (redelivery) or the
  * reconciler can finish or clean up what a dead worker left.
  */
-import { casUpdate, kvKey, readRecord, type KvLike } from "./kv-record.ts";
+import { casUpdate, kvKey, readRecord, type KvLike } from "../adapters/nats/kv-record.ts";
 
 export type RunPhase =
   | "started" // lease taken, nothing on the engine yet

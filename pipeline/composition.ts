@@ -5,18 +5,18 @@
  */
 import { hostname } from "node:os";
 import { readFile } from "node:fs/promises";
-import { createEngineClient } from "../../adapters/ovirt/client.ts";
-import { openImageio } from "../../adapters/imageio/mod.ts";
-import { download } from "../../dataplane/mod.ts";
-import { buckets } from "../../infra/streams/mod.ts";
-import type { RetentionPolicy } from "../../domain/retention/mod.ts";
+import { createEngineClient } from "../adapters/ovirt/client.ts";
+import { openImageio } from "../adapters/imageio/mod.ts";
+import { download } from "../dataplane/mod.ts";
+import { buckets } from "../infra/streams/mod.ts";
+import type { RetentionPolicy } from "../domain/retention/mod.ts";
 import { createEnginePort } from "./engine-port.ts";
 import { createStorePort, type StorePort } from "./store-port.ts";
-import type { FullPolicy } from "../backup-requested/decide.ts";
-import type { Transfers } from "../backup-requested/ports.ts";
+import type { FullPolicy } from "../domain/backup/decide.ts";
+import type { Transfers } from "./ports.ts";
 import type { KV } from "@nats-io/kv";
-import { chainsKv, openStore, type ChainsKv } from "../../adapters/store/mod.ts";
-import { chainViewOf } from "./chain-kv.ts";
+import { chainsKv, openStore, type ChainsKv } from "../adapters/store/mod.ts";
+import { chainViewOf } from "./chain-view.ts";
 import { createRunJournal, type RunJournal } from "./run-journal.ts";
 import { createLeases, type Leases } from "./vm-lease.ts";
 import type { ReconcileEngine } from "./reconcile.ts";

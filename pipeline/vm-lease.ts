@@ -3,8 +3,8 @@
  * The record holds owner, run and expiry: a lease whose worker died is taken over after it
  * expires, and a redelivery of the same run takes its own lease back at once.
  */
-import { TransientError } from "../../contracts/errors.ts";
-import { encodeRecord, isCasConflict, kvKey, readRecord, type KvLike } from "./kv-record.ts";
+import { TransientError } from "../contracts/errors.ts";
+import { encodeRecord, isCasConflict, kvKey, readRecord, type KvLike } from "../adapters/nats/kv-record.ts";
 
 export interface LeaseRecord {
   readonly vmId: string;

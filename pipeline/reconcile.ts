@@ -6,7 +6,7 @@
  * It runs inside every backup-requested process (no consumer of its own); everything it does is
  * idempotent, so two reconcilers at once are harmless.
  */
-import type { BackupEngine } from "../backup-requested/ports.ts";
+import type { BackupEngine } from "./ports.ts";
 import { openTransfers, type BackupRun, type RunJournal } from "./run-journal.ts";
 import type { Leases } from "./vm-lease.ts";
 

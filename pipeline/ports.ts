@@ -3,8 +3,8 @@
  * main.ts adapts the real clients (adapters/ovirt, adapters/imageio, dataplane, adapters/store,
  * KV) to these; unit tests fake only the engine edge.
  */
-import type { EngineCheckpoint, EngineDisk, LayerMode } from "./decide.ts";
-import type { BlockDigests } from "../../dataplane/blkhash.ts";
+import type { EngineCheckpoint, EngineDisk, LayerMode } from "../domain/backup/decide.ts";
+import type { BlockDigests } from "../dataplane/blkhash.ts";
 
 export interface EngineVm {
   readonly id: string;
@@ -93,7 +93,7 @@ export interface BackupStore {
 
 /** The VM's chain as the decision and the incremental download need it. */
 export interface ChainView {
-  readonly summary: import("./decide.ts").ChainSummary;
+  readonly summary: import("../domain/backup/decide.ts").ChainSummary;
   /** Latest layer per disk: relative path and its block digests file. */
   readonly diskLayers: ReadonlyMap<string, { readonly path: string; readonly digestsFile: string }>;
 }

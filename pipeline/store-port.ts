@@ -5,10 +5,10 @@
  * new points have their files checked, points retention removed never come back, and a layer a
  * restore point records is never deleted.
  */
-import { StoreError, openStore, type Store } from "../../adapters/store/mod.ts";
-import type { ChainRecord } from "../../domain/chain/mod.ts";
-import { decodeDigests, encodeDigests } from "../../dataplane/blkhash.ts";
-import type { BackupStore } from "../backup-requested/ports.ts";
+import { StoreError, openStore, type Store } from "../adapters/store/mod.ts";
+import type { ChainRecord } from "../domain/chain/mod.ts";
+import { decodeDigests, encodeDigests } from "../dataplane/blkhash.ts";
+import type { BackupStore } from "./ports.ts";
 
 export interface StorePort extends BackupStore {
   /** The store itself (retention, sweep, locks) for the wiring that needs more than the port. */

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Kvm } from "@nats-io/kv";
-import { startNatsServer } from "../../test/harness/nats-server.ts";
+import { startNatsServer } from "../test/harness/nats-server.ts";
 import { createLeases } from "./vm-lease.ts";
 
 describe("vm lease", () => {

@@ -43,6 +43,10 @@ export function encodeRecord(value: unknown): Uint8Array {
 
 /** Is this a compare-and-set conflict (someone else wrote first)? */
 export function isCasConflict(err: unknown): boolean {
+  // JetStream's API error code is the typed signal (10071 wrong last sequence); the message is
+  // the fallback for client versions that do not expose it.
+  const e = err as { api_error?: { err_code?: number } } | undefined;
+  if (e?.api_error?.err_code === 10071 || e?.api_error?.err_code === 10164) return true;
   const msg = err instanceof Error ? err.message : String(err);
   return /wrong last sequence|key exists|10071|10164/i.test(msg);
 }

@@ -3,10 +3,10 @@
  * monotonic deadline and a switch over the phases (ovirt-api.md §5.2, §6.3, §6.6, §10).
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { TransientError, PermanentError } from "../../contracts/errors.ts";
-import type { EngineClient } from "../../adapters/ovirt/client.ts";
-import type { BackupEngine, EngineBackup } from "../backup-requested/ports.ts";
-import type { EngineDisk } from "../backup-requested/decide.ts";
+import { TransientError, PermanentError } from "../contracts/errors.ts";
+import type { EngineClient } from "../adapters/ovirt/client.ts";
+import type { BackupEngine, EngineBackup } from "./ports.ts";
+import type { EngineDisk } from "../domain/backup/decide.ts";
 
 export class EngineWaitTimeoutError extends TransientError {
   constructor(what: string, id: string, phase: string, seconds: number) {
