@@ -8,8 +8,16 @@
  * What JSON Schema cannot say (an engine needs exactly one password source, a VM's engine must
  * exist, replication needs a `dr` engine and a `restore` block) lives in `configCrossChecks`, so a
  * loader reports both kinds of problem in one pass. Secrets are resolved by config/load.ts, not here.
+ *
+ * Schedules have one grammar, owned by domain/schedule (the scheduler's own parser): the weekday
+ * mask and time patterns are its DAYS_MASK and TIME_OF_DAY, and a cron expression is checked with
+ * its cronProblem, so `ferry config validate` accepts exactly what `ferry schedule` runs.
  */
 import { z } from "zod";
+import { CRON_SHAPE, cronProblem } from "../domain/schedule/cron.ts";
+import { DAYS_MASK, TIME_OF_DAY, type Schedule } from "../domain/schedule/slots.ts";
+
+export { cronProblem, type Schedule };
 
 export const WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] as const;
 export type Weekday = (typeof WEEKDAYS)[number];
@@ -17,29 +25,62 @@ export type Weekday = (typeof WEEKDAYS)[number];
 /** oVirt disk interfaces a restored disk may be attached with. */
 export const DISK_INTERFACES = ["virtio_scsi", "virtio", "sata", "ide", "spapr_vscsi"] as const;
 
-export const CONFIG_DEFAULTS = {
+const LOCAL_NATS = "nats://127.0.0.1:4222";
+
+/**
+ * Every built-in default, in one place: the schema below, resolvePolicy, docs/configuration.md
+ * (checked by test/config-schema.test.ts) and code that needs a default without a parsed config
+ * (the backup composition root, the NATS settings, the store locator) all read it from here.
+ * Deeply frozen: share it, never change it.
+ */
+export const CONFIG_DEFAULTS = Object.freeze({
+  /** engines.<name>.user */
   user: "admin@internal",
+  /** engines.<name>.insecure */
+  insecure: false,
+  /** store.path (relative to the config file; to the current directory without one) */
   storePath: "./data/backups",
-  natsServers: ["nats://127.0.0.1:4222"],
+  /** nats.servers */
+  natsServers: Object.freeze([LOCAL_NATS] as const),
+  /** The server a command uses when neither --nats, NATS_URL nor a config names one. */
+  natsUrl: LOCAL_NATS,
+  /** nats.replicas */
   natsReplicas: 1,
-  days: "1111111",
-  time: "02:00",
-  maxChainLength: 14,
-  retention: { keepLast: 7 },
+  /** vms.<vm>.enabled */
+  enabled: true,
+  /** vms.<vm>.engine, and the engine of a backup.requested that names none */
   engine: "prd",
+  /** vms.<vm>.schedule.days */
+  days: "1111111",
+  /** vms.<vm>.schedule.time */
+  time: "02:00",
+  /** vms.<vm>.full.maxChainLength: most layers in one chain, the full one included */
+  maxChainLength: 14,
+  /** vms.<vm>.retention (replaced as a whole when a VM or `defaults` sets one) */
+  retention: Object.freeze({ keepLast: 7 } as const),
+  /** vms.<vm>.replicateToDr */
+  replicateToDr: false,
+  /** restore.nameSuffix */
   nameSuffix: "_restored",
+  /** restore.start */
+  restoreStart: false,
+  /** restore.replaceExisting */
+  replaceExisting: false,
+  /** restore.timeoutMinutes */
   timeoutMinutes: 60,
+  /** concurrency.backupsPerEngine */
   backupsPerEngine: 2,
+  /** concurrency.connections: parallel HTTP connections per disk transfer */
   connections: 4,
-} as const;
+  /** Not a config key: how long a VM's backup lease (KV ferry-leases) lives without renewal, in ms. */
+  leaseTtlMs: 5 * 60_000,
+} as const);
 
 // Engine names end up in subjects and KV keys: no dots, no spaces.
 const ENGINE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 // Same rule as backup.requested's `vm`.
 const VM_NAME = /^(?!\.{1,2}$)[A-Za-z0-9._-]{1,255}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const DAYS_MASK = /^[01]{7}$/;
-const TIME_OF_DAY = /^([01]\d|2[0-3]):[0-5]\d$/;
 
 const engineName = z.string().regex(ENGINE_NAME, "not a valid engine name: use letters, digits, '_' and '-' (at most 64)");
 const vmName = z
@@ -90,7 +131,7 @@ export const EngineSchema = z
     passwordFile: filePath.optional().describe("File whose content (trimmed) is the password."),
     password: z.string().min(1).optional().describe("Literal password: allowed, but warned about. Prefer passwordEnv."),
     caFile: filePath.optional().describe("PEM file with the engine CA. Without it the system trust store is used."),
-    insecure: z.boolean().default(false).describe("Skip TLS verification. Only for labs; logged at every start."),
+    insecure: z.boolean().default(CONFIG_DEFAULTS.insecure).describe("Skip TLS verification. Only for labs; logged at every start."),
   })
   .describe("One oVirt / OLVM engine.");
 
@@ -146,12 +187,15 @@ const ScheduleInput = z
         const problem = cronProblem(value);
         if (problem) ctx.addIssue({ code: "custom", message: problem });
       })
+      // JSON Schema cannot call the parser: it gets the shape (a macro, or five fields of the
+      // allowed characters), a superset of what the parser accepts; Ferry checks the rest.
+      .meta({ pattern: CRON_SHAPE })
       .optional()
-      .describe('Instead of days/time: a 5-field cron expression "m h dom mon dow" (numbers, *, ranges, lists, steps).'),
+      .describe(
+        'Instead of days/time: a cron expression "minute hour day-of-month month day-of-week" (numbers, *, ranges 1-5, lists 1,3, steps */15, names jan..dec and sun..sat) or a macro (@hourly, @daily, @weekly, @monthly, @yearly). Value ranges and names are checked by Ferry (ferry config validate), not by this schema.',
+      ),
   })
   .describe("When the VM is backed up: days + time, or cron.");
-
-export type Schedule = { days: string; time: string } | { cron: string };
 
 const FullInput = z
   .strictObject({
@@ -179,7 +223,7 @@ export type Retention = z.infer<typeof RetentionInput>;
 
 export const PolicyInputSchema = z
   .strictObject({
-    enabled: z.boolean().optional().meta({ default: true }).describe("Back this VM up on schedule. Default true."),
+    enabled: z.boolean().optional().meta({ default: CONFIG_DEFAULTS.enabled }).describe("Back this VM up on schedule. Default true."),
     engine: engineName.optional().meta({ default: CONFIG_DEFAULTS.engine }).describe('Engine the VM lives on. Default "prd".'),
     schedule: ScheduleInput.optional(),
     full: FullInput.optional(),
@@ -187,7 +231,7 @@ export const PolicyInputSchema = z
     replicateToDr: z
       .boolean()
       .optional()
-      .meta({ default: false })
+      .meta({ default: CONFIG_DEFAULTS.replicateToDr })
       .describe("After each backup, restore it onto the dr engine. Default false."),
   })
   .describe("Backup policy of a VM; missing keys come from `defaults`, then from the built-in defaults.");
@@ -202,9 +246,9 @@ export const RestoreSchema = z
       .regex(/^[A-Za-z0-9._-]*$/, "may contain only letters, digits, '.', '_' and '-'")
       .default(CONFIG_DEFAULTS.nameSuffix)
       .describe('Appended to the VM name of a restored VM. Default "_restored".'),
-    start: z.boolean().default(false).describe("Start the VM after restoring it."),
+    start: z.boolean().default(CONFIG_DEFAULTS.restoreStart).describe("Start the VM after restoring it."),
     diskInterface: z.enum(DISK_INTERFACES).optional().describe("Attach restored disks with this interface (else as in the backup)."),
-    replaceExisting: z.boolean().default(false).describe("Remove a VM of the same name on the target first."),
+    replaceExisting: z.boolean().default(CONFIG_DEFAULTS.replaceExisting).describe("Remove a VM of the same name on the target first."),
     timeoutMinutes: positiveInt(1440).default(CONFIG_DEFAULTS.timeoutMinutes).describe("Give up a restore after N minutes."),
   })
   .describe("Restore and DR replication settings.");
@@ -248,12 +292,12 @@ function definedOnly<T extends object>(o: T | undefined): Partial<T> {
  */
 export function resolvePolicy(vm: PolicyInput, defaults: PolicyInput = {}): Policy {
   return {
-    enabled: vm.enabled ?? defaults.enabled ?? true,
+    enabled: vm.enabled ?? defaults.enabled ?? CONFIG_DEFAULTS.enabled,
     engine: vm.engine ?? defaults.engine ?? CONFIG_DEFAULTS.engine,
     schedule: resolveSchedule(vm.schedule ?? defaults.schedule),
     full: { maxChainLength: CONFIG_DEFAULTS.maxChainLength, ...definedOnly(defaults.full), ...definedOnly(vm.full) },
     retention: { ...(vm.retention ?? defaults.retention ?? CONFIG_DEFAULTS.retention) },
-    replicateToDr: vm.replicateToDr ?? defaults.replicateToDr ?? false,
+    replicateToDr: vm.replicateToDr ?? defaults.replicateToDr ?? CONFIG_DEFAULTS.replicateToDr,
   };
 }
 
@@ -292,35 +336,6 @@ export interface ConfigIssue {
   /** Path in the JSON document, e.g. ["engines", "prd", "url"]. */
   path: (string | number)[];
   message: string;
-}
-
-const CRON_FIELDS = [
-  { name: "minute", min: 0, max: 59 },
-  { name: "hour", min: 0, max: 23 },
-  { name: "day of month", min: 1, max: 31 },
-  { name: "month", min: 1, max: 12 },
-  { name: "day of week", min: 0, max: 7 },
-] as const;
-
-/** Why a 5-field cron expression is unusable, or undefined. Names (MON, JAN) are not accepted. */
-export function cronProblem(expr: string): string | undefined {
-  const fields = expr.trim().split(/\s+/);
-  if (fields.length !== 5) return `must have 5 fields "minute hour day-of-month month day-of-week", found ${fields.length}`;
-  for (const [i, field] of fields.entries()) {
-    const spec = CRON_FIELDS[i]!;
-    for (const part of field.split(",")) {
-      const m = /^(\*|(\d+)(?:-(\d+))?)(?:\/(\d+))?$/.exec(part);
-      if (!m) return `${spec.name} "${field}": use numbers, *, ranges (1-5), lists (1,3) and steps (*/15)`;
-      const [, , lo, hi, step] = m;
-      const nums = [lo, hi].filter((x) => x !== undefined).map(Number);
-      if (nums.some((n) => n < spec.min || n > spec.max)) {
-        return `${spec.name} "${field}": values must be ${spec.min}..${spec.max}`;
-      }
-      if (nums.length === 2 && nums[0]! > nums[1]!) return `${spec.name} "${field}": range start is after its end`;
-      if (step !== undefined && Number(step) === 0) return `${spec.name} "${field}": step must be at least 1`;
-    }
-  }
-  return undefined;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

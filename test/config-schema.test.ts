@@ -140,14 +140,16 @@ describe("engine URLs and cron", () => {
     expect(engineUrlProblem("https://engine.example.com/ovirt-engine/api?x=1")).toMatch(/query/);
   });
 
-  it("config schema - cron expressions: standard forms pass, bad fields are named", () => {
-    for (const ok of ["0 2 * * *", "*/15 * * * *", "0 22 * * 1-5", "30 1 1,15 * 0", "0 0 * 1-12/3 7"]) expect(cronProblem(ok)).toBeUndefined();
+  it("config schema - cron expressions (domain/schedule's grammar): standard forms, names and macros pass, bad fields are named", () => {
+    for (const ok of ["0 2 * * *", "*/15 * * * *", "0 22 * * 1-5", "30 1 1,15 * 0", "0 0 * 1-12/3 7", "0 2 * * MON", "0 2 * jan-mar mon-fri", "@daily"]) {
+      expect(cronProblem(ok), ok).toBeUndefined();
+    }
     expect(cronProblem("0 2 * *")).toMatch(/5 fields/);
     expect(cronProblem("60 2 * * *")).toMatch(/^minute "60": values must be 0\.\.59/);
     expect(cronProblem("0 24 * * *")).toMatch(/^hour/);
     expect(cronProblem("0 2 0 * *")).toMatch(/^day of month/);
     expect(cronProblem("0 2 * 13 *")).toMatch(/^month/);
-    expect(cronProblem("0 2 * * MON")).toMatch(/^day of week "MON": use numbers/);
+    expect(cronProblem("0 2 * * MOON")).toMatch(/^day of week "MOON": use numbers, names/);
     expect(cronProblem("0 5-2 * * *")).toMatch(/range start is after its end/);
     expect(cronProblem("*/0 * * * *")).toMatch(/step must be at least 1/);
   });

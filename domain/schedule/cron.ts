@@ -50,14 +50,49 @@ const FIELDS: FieldSpec[] = [
   { name: "day of week", min: 0, max: 7, names: DAYS, nameBase: 0 },
 ];
 
+/**
+ * The shape of a cron expression as a JSON Schema / ECMAScript pattern: a macro (`@daily`), or
+ * five whitespace-separated fields made of digits, letters, `*`, `,`, `/` and `-`. Every
+ * expression parseCron accepts matches it; values, ranges and names are checked by parseCron only
+ * (contracts/config.schema.json carries this pattern, Ferry itself uses cronProblem).
+ */
+export const CRON_SHAPE = "^\\s*(?:@[A-Za-z]+|[0-9A-Za-z*,/-]+(?:\\s+[0-9A-Za-z*,/-]+){4})\\s*$";
+
+/** A problem in one expression, without the expression itself (callers say where it came from). */
+class CronProblem extends Error {}
+
+/** Why `expression` is not a cron expression parseCron accepts, or undefined when it is one. */
+export function cronProblem(expression: string): string | undefined {
+  try {
+    compile(expression);
+    return undefined;
+  } catch (err) {
+    if (err instanceof CronProblem) return err.message;
+    throw err;
+  }
+}
+
+/** Parse a cron expression; throws ScheduleError SCHEDULE_BAD_CRON naming the field and the rule. */
 export function parseCron(expression: string): CronExpression {
+  try {
+    return compile(expression);
+  } catch (err) {
+    if (!(err instanceof CronProblem)) throw err;
+    throw new ScheduleError("SCHEDULE_BAD_CRON", `cron "${expression.trim().slice(0, 80)}": ${err.message}`);
+  }
+}
+
+function compile(expression: string): CronExpression {
   const source = expression.trim();
   const expanded = MACROS[source.toLowerCase()] ?? source;
-  const parts = expanded.split(/\s+/);
-  if (parts.length !== 5) {
-    throw new ScheduleError("SCHEDULE_BAD_CRON", `cron "${source.slice(0, 80)}" must have 5 fields "minute hour day-of-month month day-of-week", found ${parts.length}`);
+  if (expanded.startsWith("@")) {
+    throw new CronProblem(`unknown macro "${expanded.slice(0, 20)}": use ${Object.keys(MACROS).join(", ")}`);
   }
-  const sets = parts.map((p, i) => parseField(p, FIELDS[i]!, source));
+  const parts = expanded === "" ? [] : expanded.split(/\s+/);
+  if (parts.length !== 5) {
+    throw new CronProblem(`must have 5 fields "minute hour day-of-month month day-of-week" (or a macro such as @daily), found ${parts.length}`);
+  }
+  const sets = parts.map((p, i) => parseField(p, FIELDS[i]!));
   const dow = new Set([...sets[4]!].map((d) => d % 7));
   return {
     source,
@@ -71,14 +106,14 @@ export function parseCron(expression: string): CronExpression {
   };
 }
 
-function parseField(field: string, spec: FieldSpec, source: string): Set<number> {
-  const bad = (why: string) =>
-    new ScheduleError("SCHEDULE_BAD_CRON", `cron "${source.slice(0, 80)}": ${spec.name} "${field.slice(0, 40)}" ${why}`);
+function parseField(field: string, spec: FieldSpec): Set<number> {
+  const bad = (why: string) => new CronProblem(`${spec.name} "${field.slice(0, 40)}": ${why}`);
+  const allowed = spec.names ? "numbers, names, *, ranges (1-5), lists (1,3) and steps (*/15)" : "numbers, *, ranges (1-5), lists (1,3) and steps (*/15)";
   const value = (text: string): number => {
     const lower = text.toLowerCase();
     const named = spec.names?.indexOf(lower) ?? -1;
     if (named >= 0) return named + (spec.nameBase ?? 0);
-    if (!/^\d{1,2}$/.test(text)) throw bad("must use numbers, names, *, ranges (1-5), lists (1,3) and steps (*/15)");
+    if (!/^\d{1,2}$/.test(text)) throw bad(`use ${allowed}`);
     const n = Number(text);
     if (n < spec.min || n > spec.max) throw bad(`values must be ${spec.min}..${spec.max}`);
     return n;
@@ -86,7 +121,7 @@ function parseField(field: string, spec: FieldSpec, source: string): Set<number>
   const out = new Set<number>();
   for (const item of field.split(",")) {
     const m = /^([^/]+)(?:\/(\d{1,2}))?$/.exec(item);
-    if (!m) throw bad("must use numbers, names, *, ranges (1-5), lists (1,3) and steps (*/15)");
+    if (!m) throw bad(`use ${allowed}`);
     const [, range, stepText] = m;
     const step = stepText === undefined ? 1 : Number(stepText);
     if (step < 1) throw bad("step must be at least 1");
@@ -97,10 +132,10 @@ function parseField(field: string, spec: FieldSpec, source: string): Set<number>
       hi = spec.max;
     } else if (range!.includes("-")) {
       const [a, b, ...rest] = range!.split("-");
-      if (rest.length || a === undefined || b === undefined) throw bad("has a malformed range");
+      if (rest.length || !a || !b) throw bad("has a malformed range");
       lo = value(a);
       hi = value(b);
-      if (lo > hi) throw bad("has a range whose start is after its end");
+      if (lo > hi) throw bad("range start is after its end");
     } else {
       lo = value(range!);
       hi = stepText === undefined ? lo : spec.max;

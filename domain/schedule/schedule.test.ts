@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { cronMatches, dueSlots, isoWeekKey, localTime, parseCron, ScheduleError, slotClaimKey, slotKey } from "./mod.ts";
+import { cronMatches, cronProblem, dueSlots, isoWeekKey, localTime, parseCron, ScheduleError, slotClaimKey, slotKey } from "./mod.ts";
 
 const at = (iso: string) => new Date(iso);
 const isos = (ds: Date[]) => ds.map((d) => d.toISOString());
@@ -20,11 +20,23 @@ describe("schedule", () => {
 
   it("cron - rejects malformed expressions with the field named", () => {
     expect(() => parseCron("* * * *")).toThrow(/5 fields/);
-    expect(() => parseCron("60 * * * *")).toThrow(/minute "60" values must be 0..59/);
+    expect(() => parseCron("60 * * * *")).toThrow(/^cron "60 \* \* \* \*": minute "60": values must be 0..59$/);
     expect(() => parseCron("* 5-2 * * *")).toThrow(/hour .* start is after its end/);
     expect(() => parseCron("*/0 * * * *")).toThrow(/step must be at least 1/);
     expect(() => parseCron("* * * foo *")).toThrow(ScheduleError);
     expect(() => parseCron("* * 0 * *")).toThrow(/day of month/);
+    expect(() => parseCron("@fortnightly")).toThrow(/unknown macro "@fortnightly": use @yearly/);
+    expect(() => parseCron("")).toThrow(/5 fields .*found 0/);
+  });
+
+  it("cronProblem - the same verdicts as parseCron, as text without the expression", () => {
+    expect(cronProblem("0 2 * * MON")).toBeUndefined();
+    expect(cronProblem("@DAILY")).toBeUndefined();
+    expect(cronProblem("60 * * * *")).toBe('minute "60": values must be 0..59');
+    expect(cronProblem("0 2 * *")).toMatch(/^must have 5 fields/);
+    expect(cronProblem("0 2 * * funday")).toMatch(/^day of week "funday": use numbers, names/);
+    expect(cronProblem("0 2 * x *")).toMatch(/^month "x": use numbers, names/);
+    expect(cronProblem("x 2 * * *")).toBe('minute "x": use numbers, *, ranges (1-5), lists (1,3) and steps (*/15)');
   });
 
   it("cron - day of month and day of week: either when both are restricted, both otherwise", () => {

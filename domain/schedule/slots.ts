@@ -18,6 +18,11 @@ import { assertTimeZone, localTime, wallMinute, type LocalTime } from "./zoned.t
 
 export type Schedule = { days: string; time: string } | { cron: string };
 
+/** A weekday mask: 7 characters of 0/1, Monday first ("1111100" = Monday to Friday). */
+export const DAYS_MASK = /^[01]{7}$/;
+/** A time of day "HH:MM", 24 hours. */
+export const TIME_OF_DAY = /^([01]\d|2[0-3]):([0-5]\d)$/;
+
 export interface CompiledSchedule {
   readonly description: string;
   matches(t: LocalTime): boolean;
@@ -31,10 +36,10 @@ export function compileSchedule(schedule: Schedule): CompiledSchedule {
     return { description: `cron "${cron.source}"`, matches: (t) => cronMatches(cron, t) };
   }
   const { days, time } = schedule;
-  if (!/^[01]{7}$/.test(days)) {
+  if (!DAYS_MASK.test(days)) {
     throw new ScheduleError("SCHEDULE_BAD_MASK", `weekday mask "${String(days).slice(0, 20)}" must be 7 characters of 0 and 1, Monday first (e.g. "1111100")`);
   }
-  const m = /^([01]\d|2[0-3]):([0-5]\d)$/.exec(time);
+  const m = TIME_OF_DAY.exec(time);
   if (!m) throw new ScheduleError("SCHEDULE_BAD_TIME", `time "${String(time).slice(0, 20)}" must be "HH:MM" (24 hours, e.g. "02:00")`);
   const hour = Number(m[1]);
   const minute = Number(m[2]);
