@@ -55,3 +55,14 @@ export function parseCommandLine<const O extends Options>(
     return undefined;
   }
 }
+
+/**
+ * The `--nats` help every command shows: one reader (adapters/nats/settings.ts) decides, in this
+ * order, for all of them.
+ */
+export const NATS_OPTION_HELP = "NATS servers (default: $NATS_URL, else the config's nats.servers, else nats://127.0.0.1:4222)";
+
+/** A warning from a shared reader (a deprecated setting in use), printed as `ferry <command>: warning: …`. */
+export function warnTo(io: Pick<CommandIO, "stderr">, command: string): (message: string) => void {
+  return (message) => io.stderr.write(`ferry ${command}: warning: ${message}\n`);
+}

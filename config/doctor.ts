@@ -10,6 +10,7 @@ import { execa } from "execa";
 import { Agent, request } from "undici";
 import { connect, credsAuthenticator, type ConnectionOptions } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { natsSettings, serverList } from "../adapters/nats/settings.ts";
 import { redactText } from "../adapters/secrets.ts";
 import { formatIssue, formatPath } from "./issues.ts";
 import { ConfigError, ConfigNotFoundError, loadConfig, type LoadedConfig, type ResolvedEngine } from "./load.ts";
@@ -145,7 +146,15 @@ function describeNatsError(err: unknown): { detail: string; fix: string } {
   return { detail: `is not usable (${msg})`, fix: "check nats.servers and the nats-server log" };
 }
 
-export async function checkNats(o: DoctorOptions, nats: LoadedConfig["nats"]): Promise<CheckResult> {
+/** The NATS part doctor checks: servers and credentials (from natsSettings, or a loaded config). */
+export interface NatsTarget {
+  readonly servers: readonly string[];
+  readonly credsFile?: string | undefined;
+  readonly user?: string | undefined;
+  readonly password?: string | undefined;
+}
+
+export async function checkNats(o: DoctorOptions, nats: NatsTarget): Promise<CheckResult> {
   const where = `NATS at ${nats.servers.join(", ")}`;
   const timeout = o.timeoutMs ?? 5000;
   let opts: ConnectionOptions = { servers: [...nats.servers], timeout, reconnect: false, name: "ferry-doctor" };
@@ -328,7 +337,9 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
       } else throw err;
     }
   }
-  const natsCfg: LoadedConfig["nats"] = config?.nats ?? { servers: ["nats://127.0.0.1:4222"], replicas: 1 };
+  // The same reader as every command: NATS_URL, else the config's nats.servers, else the default.
+  const settings = natsSettings({ env: o.env, config, name: "ferry-doctor" });
+  const natsCfg: NatsTarget = { ...settings, servers: serverList(settings.servers) };
   if (!config && (want("engines") || want("store"))) {
     configChecks[0] = { ...configChecks[0]!, detail: `${configChecks[0]!.detail}. The engine and store checks need a valid config and were skipped` };
   }
@@ -336,7 +347,13 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
   const pending: Promise<CheckResult>[] = [];
   if (want("node")) pending.push(Promise.resolve(checkNode(o.nodeVersion ?? process.version)));
   if (want("nats-server")) pending.push(checkNatsServerBinary(o, natsCfg.servers));
-  if (want("nats")) pending.push(checkNats(o, natsCfg));
+  if (want("nats")) {
+    pending.push(
+      checkNats(o, natsCfg).then((r) =>
+        settings.warnings.length && r.status === "ok" ? warn(r.name, `${r.detail}; ${settings.warnings.join("; ")}`, "see the warning") : r,
+      ),
+    );
+  }
   if (want("qemu")) pending.push(checkTool("qemu-img", "qemu-utils", o), checkTool("qemu-nbd", "qemu-utils", o));
   if (want("nbdkit")) pending.push(checkTool("nbdkit", "nbdkit", o, true));
   checks.push(...(await Promise.all(pending)));

@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
+import { natsUrlFromEnv, serverList } from "../adapters/nats/settings.ts";
 import { PermanentError } from "../contracts/errors.ts";
 import {
   configCrossChecks,
@@ -100,16 +101,16 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 /**
  * BACKUP_DIR and NATS_URL (comma-separated, the nats CLI's variable) win over the file, for
- * containers and demos. adapters/nats/settings.ts gives NATS_URL the same precedence.
+ * containers and demos. NATS_URL is read by natsUrlFromEnv, the same reader every command's
+ * NATS settings go through (adapters/nats/settings.ts), so `ferry config show` prints the
+ * servers the commands use.
  */
 function applyEnvOverrides(raw: unknown, env: ParseOptions["env"]): unknown {
   if (!isRecord(raw)) return raw;
   const out: Record<string, unknown> = { ...raw };
   if (env.BACKUP_DIR) out.store = { ...(isRecord(raw.store) ? raw.store : {}), path: env.BACKUP_DIR };
-  if (env.NATS_URL) {
-    const servers = env.NATS_URL.split(",").map((s) => s.trim()).filter(Boolean);
-    out.nats = { ...(isRecord(raw.nats) ? raw.nats : {}), servers };
-  }
+  const nats = natsUrlFromEnv(env);
+  if (nats) out.nats = { ...(isRecord(raw.nats) ? raw.nats : {}), servers: serverList(nats.url) };
   return out;
 }
 
@@ -160,6 +161,8 @@ export async function parseConfig(raw: unknown, options: ParseOptions): Promise<
   issues.push(...configCrossChecks(input));
 
   const warnings: ConfigWarning[] = [];
+  const natsFromEnv = natsUrlFromEnv(options.env);
+  if (natsFromEnv?.warning) warnings.push({ path: ["nats", "servers"], message: natsFromEnv.warning });
   const resolveRel = (p: string) => path.resolve(options.baseDir, p);
   const passwords = new Map<string, string>();
   let natsPassword: string | undefined;

@@ -20,6 +20,5 @@ export {
   type VersionedChain,
 } from "./kv-chains.ts";
 export { rebuildChains, exportChains, importChains, type StateReport, type StateItem, type StateAction } from "./state.ts";
-export { locateStore, type StoreLocation } from "./locate.ts";
 export { slotClaims, openSlotClaims, SCHEDULE_BUCKET, SCHEDULE_TTL_MS } from "./kv-schedule.ts";
 export { createRetention, type RetentionService } from "./retention-service.ts";

@@ -2,11 +2,10 @@ import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
-import { connectNats } from "../../adapters/nats/mod.ts";
 import { backupRequested } from "../../contracts/backup-requested.ts";
-import { loadConfig } from "../../config/load.ts";
-import { locateConfig } from "../../config/locate.ts";
-import { ExitCode, type Command, type CommandIO, parseCommandLine } from "../command.ts";
+import { ConfigError } from "../../config/load.ts";
+import { openSession, type Session } from "../../config/session.ts";
+import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandLine, warnTo } from "../command.ts";
 
 const usage = `Usage: ferry backup <vm> [--full] [--wait] [--json] [--engine NAME] [--timeout MIN] [--config FILE] [--nats URL]
 
@@ -20,23 +19,40 @@ Options:
   --json          print the outcome event (or the request) as JSON on stdout
   --engine NAME   engine the VM lives on (default prd)
   --timeout MIN   give up waiting after MIN minutes (default 240; exit 1)
-  --config FILE   Ferry config (for the NATS servers); default $FERRY_CONFIG, ./ferry.json, /etc/ferry/ferry.json
-  --nats URL      NATS server, overriding the config (also $FERRY_NATS_URL)
+  --config FILE   Ferry config (for the NATS settings); default $FERRY_CONFIG, ./ferry.json, /etc/ferry/ferry.json
+  --nats URL      ${NATS_OPTION_HELP}
 `;
 
-/** NATS servers and credentials: --nats, $FERRY_NATS_URL, the config file, else the default local server. */
-export async function natsOptionsFor(flags: { nats?: string | undefined; config?: string | undefined }, io: CommandIO) {
-  const url = flags.nats ?? io.env.FERRY_NATS_URL;
-  if (url) return { servers: url };
-  const where = locateConfig(flags.config, io.env, io.cwd);
-  if (!where.file) return { servers: "nats://127.0.0.1:4222" };
-  const config = await loadConfig(where.file, io.env, { envFile: true });
-  return {
-    servers: [...config.nats.servers],
-    ...(config.nats.credsFile ? { credsFile: config.nats.credsFile } : {}),
-    ...(config.nats.user ? { user: config.nats.user } : {}),
-    ...(config.nats.password ? { password: config.nats.password } : {}),
-  };
+/**
+ * Connect the way every bus command does (config/session.ts: --nats, $NATS_URL, the config, the
+ * default). undefined after printing why not, with the exit code to return.
+ */
+export async function connectForCommand(
+  command: string,
+  flags: { nats?: string | undefined; config?: string | undefined },
+  io: CommandIO,
+  o: { maxReconnectAttempts?: number } = {},
+): Promise<{ session: Session } | { exit: number }> {
+  try {
+    const session = await openSession({
+      configFlag: flags.config,
+      natsFlag: flags.nats,
+      env: io.env,
+      cwd: io.cwd,
+      name: `ferry-${command}`,
+      needConfig: false,
+      warn: warnTo(io, command),
+      ...(o.maxReconnectAttempts !== undefined ? { maxReconnectAttempts: o.maxReconnectAttempts } : {}),
+    });
+    return { session };
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.stderr.write(`ferry ${command}: ${err.message}\n(use --nats URL to skip the config file)\n`);
+      return { exit: ExitCode.invalid };
+    }
+    io.stderr.write(`ferry ${command}: ${(err as Error).message}\n`);
+    return { exit: ExitCode.unavailable };
+  }
 }
 
 interface DiskProgress {
@@ -89,13 +105,10 @@ const command: Command = {
       return ExitCode.invalid;
     }
 
-    let nc: NatsConnection;
-    try {
-      nc = await connectNats({ ...(await natsOptionsFor(o, io)), name: "ferry-backup" });
-    } catch (err) {
-      io.stderr.write(`ferry backup: cannot reach NATS: ${(err as Error).message}\n`);
-      return ExitCode.unavailable;
-    }
+    // --wait may follow a backup for hours: ride out a NATS restart meanwhile.
+    const connected = await connectForCommand("backup", o, io, { maxReconnectAttempts: -1 });
+    if ("exit" in connected) return connected.exit;
+    const nc: NatsConnection = connected.session.nc;
     const subs: Subscription[] = [];
     try {
       // Subscribe before publishing, so no outcome can be missed.

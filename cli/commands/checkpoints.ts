@@ -1,8 +1,9 @@
 import { parseArgs } from "node:util";
-import { locateStore, openChainsKv, openStore } from "../../adapters/store/mod.ts";
-import { openSession, type Session } from "../../adapters/nats/mod.ts";
+import { openChainsKv, openStore } from "../../adapters/store/mod.ts";
+import { openSession, type Session } from "../../config/session.ts";
+import { locateStore } from "../../config/store-location.ts";
 import { describePoints, isSegment, type ChainRecord, type PointSummary } from "../../domain/chain/mod.ts";
-import { ExitCode, type Command, type CommandIO, parseCommandLine } from "../command.ts";
+import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandLine, warnTo } from "../command.ts";
 
 const usage = `Usage: ferry checkpoints <vm> [options]
 
@@ -17,7 +18,7 @@ Options:
   --store DIR      the backup store (default: $BACKUP_DIR, else the config's store.path, else ./data/backups)
   --config FILE    config file (for store.path, and the NATS settings with --kv)
   --kv             read the chain record from KV ferry-chains instead of the store
-  --nats URL       NATS servers for --kv
+  --nats URL       with --kv: ${NATS_OPTION_HELP}
 
 Columns: # | time (UTC) | kind | chain (what it builds on, layers read to restore it) | size of its
 own layers | verified | reason for a full.
@@ -84,7 +85,7 @@ const command: Command = {
     let session: Session | undefined;
     try {
       if (parsed.values.kv) {
-        session = await openSession({ configFlag: parsed.values.config, natsFlag: parsed.values.nats, env: io.env, cwd: io.cwd, name: "ferry-checkpoints", needConfig: false });
+        session = await openSession({ configFlag: parsed.values.config, natsFlag: parsed.values.nats, env: io.env, cwd: io.cwd, name: "ferry-checkpoints", needConfig: false, warn: warnTo(io, "checkpoints") });
         const kv = await openChainsKv(session.nc);
         record = (await kv.read(vm)) ?? (await kv.list()).find((r) => r.vm.name === vm);
         source = `from KV ferry-chains (${session.servers})`;

@@ -1,7 +1,8 @@
 import { parseArgs } from "node:util";
 import { ConfigError, ConfigNotFoundError } from "../../config/load.ts";
-import { followBus, NatsUnavailableError, openSession, type BusEvent, type Session } from "../../adapters/nats/mod.ts";
-import { ExitCode, type Command, type CommandIO, parseCommandLine } from "../command.ts";
+import { followBus, NatsUnavailableError, type BusEvent } from "../../adapters/nats/mod.ts";
+import { openSession, type Session } from "../../config/session.ts";
+import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandLine, warnTo } from "../command.ts";
 
 const usage = `Usage: ferry events [subject] [options]
 
@@ -19,7 +20,7 @@ Options:
   --count N         exit after N events
   --json            {"subject","stream","seq","time","data"} per line (data: the event; "text" if not JSON)
   --config FILE     config file (for the NATS settings)
-  --nats URL        NATS servers (default: $NATS_URL, else the config's nats.servers)
+  --nats URL        ${NATS_OPTION_HELP}
 Stop with Ctrl-C. Exit: 0, 2 usage, 3 NATS unreachable.
 `;
 
@@ -101,7 +102,7 @@ const command: Command = {
     process.once("SIGTERM", onStop);
     let session: Session | undefined;
     try {
-      session = await openSession({ configFlag: v.config, natsFlag: v.nats, env: io.env, cwd: io.cwd, name: "ferry-events", needConfig: false });
+      session = await openSession({ configFlag: v.config, natsFlag: v.nats, env: io.env, cwd: io.cwd, name: "ferry-events", needConfig: false, warn: warnTo(io, "events") });
       let seen = 0;
       const from = v.all ? { kind: "all" as const } : sinceMs !== undefined ? { kind: "since" as const, time: new Date(Date.now() - sinceMs) } : { kind: "new" as const };
       session.nc.closed().then(() => stop.abort());

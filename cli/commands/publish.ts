@@ -2,10 +2,11 @@ import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { ConfigError, ConfigNotFoundError } from "../../config/load.ts";
-import { NatsUnavailableError, openSession, provisionInfra, type Session } from "../../adapters/nats/mod.ts";
+import { NatsUnavailableError, provisionInfra } from "../../adapters/nats/mod.ts";
+import { openSession, type Session } from "../../config/session.ts";
 import { contractFor, subjects } from "../../contracts/mod.ts";
 import { streamFor } from "../../infra/streams/mod.ts";
-import { ExitCode, type Command, type CommandIO } from "../command.ts";
+import { ExitCode, NATS_OPTION_HELP, warnTo, type Command, type CommandIO } from "../command.ts";
 
 const usage = `Usage: ferry publish <subject> <json|-> [options]
 
@@ -20,7 +21,7 @@ Options:
                    the stream's duplicate window). Default: the event's "id", else a new UUID.
   --json           print the ack as JSON: {"subject","stream","seq","duplicate","msgId"}
   --config FILE    config file (for the NATS settings)
-  --nats URL       NATS servers (default: $NATS_URL, else the config's nats.servers)
+  --nats URL       ${NATS_OPTION_HELP}
 
 Subjects: ${Object.values(subjects).join(", ")}
 Exit: 0 published, 2 usage (unknown subject, no JSON), 3 NATS unreachable, 4 invalid event.
@@ -79,6 +80,7 @@ const command: Command = {
         cwd: io.cwd,
         name: "ferry-publish",
         needConfig: false,
+        warn: warnTo(io, "publish"),
       });
       const stream = streamFor(subject);
       let ack: { stream: string; seq: number; duplicate: boolean };

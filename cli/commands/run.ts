@@ -2,9 +2,10 @@ import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, ConfigNotFoundError } from "../../config/load.ts";
-import { NatsUnavailableError, openSession, type Session } from "../../adapters/nats/mod.ts";
+import { NatsUnavailableError } from "../../adapters/nats/mod.ts";
+import { openSession, type Session } from "../../config/session.ts";
 import { createLogger, hostFunctions, UnknownFunctionError } from "../../functions/runtime/mod.ts";
-import { ExitCode, type Command, type CommandIO, parseCommandLine } from "../command.ts";
+import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandLine, warnTo } from "../command.ts";
 
 const usage = `Usage: ferry run <function...|all> [options]
 
@@ -14,7 +15,7 @@ same function share its work. Streams, KV buckets and consumers are created or u
 
 Options:
   --config FILE         config file (default: $FERRY_CONFIG, ./ferry.json, /etc/ferry/ferry.json, else defaults)
-  --nats URL[,URL]      NATS servers (default: $NATS_URL, else the config's nats.servers)
+  --nats URL[,URL]      ${NATS_OPTION_HELP}
   --replicas N          stream/bucket/consumer replicas (default: the config's nats.replicas)
   --grace SECONDS       on SIGTERM, how long in-flight work may finish before it is handed back (default 30)
   --max-in-flight N     messages handled at once by this process across its functions
@@ -77,6 +78,7 @@ const command: Command = {
         cwd: io.cwd,
         name: `ferry-run:${names.join(",")}`,
         needConfig: true,
+        warn: warnTo(io, "run"),
       });
       const log = createLogger({ level: v["log-level"] ?? io.env.FERRY_LOG_LEVEL ?? "info", base: { pid: process.pid } });
       log.info({ nats: session.servers, via: session.via, config: session.config.file ?? "(defaults)" }, "connected");

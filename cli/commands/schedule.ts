@@ -8,7 +8,7 @@ import { configCrossChecks, FerryConfigSchema } from "../../contracts/config.ts"
 import { locateConfig } from "../../config/locate.ts";
 import { assertTimeZone, runSchedule, type ScheduledVm, type SlotClaims, type SlotPublisher, type SlotResult } from "../../domain/schedule/mod.ts";
 import { createPublisher } from "../../functions/runtime/mod.ts";
-import { ExitCode, type Command, type CommandIO } from "../command.ts";
+import { ExitCode, NATS_OPTION_HELP, warnTo, type Command, type CommandIO } from "../command.ts";
 
 const usage = `Usage: ferry schedule [options]
 
@@ -27,7 +27,7 @@ Options:
   --tz ZONE         time zone the schedules are written in (default: the machine's, $TZ)
   --dry-run         only print what is due; publish nothing (no NATS needed)
   --daemon          keep running: check every minute until interrupted
-  --nats URL        NATS servers (default: $NATS_URL, else the config's nats.servers)
+  --nats URL        ${NATS_OPTION_HELP}
   --json            one JSON line per slot: {vm, slot, key, status}
 
 Exit: 0 done, 1 a publish failed, 2 usage, 3 NATS unavailable, 4 bad config or schedule.
@@ -150,6 +150,7 @@ const command: Command = {
     try {
       if (!dryRun) {
         const settings = natsSettings({ flag: v.nats, env: io.env, config: { nats: loaded.nats }, name: "ferry-schedule" });
+        for (const w of settings.warnings) warnTo(io, "schedule")(w);
         nc = await connectNats({ ...settings, maxReconnectAttempts: v.daemon ? -1 : 5 });
         const js = jetstream(nc);
         const jsm = await jetstreamManager(nc);

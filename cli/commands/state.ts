@@ -1,19 +1,20 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { ensureBucket, NatsUnavailableError, openSession, type Session } from "../../adapters/nats/mod.ts";
+import { ensureBucket, NatsUnavailableError } from "../../adapters/nats/mod.ts";
 import {
   CHAINS_BUCKET,
   exportChains,
   importChains,
-  locateStore,
   openChainsKv,
   openStore,
   rebuildChains,
   type StateReport,
 } from "../../adapters/store/mod.ts";
+import { openSession, type Session } from "../../config/session.ts";
+import { locateStore } from "../../config/store-location.ts";
 import { bucketDefinitions } from "../../infra/streams/mod.ts";
-import { ExitCode, type Command, type CommandIO, parseCommandLine } from "../command.ts";
+import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandLine, warnTo } from "../command.ts";
 
 const usage = `Usage: ferry state <rebuild|export|import> [options]
 
@@ -32,7 +33,7 @@ Ferry's own state is recoverable: the backup store describes itself, so the KV c
 Options:
   --store DIR      the backup store for rebuild (default: $BACKUP_DIR, else the config's store.path, else ./data/backups)
   --config FILE    config file (store.path, NATS settings)
-  --nats URL       NATS servers (default: $NATS_URL, else the config's nats.servers)
+  --nats URL       ${NATS_OPTION_HELP}
   --json           print the report as JSON
 
 Exit: 0 done, 1 some records failed or differ (without --force), 2 usage, 3 NATS or store unavailable, 4 bad input file.
@@ -88,7 +89,7 @@ const command: Command = {
     }
     let session: Session | undefined;
     try {
-      session = await openSession({ configFlag: v.config, natsFlag: v.nats, env: io.env, cwd: io.cwd, name: `ferry-state-${sub}`, needConfig: false });
+      session = await openSession({ configFlag: v.config, natsFlag: v.nats, env: io.env, cwd: io.cwd, name: `ferry-state-${sub}`, needConfig: false, warn: warnTo(io, `state ${sub}`) });
       if (sub !== "export") {
         // After a loss of the bus the bucket may be gone too: create it with its real settings.
         const def = bucketDefinitions.find((b) => b.name === CHAINS_BUCKET);

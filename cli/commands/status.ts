@@ -1,18 +1,22 @@
 import { parseArgs } from "node:util";
 import { Kvm } from "@nats-io/kv";
-import { connectNats } from "../../adapters/nats/mod.ts";
 import { buckets } from "../../infra/streams/mod.ts";
 import { chainsKv } from "../../adapters/store/mod.ts";
 import { createRunJournal, type BackupRun } from "../../pipeline/run-journal.ts";
 import { visiblePoints, pointSize, type ChainRecord } from "../../domain/chain/mod.ts";
-import { ExitCode, type Command } from "../command.ts";
-import { natsOptionsFor } from "./backup.ts";
+import { ExitCode, NATS_OPTION_HELP, type Command } from "../command.ts";
+import { connectForCommand } from "./backup.ts";
 
 const usage = `Usage: ferry status [--json] [--config FILE] [--nats URL]
 
 The last result per VM: the newest restore point (number, time, full or incremental, size) and
 the newest backup run (running, done, failed with its code and reason), read from the KV buckets
 ferry-chains and ferry-runs.
+
+Options:
+  --json          one JSON document: a row per VM
+  --config FILE   Ferry config (for the NATS settings); default $FERRY_CONFIG, ./ferry.json, /etc/ferry/ferry.json
+  --nats URL      ${NATS_OPTION_HELP}
 `;
 
 export interface VmStatus {
@@ -64,13 +68,9 @@ const command: Command = {
       io.stderr.write(`ferry status: ${(err as Error).message}\n${usage}`);
       return ExitCode.usage;
     }
-    let nc;
-    try {
-      nc = await connectNats({ ...(await natsOptionsFor(o, io)), name: "ferry-status" });
-    } catch (err) {
-      io.stderr.write(`ferry status: cannot reach NATS: ${(err as Error).message}\n`);
-      return ExitCode.unavailable;
-    }
+    const connected = await connectForCommand("status", o, io);
+    if ("exit" in connected) return connected.exit;
+    const nc = connected.session.nc;
     try {
       const kvm = new Kvm(nc);
       const open = async (b: string) => kvm.open(b).catch(() => undefined);

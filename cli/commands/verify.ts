@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
-import { locateStore, openStore, type VerifyReport } from "../../adapters/store/mod.ts";
+import { openStore, type VerifyReport } from "../../adapters/store/mod.ts";
+import { locateStore } from "../../config/store-location.ts";
 import { isSegment, numberedPoints } from "../../domain/chain/mod.ts";
 import { ExitCode, type Command, type CommandIO, parseCommandLine } from "../command.ts";
 

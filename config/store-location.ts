@@ -1,12 +1,16 @@
 /**
  * Which store a CLI command reads: `--store DIR`, else $BACKUP_DIR, else the config file's
- * `store.path` (relative to the file), else ./data/backups. The config file is read for that one
- * key only, so a store command works without engine passwords in the shell and without NATS.
+ * `store.path` (relative to the file), else ./data/backups (CONFIG_DEFAULTS.storePath). The config
+ * file is read for that one key only, so a store command works without engine passwords in the
+ * shell and without NATS.
+ *
+ * It reads the config file, so it lives in config/ (it was adapters/store/locate.ts).
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { locateConfig } from "../../config/locate.ts";
-import { StoreError } from "./errors.ts";
+import { StoreError } from "../adapters/store/errors.ts";
+import { CONFIG_DEFAULTS } from "../contracts/config.ts";
+import { locateConfig } from "./locate.ts";
 
 export interface StoreLocation {
   root: string;
@@ -35,5 +39,5 @@ export async function locateStore(o: {
       return { root: path.resolve(path.dirname(where.file), store.path), via: `config ${where.file}` };
     }
   }
-  return { root: path.resolve(o.cwd, "data/backups"), via: "default" };
+  return { root: path.resolve(o.cwd, CONFIG_DEFAULTS.storePath), via: "default" };
 }
