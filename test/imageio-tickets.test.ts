@@ -3,11 +3,13 @@
  * connections), the per-ticket connection limit, inactivity, and the fault hooks.
  */
 import crypto from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { PermanentError, TransientError } from "../contracts/errors.ts";
+import { NbdPool } from "../lab/imageio/backend.ts";
 import { startImageioServer, type ImageioServer, type LabTicket } from "../lab/imageio/mod.ts";
 import { makeTestPki, RawHttps, type TestPki } from "./imageio-fixtures.ts";
 import { qemuImgCreate, qemuIoWrite, startNbdkit, startQemuNbd, tempDir, type RunningServer } from "./nbd-fixtures.ts";
+import { waitFor } from "./harness/wait-for.ts";
 
 const MiB = 1024 * 1024;
 const SIZE = 8 * MiB;
@@ -49,12 +51,24 @@ function addTicket(server: ImageioServer, o: Partial<LabTicket> = {}): LabTicket
   return t;
 }
 
-async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/** Poll a ticket's state (the server updates it as requests run); fails naming the state. */
+function until(cond: () => boolean, what: string): Promise<true> {
+  return waitFor(() => cond() || undefined, { timeoutMs: 3000, intervalMs: 10, what });
+}
+
+/**
+ * Count NbdPool.acquire calls: a request asks its ticket's pool for an NBD connection before it
+ * touches the disk, and when every connection is leased the call queues it. A new call seen while
+ * the pool is full is a request that is now waiting for a slot.
+ */
+function watchAcquire(): { readonly calls: number; restore(): void } {
+  const spy = vi.spyOn(NbdPool.prototype, "acquire");
+  return {
+    get calls() {
+      return spy.mock.calls.length;
+    },
+    restore: () => spy.mockRestore(),
+  };
 }
 
 describe("imageio tickets", () => {
@@ -100,7 +114,7 @@ describe("imageio tickets", () => {
       await a.request("OPTIONS", `/images/${t.uuid}`);
       expect(server.getTicket(t.uuid)!.idle_time).toBe(0);
       a.close();
-      await until(() => server.getTicket(t.uuid)!.connections === 1);
+      await until(() => server.getTicket(t.uuid)!.connections === 1, "the ticket to have 1 connection");
       info = server.getTicket(t.uuid)!;
       expect(info.connections).toBe(1);
     } finally {
@@ -116,7 +130,7 @@ describe("imageio tickets", () => {
     const c = await RawHttps.open(server.url, pki.caPem);
     try {
       const pending = c.request("GET", `/images/${s.uuid}`, { Range: "bytes=0-9" });
-      await until(() => server.getTicket(s.uuid)!.active);
+      await until(() => server.getTicket(s.uuid)!.active, "the ticket to be active");
       now += 50;
       expect(server.getTicket(s.uuid)!.idle_time).toBe(0);
       expect((await pending).status).toBe(206);
@@ -133,7 +147,7 @@ describe("imageio tickets", () => {
     const b = await RawHttps.open(server.url, pki.caPem);
     try {
       const running = a.request("GET", `/images/${t.uuid}`);
-      await until(() => server.getTicket(t.uuid)?.active === true);
+      await until(() => server.getTicket(t.uuid)?.active === true, "the slow read to make the ticket active");
       const t0 = Date.now();
       const removal = server.removeTicket(t.uuid);
       const r = await b.request("GET", `/images/${t.uuid}`, { Range: "bytes=0-1" });
@@ -162,7 +176,7 @@ describe("imageio tickets", () => {
     const a = await RawHttps.open(server.url, pki.caPem);
     try {
       const running = a.request("GET", `/images/${t.uuid}`, { Range: "bytes=0-9" }).catch(() => undefined);
-      await until(() => server.getTicket(t.uuid)?.active === true);
+      await until(() => server.getTicket(t.uuid)?.active === true, "the slow read to make the ticket active");
       const err = await server.removeTicket(t.uuid).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(TransientError);
       expect((err as TransientError).code).toBe("IMAGEIO_TICKET_CANCEL_TIMEOUT");
@@ -179,12 +193,17 @@ describe("imageio tickets", () => {
     const server = await startServer({ maxConnections: 2 });
     const t = addTicket(server);
     const conns = await Promise.all([0, 1, 2].map(() => RawHttps.open(server.url, pki.caPem)));
+    const acquire = watchAcquire();
     try {
       const opt = await conns[0]!.request("OPTIONS", `/images/${t.uuid}`);
       expect(JSON.parse(opt.body.toString())).toEqual({ features: ["checksum", "extents"], max_readers: 2, max_writers: 2 });
       expect((await conns[1]!.request("GET", `/images/${t.uuid}`, { Range: "bytes=0-0" })).status).toBe(206);
       let third = false;
+      const before = acquire.calls;
       const waiting = conns[2]!.request("GET", `/images/${t.uuid}`, { Range: "bytes=0-0" }).then((r) => ((third = true), r));
+      await waitFor(() => acquire.calls > before, { what: "the third GET to ask the full pool for a connection" });
+      // The request is now at the pool. This window is the test itself (a request that found both
+      // slots taken must not be served while they stay taken), so it stays.
       await new Promise((r) => setTimeout(r, 300));
       expect(third).toBe(false);
       expect(server.getTicket(t.uuid)!.connections).toBe(2);
@@ -192,6 +211,7 @@ describe("imageio tickets", () => {
       expect((await waiting).status).toBe(206);
       expect(server.getTicket(t.uuid)!.connections).toBe(2);
     } finally {
+      acquire.restore();
       for (const c of conns) c.close();
     }
   });
@@ -201,15 +221,18 @@ describe("imageio tickets", () => {
     const t = addTicket(server);
     const a = await RawHttps.open(server.url, pki.caPem);
     const b = await RawHttps.open(server.url, pki.caPem);
+    const acquire = watchAcquire();
     try {
       expect((await a.request("GET", `/images/${t.uuid}`, { Range: "bytes=0-0" })).status).toBe(206);
+      const before = acquire.calls;
       const waiting = b.request("GET", `/images/${t.uuid}`, { Range: "bytes=0-0" }).catch((e: unknown) => e);
-      await new Promise((r) => setTimeout(r, 100));
+      await waitFor(() => acquire.calls > before, { what: "the second GET to wait for the only connection slot" });
       const t0 = Date.now();
       await server.close();
       expect(Date.now() - t0).toBeLessThan(2000);
       expect(await waiting).toBeInstanceOf(Error);
     } finally {
+      acquire.restore();
       a.close();
       b.close();
     }
@@ -222,7 +245,7 @@ describe("imageio tickets", () => {
     try {
       expect((await c.request("GET", `/images/${t.uuid}`, { Range: "bytes=0-0" })).status).toBe(206);
       expect(await c.waitClosed(3000)).toBe(true);
-      await until(() => server.getTicket(t.uuid)!.connections === 0);
+      await until(() => server.getTicket(t.uuid)!.connections === 0, "the idle connection to leave the ticket");
     } finally {
       c.close();
     }

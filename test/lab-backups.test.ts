@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { qemuImg } from "../adapters/qemu/mod.ts";
 import { FAST_TIMINGS, RawApi, startTestLab, type TestLab } from "../lab/test-support.ts";
+import { waitFor } from "./harness/wait-for.ts";
 
 // ovirt-api.md §5 (backups, checkpoints) and §12 (backup state machine) against the lab.
 const MiB = 1024 * 1024;
@@ -15,6 +16,36 @@ afterAll(async () => {
   await api?.close();
   await t?.stop();
 });
+
+/**
+ * Count the engine's phase timers (Engine.later) started from now on and how many have run to the
+ * end. A timer that starts another counts the new one before it counts itself done, so
+ * `finished === started` means no phase timer is pending.
+ */
+function watchEngineTimers(engine: TestLab["prd"]["engine"]): { readonly started: number; readonly finished: number; restore(): void } {
+  let started = 0;
+  let finished = 0;
+  const later = engine.later.bind(engine);
+  const spy = vi.spyOn(engine, "later").mockImplementation((ms, fn) => {
+    started++;
+    later(ms, async () => {
+      try {
+        await fn();
+      } finally {
+        finished++;
+      }
+    });
+  });
+  return {
+    get started() {
+      return started;
+    },
+    get finished() {
+      return finished;
+    },
+    restore: () => spy.mockRestore(),
+  };
+}
 
 async function fullCycle(vmId: string, diskIds: string[], from?: string) {
   const r = await api.post(`/vms/${vmId}/backups`, { ...(from ? { from_checkpoint_id: from } : {}), disks: { disk: diskIds.map((id) => ({ id })) } });
@@ -48,7 +79,8 @@ describe("lab backups", () => {
     // The auto snapshot shows on the VM while the backup is open.
     const snaps = (await api.get(`/vms/${vm.id}/snapshots`)).json.snapshot as Array<{ description: string }>;
     expect(snaps.map((s) => s.description)).toContain("Auto-generated for Backup VM");
-    // READY lasts until finalized.
+    // READY lasts until finalized. This sleep is the test itself (nothing may move the backup on
+    // while time passes), so it stays: 300 ms is six phase periods (FAST_TIMINGS.backupPhaseMs 50).
     await new Promise((res) => setTimeout(res, 300));
     expect((await api.get(`/vms/${vm.id}/backups/${r.json.id}`)).json.phase).toBe("ready");
     expect((await api.get(`/disks/${vm.disks[0]!.id}`)).json.backup_mode).toBe("full");
@@ -192,18 +224,27 @@ describe("lab backups", () => {
   it("backups - a finalize before ready ends the backup failed and leaves no snapshot or checkpoint", async () => {
     const vm = await t.prd.control.createVm({ name: "early", disks: [{ size: MiB }], status: "up" });
     const saved = t.prd.engine.timings.backupPhaseMs;
-    t.prd.engine.timings.backupPhaseMs = 1000; // so the finalize surely comes before ready
-    const r = await api.post(`/vms/${vm.id}/backups`, { disks: { disk: [{ id: vm.disks[0]!.id }] } });
-    t.prd.engine.timings.backupPhaseMs = saved;
-    expect((await api.post(`/vms/${vm.id}/backups/${r.json.id}/finalize`, {})).status).toBe(200);
-    await api.waitFor(`/vms/${vm.id}/backups/${r.json.id}`, (j) => j.phase === "failed");
-    // Let the phase timers run out.
-    await new Promise((res) => setTimeout(res, 1200));
-    expect((await api.get(`/vms/${vm.id}/checkpoints`)).json).toEqual({});
-    expect(((await api.get(`/vms/${vm.id}/snapshots`)).json.snapshot as unknown[]).length).toBe(1);
-    expect(t.prd.engine.findDisk(vm.disks[0]!.id)!.volumes).toHaveLength(1);
-    const ev = (await api.get(`/events?search=${r.json.id}`)).json.event as Array<{ description: string; severity: string }>;
-    expect(ev.some((e) => e.severity === "error" && e.description.includes("failed"))).toBe(true);
+    const timers = watchEngineTimers(t.prd.engine);
+    try {
+      t.prd.engine.timings.backupPhaseMs = 1000; // so the finalize surely comes before ready
+      const r = await api.post(`/vms/${vm.id}/backups`, { disks: { disk: [{ id: vm.disks[0]!.id }] } });
+      t.prd.engine.timings.backupPhaseMs = saved;
+      expect((await api.post(`/vms/${vm.id}/backups/${r.json.id}/finalize`, {})).status).toBe(200);
+      await api.waitFor(`/vms/${vm.id}/backups/${r.json.id}`, (j) => j.phase === "failed");
+      // Let the phase timers run out: the backup's own (1 s) timer fires on a failed backup and
+      // must leave nothing behind.
+      await waitFor(() => timers.started > 0 && timers.finished === timers.started, {
+        what: () => `the engine's phase timers to run out (${timers.finished} of ${timers.started} done)`,
+      });
+      expect((await api.get(`/vms/${vm.id}/checkpoints`)).json).toEqual({});
+      expect(((await api.get(`/vms/${vm.id}/snapshots`)).json.snapshot as unknown[]).length).toBe(1);
+      expect(t.prd.engine.findDisk(vm.disks[0]!.id)!.volumes).toHaveLength(1);
+      const ev = (await api.get(`/events?search=${r.json.id}`)).json.event as Array<{ description: string; severity: string }>;
+      expect(ev.some((e) => e.severity === "error" && e.description.includes("failed"))).toBe(true);
+    } finally {
+      t.prd.engine.timings.backupPhaseMs = saved;
+      timers.restore();
+    }
   });
 
   it("backups - an engine without incremental backup or without the backup API", async () => {

@@ -10,6 +10,7 @@ import labCommand from "../cli/commands/lab.ts";
 import type { CommandIO } from "../cli/command.ts";
 import { startLab } from "../lab/mod.ts";
 import { FAST_TIMINGS, RawApi, startTestLab, type TestLab } from "../lab/test-support.ts";
+import { waitFor } from "./harness/wait-for.ts";
 
 // The lab's control API (in-process and HTTP under /ferry-lab/), CA rotation, two engines with
 // their own CAs, persistence across a restart, and the `ferry lab` command.
@@ -201,8 +202,11 @@ describe("lab persistence and CLI", () => {
     const upIo = io(ac.signal);
     const running = labCommand.run(["up", "--data", dir, "--engines", "prd", "--vms", "1", "--disk-size", "4M", "--json"], upIo.value);
     try {
-      const deadline = Date.now() + 30_000;
-      while (!existsSync(join(dir, "lab.json")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      // `lab up --json` prints its record after writing lab.json: wait for the printed JSON.
+      await waitFor(() => JSON.parse(upIo.out()) as unknown, {
+        timeoutMs: 30_000,
+        what: () => `ferry lab up to print its JSON (stdout ${JSON.stringify(upIo.out().slice(-300))}, stderr ${JSON.stringify(upIo.err().slice(-500))})`,
+      });
       const file = JSON.parse(await readFile(join(dir, "lab.json"), "utf8"));
       expect(file.engines.prd.apiUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/ovirt-engine\/api$/);
       expect(JSON.parse(upIo.out()).engines.prd.password).toBe(file.engines.prd.password);

@@ -281,6 +281,8 @@ describe("lab image transfers", () => {
     const x = (await api.post("/imagetransfers", { disk: { id: diskId }, direction: "download", format: "raw" })).json;
     await api.post(`/imagetransfers/${x.id}/finalize`, {});
     await api.waitFor(`/imagetransfers/${x.id}`, (j) => j.phase === "finished_success");
+    // This sleep is the test itself (a finished transfer does not vanish at once; the default
+    // retention is 15 minutes), so it stays.
     await new Promise((r) => setTimeout(r, 300));
     expect((await api.get(`/imagetransfers/${x.id}`)).status).toBe(200);
     const saved = t.prd.engine.timings.successRetentionMs;

@@ -1,4 +1,4 @@
-import { writeFile, rm } from "node:fs/promises";
+import { readFile, writeFile, rm } from "node:fs/promises";
 import net from "node:net";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,6 +12,7 @@ import {
   isNbdReplyError,
 } from "../adapters/nbd/mod.ts";
 import { patternBytes, startNbdkit, tempDir, type RunningServer } from "./nbd-fixtures.ts";
+import { waitFor } from "./harness/wait-for.ts";
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -107,11 +108,22 @@ describe("NbdClient against nbdkit", () => {
   });
 
   it("NbdClient - server killed while reads are delayed: all pending reject NBD_DISCONNECTED, nothing hangs", async () => {
-    const srv = await nbdkit("memory", ["8M", "delay-read=3"], ["delay"]);
+    // The log filter (outside the delay) writes "Read id=N ... ..." when a read arrives, so the
+    // log shows when the server holds all six reads.
+    const log = `${tmp.dir}/delayed-reads.log`;
+    const srv = await nbdkit("memory", ["8M", "delay-read=3", `logfile=${log}`], ["log", "delay"]);
     const c = await NbdClient.connect({ socket: srv.socket });
     const reads = Array.from({ length: 6 }, (_, i) => c.read(i * MiB, MiB));
     const settled = Promise.allSettled(reads);
-    await new Promise((r) => setTimeout(r, 200));
+    let arrived = 0;
+    await waitFor(
+      async () => {
+        const text = await readFile(log, "utf8").catch(() => "");
+        arrived = text.split("\n").filter((l) => / Read id=\d+ .*\.\.\.$/.test(l)).length;
+        return arrived >= 6;
+      },
+      { what: () => `nbdkit to receive the 6 reads (${arrived} logged in ${log})` },
+    );
     expect(c.inFlight).toBe(6);
     const t0 = Date.now();
     srv.kill("SIGKILL");
@@ -153,14 +165,9 @@ describe("NbdClient against nbdkit", () => {
     const proc = execa("nbdkit", ["--no-sr", "--unix", sock, "--foreground", "--exit-with-parent", "pattern", "4M"], { reject: false });
     try {
       // The socket file appears at bind(), before listen(): retry until a connect is accepted.
-      let c: NbdClient | undefined;
-      for (let i = 0; i < 200 && !c; i++) {
-        c = await NbdClient.connect({ socket: sock, metaContexts: ["base:allocation"] }).catch(async () => {
-          await new Promise((r) => setTimeout(r, 20));
-          return undefined;
-        });
-      }
-      if (!c) throw new Error(`nbdkit --no-sr did not listen on ${sock}`);
+      const c = await waitFor(() => NbdClient.connect({ socket: sock, metaContexts: ["base:allocation"] }), {
+        what: `nbdkit --no-sr to accept a connection on ${sock}`,
+      });
       expect(c.structuredReplies).toBe(false);
       expect(c.contexts.size).toBe(0);
       // The pattern plugin stores each 8-byte offset big-endian at that offset.
@@ -178,17 +185,13 @@ describe("NbdClient against nbdkit", () => {
     const port = await freePort();
     const tcp = execa("nbdkit", ["-i", "127.0.0.1", "-p", String(port), "--foreground", "--exit-with-parent", "memory", "2M"], { reject: false });
     try {
-      let c: NbdClient | undefined;
-      for (let i = 0; i < 100 && !c; i++) {
-        c = await NbdClient.connect({ host: "127.0.0.1", port }).catch(async () => {
-          await new Promise((r) => setTimeout(r, 50));
-          return undefined;
-        });
-      }
+      const c = await waitFor(() => NbdClient.connect({ host: "127.0.0.1", port }), {
+        what: `nbdkit to accept a connection on 127.0.0.1:${port}`,
+      });
       expect(c).toBeDefined();
-      await c!.write(4096, Buffer.from("over tcp"));
-      expect((await c!.read(4096, 8)).toString()).toBe("over tcp");
-      await c!.close();
+      await c.write(4096, Buffer.from("over tcp"));
+      expect((await c.read(4096, 8)).toString()).toBe("over tcp");
+      await c.close();
     } finally {
       tcp.kill("SIGTERM");
       await tcp;

@@ -244,6 +244,8 @@ describe("NbdClient against qemu-nbd", () => {
       // qemu-nbd stops answering new clients while --shared=1 is in use.
       const ac = new AbortController();
       const t0 = Date.now();
+      // Not a wait for a state: the timer is the caller giving up while the handshake hangs,
+      // which is what this test is about.
       setTimeout(() => ac.abort(new Error("stop waiting")), 150);
       const aborted = await NbdClient.connect({ socket: srv.socket, signal: ac.signal }).catch((e: unknown) => e);
       expect((aborted as Error).message).toBe("stop waiting");

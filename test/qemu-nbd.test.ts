@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QemuNbdStartError, qemuImg, startQemuNbd, type QemuNbdServer } from "../adapters/qemu/mod.ts";
+import { waitFor } from "./harness/wait-for.ts";
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -214,7 +215,7 @@ require("node:net").createServer().listen(process.argv[i + 1]);
     });
     expect(running(pid)).toBe(true);
     child.kill("SIGKILL");
-    for (let i = 0; i < 100 && running(pid); i++) await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => !running(pid), { timeoutMs: 5000, what: `qemu-nbd (pid ${pid}) to exit after its owner was killed` });
     expect(running(pid)).toBe(false);
   });
 

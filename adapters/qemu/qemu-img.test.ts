@@ -12,6 +12,7 @@ import {
   QemuToolError,
   qemuImg,
 } from "./mod.ts";
+import { waitFor } from "../../test/harness/wait-for.ts";
 
 const MiB = 1024 * 1024;
 let dir: string;
@@ -91,11 +92,15 @@ describe("qemuImg", () => {
   it("qemuImg.info - -U reads an image that qemu-io holds open for writing", async () => {
     const p = join(dir, "locked.qcow2");
     await qemuImg.create({ path: p, format: "qcow2", size: MiB });
-    // qemu-io 'sleep' keeps the image open with a write lock for a moment.
+    // An interactive qemu-io holds the image open with a write lock until it is killed. It opens
+    // the image before it prints its first "qemu-io> " prompt, so the prompt means "locked".
     const { spawn } = await import("node:child_process");
-    const holder = spawn("qemu-io", ["-f", "qcow2", "-c", "sleep 1500", p], { stdio: "ignore" });
+    const holder = spawn("qemu-io", ["-f", "qcow2", p], { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    holder.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    holder.stderr.on("data", (d: Buffer) => (out += d.toString()));
     try {
-      await new Promise((r) => setTimeout(r, 400));
+      await waitFor(() => out.includes("qemu-io> "), { what: () => `qemu-io to open ${p} (output so far: ${JSON.stringify(out)})` });
       await expect(qemuImg.info(p, { format: "qcow2" })).rejects.toThrow(/lock/i);
       expect((await qemuImg.info(p, { format: "qcow2", forceShare: true })).virtualSize).toBe(MiB);
     } finally {
