@@ -3,6 +3,11 @@ import type { FailureMapper, FunctionDefinition, Handler } from "./types.ts";
 
 export interface FunctionSpec<T, D extends Partial<T>> {
   readonly name: string;
+  /**
+   * The subject consumed (default: the contract's). A wildcard (`*.failed`) consumes every stored
+   * subject it matches, from one stream (infra/streams streamForFilter); `contract` must then
+   * accept each of them, and such a function has no default failure event.
+   */
   readonly subject?: string;
   readonly contract: Contract<T, D>;
   readonly concurrency?: number;
@@ -24,7 +29,8 @@ export function defineFunction<T, D extends Partial<T>>(spec: FunctionSpec<T, D>
   const problems: string[] = [];
   if (!NAME.test(spec.name)) problems.push(`name '${spec.name}' must be kebab-case (it is the durable consumer name)`);
   const subject = spec.subject ?? spec.contract.subject;
-  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(subject)) problems.push(`subject '${subject}' must be a concrete subject`);
+  if (!/^(?:[A-Za-z0-9_-]+|\*)(?:\.(?:[A-Za-z0-9_-]+|\*))*(?:\.>)?$/.test(subject))
+    problems.push(`subject '${subject}' must be a subject, '*' or a trailing '>' as wildcards`);
   const concurrency = spec.concurrency ?? 1;
   if (!Number.isInteger(concurrency) || concurrency < 1) problems.push("concurrency must be an integer >= 1");
   if (!Number.isInteger(spec.ackWaitMs) || spec.ackWaitMs < 1000) problems.push("ackWaitMs must be an integer >= 1000");

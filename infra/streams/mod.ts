@@ -77,6 +77,7 @@ export const buckets = {
   leases: "ferry-leases",
   certs: "ferry-certs",
   schedule: "ferry-schedule",
+  alerts: "ferry-alerts",
 } as const;
 
 export const bucketDefinitions: readonly BucketDefinition[] = [
@@ -117,6 +118,18 @@ export const bucketDefinitions: readonly BucketDefinition[] = [
     ttlMs: 8 * DAY,
     maxValueSize: 4 * 1024,
   },
+  {
+    name: buckets.alerts,
+    // functions/alerts: `w.<engine>.<minute>` (alerts posted / failures held back in that minute,
+    // changed only by compare-and-set, so every process of the function shares one limit) and
+    // `a.<custom_id>` (what was decided for one failure's alert, so a redelivery never counts twice).
+    description: "Per engine and minute: the alerts function's rate limit and summaries; per alert custom_id: what was decided.",
+    history: 1,
+    // Minutes are closed within seconds; 2 h keeps a failure's decision past all its redeliveries
+    // (the alerts function retries an unreachable engine for about 80 minutes).
+    ttlMs: 2 * HOUR,
+    maxValueSize: 64 * 1024,
+  },
 ];
 
 /** NATS subject matching with `*` (one token) and `>` (the rest). */
@@ -134,6 +147,29 @@ export function subjectMatches(pattern: string, subject: string): boolean {
 /** The stream that stores `subject`, or undefined for core-only subjects. */
 export function streamFor(subject: string): StreamDefinition | undefined {
   return Object.values(streams).find((st) => st.subjects.some((p) => subjectMatches(p, subject)));
+}
+
+/** Is `subject` a pattern (`*` or `>` tokens) rather than one concrete subject? */
+export function isWildcard(subject: string): boolean {
+  return subject.split(".").some((t) => t === "*" || t === ">");
+}
+
+/**
+ * The stream a consumer filter reads from: streamFor() for a concrete subject; for a wildcard
+ * (e.g. `*.failed`) the one stream whose subjects it matches. A filter matching subjects of two
+ * streams cannot be one durable consumer and is refused; one matching none gives undefined.
+ */
+export function streamForFilter(filter: string): StreamDefinition | undefined {
+  if (!isWildcard(filter)) return streamFor(filter);
+  const owners = Object.values(streams).filter((st) => st.subjects.some((s) => subjectMatches(filter, s)));
+  if (owners.length > 1) throw new Error(`filter '${filter}' matches subjects of several streams (${owners.map((o) => o.name).join(", ")}); a function consumes from one`);
+  return owners[0];
+}
+
+/** The stored subjects a consumer filter selects (a concrete subject: itself, when stored). */
+export function subjectsSelected(filter: string): string[] {
+  const st = streamForFilter(filter);
+  return st ? st.subjects.filter((s) => subjectMatches(filter, s)) : [];
 }
 
 /** A function's retry policy, as declared in its definition. */
@@ -165,7 +201,8 @@ export interface DurableConsumerDefinition {
  * The server requires len(backoff) <= max_deliver.
  */
 export function durableConsumer(policy: ConsumerPolicy): DurableConsumerDefinition {
-  const stream = streamFor(policy.subject);
+  // A wildcard subject (the alerts function's `*.failed`) is one filter_subject on one stream.
+  const stream = streamForFilter(policy.subject);
   if (!stream) throw new Error(`subject '${policy.subject}' is not stored in any stream; a function cannot consume it`);
   const schedule = policy.backoffMs.slice(0, policy.maxDeliver).map((b) => Math.max(b, policy.ackWaitMs));
   schedule[0] = policy.ackWaitMs;

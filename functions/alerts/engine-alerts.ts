@@ -1,0 +1,41 @@
+/**
+ * The alerts function's engine edge: POST /events (ovirt-api.md §9) with origin `ferry` on the
+ * named engine, over adapters/ovirt engine clients built in main.ts.
+ */
+import { EngineFaultError, type PostEvent } from "../../adapters/ovirt/mod.ts";
+import { UnknownEngineError, type PostAlert } from "./handler.ts";
+
+/** The part of adapters/ovirt EngineClient this needs. */
+export interface EventsClient {
+  readonly events: { post(e: PostEvent): Promise<unknown> };
+}
+
+/** 400 "External Event with this custom id already exists.": the alert is already there. */
+export function isDuplicateEvent(err: unknown): boolean {
+  return err instanceof EngineFaultError && err.status === 400 && /custom id already exists/i.test(err.detail);
+}
+
+export function createPostAlert(clients: ReadonlyMap<string, EventsClient>): PostAlert {
+  return async (engine, a) => {
+    const client = clients.get(engine);
+    if (!client) throw new UnknownEngineError(engine);
+    const post = (vmId?: string) =>
+      client.events.post({ description: a.description, severity: a.severity, origin: "ferry", customId: a.customId, ...(vmId ? { vmId } : {}) });
+    try {
+      await post(a.vmId);
+      return "posted";
+    } catch (err) {
+      if (isDuplicateEvent(err)) return "duplicate";
+      // Another 4xx with a VM link (the VM was removed meanwhile?): an alert without the link
+      // is better than none. Anything else (5xx, network) is retried by the runtime.
+      if (!(a.vmId && err instanceof EngineFaultError)) throw err;
+    }
+    try {
+      await post();
+      return "posted";
+    } catch (err) {
+      if (isDuplicateEvent(err)) return "duplicate";
+      throw err;
+    }
+  };
+}
