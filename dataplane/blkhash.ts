@@ -6,19 +6,21 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
-import { PermanentError } from "../contracts/errors.ts";
+import {
+  checkDigestGeometry as checkGeometry,
+  decodeDigests,
+  DIGEST_SIZE,
+  DigestsError,
+  encodeDigests,
+  type BlockDigests,
+} from "../adapters/store/digests-file.ts";
+
+// The digest file format (and the BlockDigests type it stores) belongs to the store:
+// adapters/store/digests-file.ts. Re-exported so importers of dataplane/blkhash keep working.
+export { decodeDigests, DIGEST_SIZE, DigestsError, encodeDigests, type BlockDigests } from "../adapters/store/digests-file.ts";
 
 export const BLOCK_SIZE = 4 * 1024 * 1024;
-export const DIGEST_SIZE = 32;
 export const ALGORITHM = "sha256";
-
-/** The per-block sha256 digests of one guest image (a restore point of one disk). */
-export interface BlockDigests {
-  readonly blockSize: number;
-  readonly virtualSize: number;
-  /** blockCount × 32 bytes, block i at [32i, 32i+32). */
-  readonly digests: Buffer;
-}
 
 /** The JSON imageio's `GET …/checksum?algorithm=sha256` returns. */
 export interface ChecksumResult {
@@ -27,24 +29,12 @@ export interface ChecksumResult {
   checksum: string;
 }
 
-export class DigestsError extends PermanentError {}
-
 export function blockCount(virtualSize: number, blockSize = BLOCK_SIZE): number {
   return Math.ceil(virtualSize / blockSize);
 }
 
 export function blockLength(virtualSize: number, blockSize: number, index: number): number {
   return Math.min(blockSize, virtualSize - index * blockSize);
-}
-
-function checkGeometry(virtualSize: number, blockSize: number): void {
-  // imageio accepts 1-16 MiB blocks that are a multiple of 4096 (ovirt-api.md 7.8).
-  if (!Number.isSafeInteger(blockSize) || blockSize < 4096 || blockSize > 16 << 20 || blockSize % 4096 !== 0) {
-    throw new DigestsError("BLKHASH_BAD_BLOCK_SIZE", `block size ${blockSize} must be 4 KiB-16 MiB, a multiple of 4096`);
-  }
-  if (!Number.isSafeInteger(virtualSize) || virtualSize < 0) {
-    throw new DigestsError("BLKHASH_BAD_SIZE", `virtual size ${virtualSize} is not a non-negative integer`);
-  }
 }
 
 /** One shared zero buffer: zero ranges are hashed from it instead of being allocated or read. */
@@ -257,51 +247,7 @@ export class BlockHasher {
 }
 
 // --- File format: the store keeps blockhashes/<checkpoint>.<disk-id> ---------------------------
-//
-// "FERRYBH1" | u32 blockSize | u64 virtualSize | u32 count | count×32 digests | sha256(all before)
-// Little-endian. The trailing sha256 catches a truncated or rotted file before it poisons the
-// next incremental checksum.
-
-const MAGIC = Buffer.from("FERRYBH1", "ascii");
-const HEADER = MAGIC.length + 4 + 8 + 4;
-
-export function encodeDigests(d: BlockDigests): Buffer {
-  checkGeometry(d.virtualSize, d.blockSize);
-  const count = blockCount(d.virtualSize, d.blockSize);
-  if (d.digests.length !== count * DIGEST_SIZE) {
-    throw new DigestsError("BLKHASH_BAD_DIGESTS", `expected ${count} digests, got ${d.digests.length / DIGEST_SIZE}`);
-  }
-  const head = Buffer.alloc(HEADER);
-  MAGIC.copy(head, 0);
-  head.writeUInt32LE(d.blockSize, 8);
-  head.writeBigUInt64LE(BigInt(d.virtualSize), 12);
-  head.writeUInt32LE(count, 20);
-  const body = Buffer.concat([head, d.digests]);
-  return Buffer.concat([body, createHash(ALGORITHM).update(body).digest()]);
-}
-
-export function decodeDigests(buf: Buffer, what = "block digests"): BlockDigests {
-  const bad = (why: string) => new DigestsError("BLKHASH_CORRUPT", `${what}: ${why}`);
-  if (buf.length < HEADER + DIGEST_SIZE || !buf.subarray(0, 8).equals(MAGIC)) throw bad("not a Ferry block digest file");
-  const body = buf.subarray(0, buf.length - DIGEST_SIZE);
-  if (!createHash(ALGORITHM).update(body).digest().equals(buf.subarray(buf.length - DIGEST_SIZE))) {
-    throw bad("integrity check failed");
-  }
-  const blockSize = buf.readUInt32LE(8);
-  const big = buf.readBigUInt64LE(12);
-  if (big > BigInt(Number.MAX_SAFE_INTEGER)) throw bad("virtual size too large");
-  const virtualSize = Number(big);
-  const count = buf.readUInt32LE(20);
-  try {
-    checkGeometry(virtualSize, blockSize);
-  } catch {
-    throw bad("invalid geometry");
-  }
-  if (count !== blockCount(virtualSize, blockSize) || body.length !== HEADER + count * DIGEST_SIZE) {
-    throw bad("digest count does not match the size");
-  }
-  return { blockSize, virtualSize, digests: Buffer.from(body.subarray(HEADER)) };
-}
+// encodeDigests / decodeDigests: adapters/store/digests-file.ts (re-exported above).
 
 /** Write atomically (temp file, fsync, rename), mode 0600. */
 export async function writeDigestsFile(path: string, d: BlockDigests): Promise<void> {

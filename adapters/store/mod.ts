@@ -6,6 +6,7 @@ export { inspectLayer, inspectChain, type LayerFacts } from "./layers.ts";
 export { readManifestFile, writeManifestFile, manifestBody, MAX_MANIFEST_BYTES } from "./manifest.ts";
 export { runRetention, replayPending, type RetentionResult, type RetentionContext } from "./retention.ts";
 export { verifyDisk, checkLayers, digestChain, parseStoredDigests, type DiskVerification, type BadBlock, type VerifyTools } from "./verify.ts";
+export { encodeDigests, decodeDigests, isDigestsFile, checkDigestGeometry, DigestsError, DIGEST_SIZE, type BlockDigests } from "./digests-file.ts";
 export { sweepStore, isTempName, type SweepOptions, type SweepReport } from "./sweep.ts";
 export { withDirLock, LOCK_FILE, type LockOptions } from "./lock.ts";
 export { writeFileAtomic, ensureDir, TEMP_PREFIX, DIR_MODE, FILE_MODE } from "./fs-atomic.ts";

@@ -9,10 +9,10 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { execa } from "execa";
-import { decodeDigests } from "../../dataplane/blkhash.ts";
 import type { DiskLayer } from "../../domain/chain/mod.ts";
 import { redactText } from "../secrets.ts";
 import type { QemuImg } from "../qemu/mod.ts";
+import { decodeDigests, DIGEST_SIZE as DIGEST, isDigestsFile } from "./digests-file.ts";
 import { StoreError } from "./errors.ts";
 import type { StorePaths } from "./paths.ts";
 
@@ -42,13 +42,12 @@ export interface DiskVerification {
   problems: string[];
 }
 
-const DIGEST = 32;
 const MAX_LISTED = 100;
 
 /** The recorded digests: Ferry's FERRYBH1 file, or a bare n × 32-byte list. */
 export function parseStoredDigests(buf: Buffer, virtualSize: number, blockSize: number, what: string): Buffer {
   const count = Math.ceil(virtualSize / blockSize);
-  if (buf.subarray(0, 8).toString("latin1") === "FERRYBH1") {
+  if (isDigestsFile(buf)) {
     const d = decodeDigests(buf, what);
     if (d.blockSize !== blockSize || d.virtualSize !== virtualSize) {
       throw new StoreError("STORE_DIGESTS_MISMATCH", `${what} is for ${d.virtualSize} bytes in ${d.blockSize}-byte blocks, the restore point for ${virtualSize} in ${blockSize}`);
