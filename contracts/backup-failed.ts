@@ -9,7 +9,7 @@ export const backupFailed = defineContract({
   description: "Outcome: a backup run (any of its steps) failed permanently or ran out of retries. `code` is stable (contracts/errors.ts).",
   schema: z.looseObject(failureFields),
   examples: {
-    valid: [failureExample, { ...failureExample, runId: "run-7", step: "disk.transferred", attempts: 5 }],
+    valid: [failureExample, { ...failureExample, runId: "run-7", step: "disk.transferred", attempts: 5, engine: "prd", vmId: "vm-1" }],
     invalid: failureInvalidExamples,
   },
 });

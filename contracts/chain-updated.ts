@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { defineContract, type Infer } from "./define.ts";
-import { backupKind, checksum, envelope, id, isoTime, layer, vmIdentity } from "./fields.ts";
+import { backupKind, checksum, engineName, envelope, id, isoTime, layer, vmIdentity } from "./fields.ts";
 
 const example = {
   id: "rp-20250131T020000Z:chain.updated",
@@ -30,18 +30,37 @@ export const chainUpdated = defineContract({
   schema: z.looseObject({
     ...envelope,
     runId: id.optional().describe("The backup run that produced the restore point."),
+    engine: engineName
+      .optional()
+      .describe("The engine the VM was backed up from (name from the Ferry config). Carried so that a failure of a later step is alerted on that engine."),
     vm: vmIdentity,
-    restorePoint: z.object({
-      id,
-      checkpointId: id.optional().describe("Engine checkpoint id; absent when the engine gave none."),
-      time: isoTime.describe("When the backup was taken."),
-      kind: backupKind,
-      disks: z.array(z.object({ id: id.describe("Disk id."), layer, checksum })).min(1),
-    }),
+    restorePoint: z
+      .object({
+        id: id.describe("Restore point id."),
+        checkpointId: id.optional().describe("Engine checkpoint id of the restore point; absent when the engine gave none (snapshot-based backup)."),
+        time: isoTime.describe("When the backup was taken."),
+        kind: backupKind.describe("'full' when every disk layer is full; 'incremental' when any disk builds on an older layer."),
+        disks: z.array(z.object({ id: id.describe("Disk id."), layer, checksum }).describe("One disk of the point: its layer and block checksum.")).min(1),
+      })
+      .describe("The restore point now in the chain."),
+    reason: z
+      .string()
+      .max(1000)
+      .optional()
+      .describe("Why the point, or some of its disks, is full, e.g. 'no previous checkpoint'; several disks' reasons are joined with '; '. Absent when nothing needed explaining."),
   }),
   examples: {
-    valid: [example, { ...example, restorePoint: { ...example.restorePoint, checkpointId: undefined, kind: "full" } }],
-    invalid: [{}, { ...example, restorePoint: { ...example.restorePoint, disks: [] } }, { ...example, vm: "web01" }],
+    valid: [
+      example,
+      { ...example, runId: "run-7", engine: "prd", restorePoint: { ...example.restorePoint, checkpointId: undefined, kind: "full" }, reason: "no previous checkpoint" },
+    ],
+    invalid: [
+      {},
+      { ...example, restorePoint: { ...example.restorePoint, disks: [] } },
+      { ...example, vm: "web01" },
+      { ...example, reason: "x".repeat(1001) },
+      { ...example, engine: "" },
+    ],
   },
 });
 export type ChainUpdated = Infer<typeof chainUpdated>;

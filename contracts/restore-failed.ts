@@ -10,7 +10,7 @@ export const restoreFailed = defineContract({
   description: "Outcome: a restore failed permanently or ran out of retries; what it created was cancelled or removed.",
   schema: z.looseObject({ ...failureFields, target: engineName.optional().describe("The target engine.") }),
   examples: {
-    valid: [failureExample, { ...failureExample, target: "dr", code: "UPLOAD_VERIFY_MISMATCH" }],
+    valid: [failureExample, { ...failureExample, target: "dr", code: "UPLOAD_VERIFY_MISMATCH", engine: "dr" }],
     invalid: failureInvalidExamples,
   },
 });

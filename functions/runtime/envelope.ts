@@ -4,6 +4,7 @@
  * JetStream message so they are stable across redeliveries.
  */
 import type { Contract } from "../../contracts/define.ts";
+import { engineName, id as idField } from "../../contracts/fields.ts";
 import type { Envelope, Outbound } from "./types.ts";
 import { ContractViolationError } from "./publisher.ts";
 
@@ -33,6 +34,28 @@ export function vmOf(event: Record<string, unknown>): string | undefined {
   return undefined;
 }
 
+/**
+ * Where the alert for a failure of this input goes (contracts/failure.ts `engine`, `vmId`): its
+ * `engine` field (backup.requested has it, default 'prd' once defaults are applied) and `vm.id`
+ * when `vm` is {id, name}. A value that would not fit the failure contract is left out, so a
+ * stray field on a loosely validated input never costs the failure event.
+ */
+export function alertTargetOf(event: Record<string, unknown>): { engine?: string; vmId?: string } {
+  const out: { engine?: string; vmId?: string } = {};
+  const engine = engineName.safeParse(event.engine);
+  if (engine.success) out.engine = engine.data;
+  const vm = event.vm;
+  if (vm && typeof vm === "object" && !Array.isArray(vm)) {
+    const vmId = idField.safeParse((vm as { id?: unknown }).id);
+    if (vmId.success) out.vmId = vmId.data;
+  }
+  return out;
+}
+
+/**
+ * An outbound event of `contract` with the envelope filled in, checked against the contract's
+ * strict outbound schema (ContractViolationError when it does not fit or has an undeclared field).
+ */
 export function emitEvent<T>(
   input: Envelope,
   contract: Contract<T, any>,
@@ -42,7 +65,7 @@ export function emitEvent<T>(
   const subject = opts.subject ?? contract.subject;
   const id = opts.id ?? `${input.id}:${subject}${opts.key ? `:${opts.key}` : ""}`;
   const event = { ...body, id, time: (opts.now ?? new Date()).toISOString(), correlationId: input.correlationId };
-  const v = contract.validate(event);
+  const v = contract.validateOutbound(event);
   if (!v.ok) throw new ContractViolationError(subject, v.reason);
   return { subject, event };
 }

@@ -2,7 +2,10 @@
  * Publishing next events: stored subjects go through JetStream with Nats-Msg-Id (so a
  * redelivered step re-publishing the same event is a duplicate, not a second event) and the
  * PubAck is awaited; core-only subjects (transfer.progress) are plain core publishes.
- * Every event is checked against its contract first: a handler bug must not put bad data on the bus.
+ * Every event is checked against its contract's strict outbound schema first (an undeclared
+ * field at any level is refused, like a missing one): a handler bug must not put bad or
+ * undescribed data on the bus. Consumers stay loose (contract.validate), so a newer producer
+ * does not break an older consumer.
  */
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -28,10 +31,11 @@ export interface Publisher {
   publish(out: Outbound): Promise<PublishAck>;
 }
 
+/** Throws ContractViolationError unless `out.event` fits its subject's contract exactly (validateOutbound). */
 export function checkOutbound(out: Outbound): void {
   const contract = contractFor(out.subject);
   if (!contract) throw new ContractViolationError(out.subject, "no contract for this subject");
-  const v = contract.validate(out.event);
+  const v = contract.validateOutbound(out.event);
   if (!v.ok) throw new ContractViolationError(out.subject, v.reason);
 }
 

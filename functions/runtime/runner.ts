@@ -7,7 +7,7 @@ import type { Logger } from "pino";
 import { errorCode, isPermanent, TransientError } from "../../contracts/errors.ts";
 import { contractFor, failureSubjects, REJECTED_PAYLOAD_MAX, rejectedSubject, type Subject } from "../../contracts/mod.ts";
 import { redactText } from "../../adapters/secrets.ts";
-import { emitEvent, receivedEnvelope, vmOf, type StoredRef } from "./envelope.ts";
+import { alertTargetOf, emitEvent, receivedEnvelope, vmOf, type StoredRef } from "./envelope.ts";
 import type { Publisher } from "./publisher.ts";
 import type { Semaphore } from "./semaphore.ts";
 import type { Failure, FunctionDefinition, HandlerContext, Outbound } from "./types.ts";
@@ -241,7 +241,7 @@ export class FunctionRunner {
       log.warn({ err, code, delayMs: delay, attempt: dc, maxDeliver: this.def.maxDeliver }, "failed, will retry");
       return;
     }
-    const failure: Failure = { code, message, attempts: dc };
+    const failure: Failure = { code, message, attempts: dc, ...alertTargetOf(event) };
     try {
       const events = this.def.onFailure ? this.def.onFailure(event as never, failure, ctx) : this.#defaultFailure(event, failure, ctx);
       for (const out of events) await this.deps.publisher.publish(out);
@@ -271,7 +271,12 @@ export class FunctionRunner {
     const value = this.def.contract.withDefaults(v.value) as Record<string, unknown>;
     const envelope = receivedEnvelope(value, stored);
     const event = { ...value, ...envelope };
-    const failure: Failure = { code: "MAX_DELIVER_EXCEEDED", message: `gave up after ${deliveries} deliveries without an answer (worker crashed or hung)`, attempts: deliveries };
+    const failure: Failure = {
+      code: "MAX_DELIVER_EXCEEDED",
+      message: `gave up after ${deliveries} deliveries without an answer (worker crashed or hung)`,
+      attempts: deliveries,
+      ...alertTargetOf(event),
+    };
     const ctx: HandlerContext = {
       log,
       signal: AbortSignal.abort(),
@@ -294,6 +299,9 @@ export class FunctionRunner {
     if (!contract) return [];
     const body: Record<string, unknown> = { vm, code: failure.code, message: failure.message, step: this.def.subject, attempts: failure.attempts };
     if (typeof event.runId === "string") body.runId = event.runId;
+    // Where the alert goes (functions/alerts reads these from every *.failed).
+    if (failure.engine !== undefined) body.engine = failure.engine;
+    if (failure.vmId !== undefined) body.vmId = failure.vmId;
     return [ctx.emit(contract, body as never)];
   }
 

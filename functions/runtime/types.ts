@@ -62,7 +62,8 @@ export interface HandlerContext {
   /**
    * Build an event of `contract` with the envelope filled: id (default `<input id>:<subject>`,
    * or `<input id>:<subject>:<key>` with opts.key), time = now, correlationId inherited.
-   * Validates it against the contract and throws a PermanentError (CONTRACT_VIOLATION) if it does not fit.
+   * Validates it against the contract's strict outbound schema (an undeclared field at any level
+   * does not fit) and throws a PermanentError (CONTRACT_VIOLATION) if it does not fit.
    */
   emit<T>(contract: Contract<T, any>, body: Omit<T, "id" | "time" | "correlationId">, opts?: { id?: string; key?: string; subject?: string }): Outbound;
   /** Publish now (progress, or a fact that must be out before the handler finishes). Waits for the PubAck. */
@@ -77,6 +78,13 @@ export interface Failure {
   /** One line, already redacted. */
   readonly message: string;
   readonly attempts: number;
+  /**
+   * Where the alert for this failure goes (contracts/failure.ts `engine`): the input's `engine`
+   * field (backup.requested: default 'prd'), when it has a valid one.
+   */
+  readonly engine?: string;
+  /** Where the alert for this failure goes (contracts/failure.ts `vmId`): the input's `vm.id` when `vm` is {id, name}. */
+  readonly vmId?: string;
 }
 export type FailureMapper<T, D> = (event: Received<T, D>, failure: Failure, ctx: HandlerContext) => readonly Outbound[];
 
@@ -97,7 +105,10 @@ export interface FunctionDefinition<T = any, D = any> {
   /** working() interval while the handler runs. Default ackWaitMs / 3. */
   readonly heartbeatMs: number;
   readonly handler: Handler<T, D>;
-  /** Default: the contract's `*.failed` subject from contracts/mod.ts failureSubjects, with {vm, code, message}. */
+  /**
+   * Default: the contract's `*.failed` subject from contracts/mod.ts failureSubjects, with
+   * {vm, code, message, step, attempts, runId?, engine?, vmId?}.
+   */
   readonly onFailure?: FailureMapper<T, D>;
 }
 
