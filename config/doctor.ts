@@ -152,6 +152,8 @@ export interface NatsTarget {
   readonly credsFile?: string | undefined;
   readonly user?: string | undefined;
   readonly password?: string | undefined;
+  /** Not checked; allowed so a loaded config's `nats` section can be passed as it is. */
+  readonly replicas?: number | undefined;
 }
 
 export async function checkNats(o: DoctorOptions, nats: NatsTarget): Promise<CheckResult> {
