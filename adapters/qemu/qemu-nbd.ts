@@ -66,14 +66,26 @@ function buildArgs(o: QemuNbdOptions, exportName: string): string[] {
   return args;
 }
 
+// qemu-nbd binds and listens BEFORE it opens the image, so an accepted connection does not mean
+// it will serve: it may be about to exit with "Could not open". The newstyle greeting
+// ("NBDMAGIC") is sent only once the export is open, so that is what readiness waits for.
+const GREETING = Buffer.from("NBDMAGIC");
+
 function probe(socket: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(socket);
-    s.once("connect", () => {
+    let got = Buffer.alloc(0);
+    const done = (ok: boolean) => {
       s.destroy();
-      resolve(true);
+      resolve(ok);
+    };
+    s.on("data", (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (got.length >= GREETING.length) done(got.subarray(0, GREETING.length).equals(GREETING));
     });
-    s.once("error", () => resolve(false));
+    s.once("error", () => done(false));
+    s.once("close", () => done(false));
+    s.setTimeout(2000, () => done(false));
   });
 }
 
