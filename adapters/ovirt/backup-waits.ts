@@ -5,10 +5,11 @@
 import { TransientError } from "../../contracts/errors.ts";
 import type { EngineClient } from "./client.ts";
 import {
+  AlreadyFinalizedError,
   BackupFailedError,
+  CheckpointMissingError,
   BackupTimeoutError,
   CheckpointTimeoutError,
-  EngineFaultError,
   NotFoundError,
 } from "./errors.ts";
 import type { Backup, BackupPhase, Disk } from "./models.ts";
@@ -79,8 +80,6 @@ export async function waitForBackupPhase(
   }
 }
 
-const ALREADY_FINALIZED = /already in/i;
-
 /**
  * Finalizes a backup and waits for `succeeded`. Safe to call in `finally` and more than once:
  * a 409 (an image transfer of the backup is still open) is retried until the deadline, and
@@ -103,7 +102,7 @@ export async function finalizeBackup(
           await engine.backups.finalize(vmId, backupId, { signal: o.signal });
           state = "waiting";
         } catch (err) {
-          if (err instanceof EngineFaultError && err.status === 400 && ALREADY_FINALIZED.test(err.detail)) {
+          if (err instanceof AlreadyFinalizedError) {
             state = "waiting";
           } else if (err instanceof NotFoundError) {
             throw new BackupFailedError(vmId, backupId, phase, "the backup no longer exists");
@@ -202,8 +201,6 @@ export async function waitForCheckpointGone(
   );
 }
 
-const CHECKPOINT_MISSING = /doesn't exist|does not exist/i;
-
 /** DELETE a checkpoint and wait until it is gone. A checkpoint that is already gone counts as deleted. */
 export async function deleteCheckpoint(
   engine: EngineClient,
@@ -214,8 +211,7 @@ export async function deleteCheckpoint(
   try {
     await engine.checkpoints.remove(vmId, checkpointId, { signal: o.signal });
   } catch (err) {
-    if (err instanceof NotFoundError) return;
-    if (err instanceof EngineFaultError && err.status === 400 && CHECKPOINT_MISSING.test(err.detail)) return;
+    if (err instanceof NotFoundError || err instanceof CheckpointMissingError) return;
     throw err;
   }
   await waitForCheckpointGone(engine, vmId, checkpointId, o);

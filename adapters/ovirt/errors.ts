@@ -58,8 +58,8 @@ export class EngineConflictError extends TransientError implements EngineFault {
   readonly detail: string;
   readonly method: string;
   readonly path: string;
-  constructor(f: EngineFault) {
-    super("ENGINE_CONFLICT", faultMessage(f), faultFields(f));
+  constructor(f: EngineFault, code = "ENGINE_CONFLICT") {
+    super(code, faultMessage(f), faultFields(f));
     this.status = f.status;
     this.reason = f.reason;
     this.detail = f.detail;
@@ -83,6 +83,86 @@ export class EngineServerError extends TransientError implements EngineFault {
     this.method = f.method;
     this.path = f.path;
   }
+}
+
+// ---- typed engine outcomes ------------------------------------------------------------------
+// The engine says *why* only in its translated `detail` text (ovirt-api.md §1.4, §5.1, §5.4,
+// §5.6, §5.7, §9). It is read here, once, from the status code and the documented message
+// templates; callers match the classes with instanceof and never look at the text.
+
+/** 400 on POST /vms/{id}/backups: `from_checkpoint_id` is unknown, invalid, or misses a disk (§5.1, §5.7). A full backup is needed. */
+export class CheckpointInvalidError extends EngineFaultError {
+  constructor(f: EngineFault) {
+    super(f, "ENGINE_CHECKPOINT_INVALID");
+  }
+}
+
+/** The engine cannot take incremental backups of this VM (cluster setting), or has no backup API at all (404 on the backups collection). */
+export class IncrementalUnsupportedError extends EngineFaultError {
+  /** True when the backup API itself is missing (older engine): only a snapshot-based backup works. */
+  readonly noBackupApi: boolean;
+  constructor(f: EngineFault) {
+    super(f, f.status === 404 ? "ENGINE_NO_BACKUP_API" : "ENGINE_INCREMENTAL_UNSUPPORTED");
+    this.noBackupApi = f.status === 404;
+  }
+}
+
+/** 409: the VM (or its disks) is locked by another operation, typically a backup still open (§5.5). Retry later. */
+export class VmLockedError extends EngineConflictError {
+  constructor(f: EngineFault) {
+    super(f, "ENGINE_VM_LOCKED");
+  }
+}
+
+/** 400: an entity with the client-chosen id already exists (a redelivery that already created it). */
+export class DuplicateIdError extends EngineFaultError {
+  constructor(f: EngineFault) {
+    super(f, "ENGINE_DUPLICATE_ID");
+  }
+}
+
+/** 400 on finalize: the backup is already finalizing or finished (§5.4): finalize was asked before. */
+export class AlreadyFinalizedError extends EngineFaultError {
+  constructor(f: EngineFault) {
+    super(f, "ENGINE_ALREADY_FINALIZED");
+  }
+}
+
+/** 400 on DELETE of a checkpoint that does not exist (§5.6): it is gone, which is what the caller wanted. */
+export class CheckpointMissingError extends EngineFaultError {
+  constructor(f: EngineFault) {
+    super(f, "ENGINE_CHECKPOINT_MISSING");
+  }
+}
+
+/** 400 on POST /events: (origin, custom_id) was posted before (§9): the event is already there. */
+export class DuplicateEventError extends EngineFaultError {
+  constructor(f: EngineFault) {
+    super(f, "ENGINE_DUPLICATE_EVENT");
+  }
+}
+
+const BACKUPS_COLLECTION = /^\/vms\/[^/]+\/backups$/;
+const BACKUP_FINALIZE = /^\/vms\/[^/]+\/backups\/[^/]+\/finalize$/;
+const CHECKPOINT = /^\/vms\/[^/]+\/checkpoints\/[^/]+$/;
+
+/** The typed error for an engine fault answer: the one place that reads the engine's text. */
+export function engineFaultError(f: EngineFault): EngineHttpError {
+  const d = f.detail;
+  if (f.method === "POST" && BACKUPS_COLLECTION.test(f.path)) {
+    if (f.status === 404) return new IncrementalUnsupportedError(f);
+    if (f.status === 400 && /Incremental backup is not supported/i.test(d)) return new IncrementalUnsupportedError(f);
+    if (f.status === 400 && /Checkpoint ID .* (doesn't exist|is invalid)|not included in the previous VM backup/i.test(d)) return new CheckpointInvalidError(f);
+    if (f.status === 400 && /already exists/i.test(d)) return new DuplicateIdError(f);
+    if (f.status === 409 && /during a backup operation|is locked|are locked/i.test(d)) return new VmLockedError(f);
+  }
+  if (f.method === "POST" && BACKUP_FINALIZE.test(f.path) && f.status === 400 && /already in .* phase/i.test(d)) return new AlreadyFinalizedError(f);
+  if (f.method === "DELETE" && CHECKPOINT.test(f.path) && f.status === 400 && /doesn't exist|does not exist/i.test(d)) return new CheckpointMissingError(f);
+  if (f.method === "POST" && f.path === "/events" && f.status === 400 && /custom id already exists/i.test(d)) return new DuplicateEventError(f);
+  if (f.status === 404) return new NotFoundError(f);
+  if (f.status === 409) return new EngineConflictError(f);
+  if (f.status >= 500) return new EngineServerError(f);
+  return new EngineFaultError(f);
 }
 
 /** Any HTTP-level error carrying the engine's `{reason, detail}`. */

@@ -1,5 +1,5 @@
 /** Audit-log events: post Ferry's alerts, follow the engine's events (ovirt-api.md §9). */
-import { EngineFaultError } from "./errors.ts";
+import { DuplicateEventError } from "./errors.ts";
 import { Event, Events, type EventSeverity } from "./models.ts";
 import type { CallOptions } from "./ops-vms.ts";
 import type { EngineApi } from "./transport.ts";
@@ -26,8 +26,6 @@ export function nextCustomId(): number {
   return lastCustomId;
 }
 
-const DUPLICATE = /custom id already exists/i;
-
 export function eventOps(api: EngineApi) {
   return {
     async post(e: PostEvent, o: CallOptions = {}): Promise<Event> {
@@ -47,7 +45,7 @@ export function eventOps(api: EngineApi) {
         try {
           return await api.json({ method: "POST", path: "/events", body, signal: o.signal }, Event);
         } catch (err) {
-          const duplicate = err instanceof EngineFaultError && err.status === 400 && DUPLICATE.test(err.detail);
+          const duplicate = err instanceof DuplicateEventError;
           if (!duplicate || attempt >= attempts) throw err;
         }
       }

@@ -17,7 +17,7 @@ import {
   EngineServerError,
   EngineTlsError,
   EngineUnavailableError,
-  NotFoundError,
+  engineFaultError,
   type EngineFault,
 } from "./errors.ts";
 import { SsoToken } from "./models.ts";
@@ -143,12 +143,6 @@ function parseFault(method: string, path: string, res: RawResponse, scrub: (s: s
   return { status: res.status, reason: scrub(reason), detail: scrub(detail), method, path };
 }
 
-function faultError(f: EngineFault): Error {
-  if (f.status === 404) return new NotFoundError(f);
-  if (f.status === 409) return new EngineConflictError(f);
-  if (f.status >= 500) return new EngineServerError(f);
-  return new EngineFaultError(f);
-}
 
 export class EngineSession {
   /** Engine base for messages: origin plus path prefix, no credentials. */
@@ -328,7 +322,7 @@ export class EngineSession {
       }
     }
     if (res.status < 200 || res.status >= 300) {
-      throw faultError(parseFault(req.method, req.path, res, (s) => this.scrub(s)));
+      throw engineFaultError(parseFault(req.method, req.path, res, (s) => this.scrub(s)));
     }
     return res;
   }
