@@ -72,8 +72,10 @@ export const CONFIG_DEFAULTS = Object.freeze({
   backupsPerEngine: 2,
   /** concurrency.connections: parallel HTTP connections per disk transfer */
   connections: 4,
-  /** Not a config key: how long a VM's backup lease (KV ferry-leases) lives without renewal, in ms. */
-  leaseTtlMs: 5 * 60_000,
+  /** Not a config key: how long a VM lease (KV ferry-leases) held by a working step lives without renewal, in ms. */
+  leaseTtlMs: 60_000,
+  /** Not a config key: how long a VM lease handed from one step of a run to the next waits for it, in ms. */
+  handOffTtlMs: 15 * 60_000,
 } as const);
 
 // Engine names end up in subjects and KV keys: no dots, no spaces.

@@ -1,7 +1,9 @@
 /**
- * Real dependencies of the backup functions, built once per process from the loaded config and
- * the runtime's KV manager. Only main.ts files (and tests that start the pipeline against the
- * lab) call this; handlers only see the ports.
+ * The composition root of the backup functions: real engine clients, the store, the data plane
+ * and the KV-backed journal, leases and chains, built ONCE per process (`pipelineFor`), so
+ * `ferry run all` shares one set of engine clients per engine between its functions. Only
+ * main.ts files (and tests that start the pipeline against the lab) call this; handlers only see
+ * the ports.
  */
 import { hostname } from "node:os";
 import { readFile } from "node:fs/promises";
@@ -9,6 +11,7 @@ import { createEngineClient } from "../adapters/ovirt/client.ts";
 import { openImageio } from "../adapters/imageio/mod.ts";
 import { download } from "../dataplane/mod.ts";
 import { buckets } from "../infra/streams/mod.ts";
+import { CONFIG_DEFAULTS } from "../contracts/config.ts";
 import type { RetentionPolicy } from "../domain/retention/mod.ts";
 import { createEnginePort } from "./engine-port.ts";
 import { createStorePort, type StorePort } from "./store-port.ts";
@@ -19,7 +22,8 @@ import { chainsKv, openStore, type ChainsKv } from "../adapters/store/mod.ts";
 import { chainViewOf } from "./chain-view.ts";
 import { createRunJournal, type RunJournal } from "./run-journal.ts";
 import { createLeases, type Leases } from "./vm-lease.ts";
-import type { ReconcileEngine } from "./reconcile.ts";
+import type { ReconcileEngine } from "./ports.ts";
+import { createDeploymentId } from "./deployment.ts";
 
 export interface EngineSettings {
   readonly url: string;
@@ -37,10 +41,13 @@ export interface BackupSettings {
   /** Parallel connections per disk transfer. */
   readonly connections?: number;
   readonly pollMs?: number;
+  /** A VM lease whose holder stops renewing it lasts this long (default CONFIG_DEFAULTS.leaseTtlMs). */
   readonly leaseTtlMs?: number;
+  /** A lease handed from one step of a run to the next lasts this long (default CONFIG_DEFAULTS.handOffTtlMs). */
+  readonly handOffTtlMs?: number;
 }
 
-export type PortEngine = ReturnType<typeof createEnginePort> & ReconcileEngine;
+export type PortEngine = ReturnType<typeof createEnginePort>;
 
 export interface BackupWiring {
   readonly engines: ReadonlyMap<string, PortEngine>;
@@ -51,6 +58,9 @@ export interface BackupWiring {
   readonly leases: Leases;
   readonly chains: ChainsKv;
   readonly owner: string;
+  /** This deployment's mark on the engine objects it creates (one per KV domain, pipeline/deployment.ts). */
+  readonly deployment: string;
+  readonly settings: BackupSettings;
   /** The engine a backup run used (its journal), else the default 'prd'. */
   engineForRun(runId: string | undefined): Promise<PortEngine | undefined>;
   close(): Promise<void>;
@@ -72,9 +82,9 @@ export function settingsFromConfig(config: {
     storePath: config.store.path,
     fullPolicy: (vm) => {
       const f = config.vms[vm]?.full;
-      return f ? { weeklyFullDay: f.weeklyDay ? ISO_DAY[f.weeklyDay] : undefined, maxChainLength: f.maxChainLength, fullEveryDays: f.everyDays } : { maxChainLength: 14 };
+      return f ? { weeklyFullDay: f.weeklyDay ? ISO_DAY[f.weeklyDay] : undefined, maxChainLength: f.maxChainLength, fullEveryDays: f.everyDays } : { maxChainLength: CONFIG_DEFAULTS.maxChainLength };
     },
-    retention: (vm) => config.vms[vm]?.retention ?? { keepLast: 7 },
+    retention: (vm) => config.vms[vm]?.retention ?? CONFIG_DEFAULTS.retention,
     connections: config.concurrency?.connections,
   };
 }
@@ -89,10 +99,9 @@ export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) 
   const engines = new Map<string, PortEngine>();
   for (const [name, e] of Object.entries(s.engines)) {
     const client = createEngineClient({ url: e.url, user: e.user, password: e.password, caPem: e.caPem, insecure: e.insecure ?? false, correlationId: `ferry-${name}` });
-    const port = createEnginePort(client, { name, caPem: e.caPem, pollMs: s.pollMs });
-    engines.set(name, Object.assign(port, { listVmIds: async () => (await client.vms.list()).map((v) => v.id) }));
+    engines.set(name, createEnginePort(client, { name, caPem: e.caPem, pollMs: s.pollMs }));
   }
-  const connections = s.connections ?? 4;
+  const connections = s.connections ?? CONFIG_DEFAULTS.connections;
   const transfers: Transfers = {
     async download(o) {
       const r = await download({
@@ -117,18 +126,21 @@ export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) 
       }
     },
   };
-  const runs = createRunJournal(await kv(buckets.runs));
+  const runsBucket = await kv(buckets.runs);
+  const runs = createRunJournal(runsBucket);
   return {
+    settings: s,
+    deployment: await createDeploymentId(runsBucket),
     engines,
     store: createStorePort(openStore({ root: s.storePath })),
     transfers,
     runs,
-    leases: createLeases(await kv(buckets.leases), { ttlMs: s.leaseTtlMs ?? 5 * 60_000 }),
+    leases: createLeases(await kv(buckets.leases), { ttlMs: s.leaseTtlMs ?? CONFIG_DEFAULTS.leaseTtlMs, handOffTtlMs: s.handOffTtlMs ?? CONFIG_DEFAULTS.handOffTtlMs }),
     chains: chainsKv(await kv(buckets.chains)),
     owner: `${hostname()}:${process.pid}`,
     async engineForRun(runId) {
       const run = runId ? await runs.get(runId).catch(() => undefined) : undefined;
-      return engines.get(run?.engine ?? "prd");
+      return engines.get(run?.engine ?? CONFIG_DEFAULTS.engine);
     },
     async close() {
       for (const e of engines.values()) await e.client.close().catch(() => undefined);
@@ -138,7 +150,8 @@ export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) 
 
 
 /** The handler deps of the three backup functions over one wiring. */
-export function backupFunctionDeps(w: BackupWiring, s: BackupSettings, log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void }, clock: () => Date = () => new Date()) {
+export function backupFunctionDeps(w: BackupWiring, log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void }, clock: () => Date = () => new Date()) {
+  const s = w.settings;
   return {
     backupRequested: {
       engines: (n: string) => w.engines.get(n),
@@ -151,15 +164,45 @@ export function backupFunctionDeps(w: BackupWiring, s: BackupSettings, log: { in
       log,
       policy: s.fullPolicy,
       owner: w.owner,
+      deployment: w.deployment,
     },
-    diskTransferred: { chains: w.chains, store: w.store, clock, engineFor: (_vmId: string, runId: string) => w.engineForRun(runId), log },
+    diskTransferred: { chains: w.chains, store: w.store, leases: w.leases, clock, log },
     reconciler: {
       engines: w.engines,
       runs: w.runs,
       leases: w.leases,
+      deployment: w.deployment,
       removeUnrecorded: (p: string) => w.store.removeUnrecorded(p),
       clock,
       log,
     },
   };
+}
+
+/** What a function's main.ts gets from the runtime (functions/runtime FunctionContext). */
+export interface PipelineContext {
+  readonly config: Parameters<typeof settingsFromConfig>[0] & { readonly engines: Readonly<Record<string, { caFile?: string | undefined }>> };
+  readonly kvm: { open(bucket: string): Promise<KV> };
+  readonly signal: AbortSignal;
+}
+
+const perProcess = new WeakMap<object, Promise<BackupWiring>>();
+
+/**
+ * The process's one pipeline wiring for this config: the first function to ask builds it, the
+ * others share it, and it is closed once when the functions stop.
+ */
+export function pipelineFor(ctx: PipelineContext): Promise<BackupWiring> {
+  let p = perProcess.get(ctx.config);
+  if (!p) {
+    p = (async () => {
+      const settings = settingsFromConfig(ctx.config, await readCaFiles(ctx.config.engines));
+      const wiring = await buildBackupWiring(settings, (b) => ctx.kvm.open(b));
+      ctx.signal.addEventListener("abort", () => void wiring.close(), { once: true });
+      return wiring;
+    })();
+    perProcess.set(ctx.config, p);
+    p.catch(() => perProcess.delete(ctx.config));
+  }
+  return p;
 }

@@ -1,7 +1,7 @@
 /**
- * What the backup-requested handler needs from the outside world, reduced to the calls it makes.
- * main.ts adapts the real clients (adapters/ovirt, adapters/imageio, dataplane, adapters/store,
- * KV) to these; unit tests fake only the engine edge.
+ * What the backup functions need from the outside world, reduced to the calls they make.
+ * pipeline/composition.ts adapts the real clients (adapters/ovirt, adapters/imageio, dataplane,
+ * adapters/store, KV) to these; unit tests fake only the engine edge.
  */
 import type { EngineCheckpoint, EngineDisk, LayerMode } from "../domain/backup/decide.ts";
 import type { BlockDigests } from "../dataplane/blkhash.ts";
@@ -32,7 +32,8 @@ export interface BackupEngine {
   findVm(nameOrId: string): Promise<EngineVm | undefined>;
   vmOvf(vmId: string): Promise<string>;
   vmDisks(vmId: string): Promise<EngineDisk[]>;
-  checkpoints(vmId: string): Promise<EngineCheckpoint[]>;
+  /** The VM's checkpoints; undefined when the engine has no checkpoint API (no incremental backup). */
+  checkpoints(vmId: string): Promise<EngineCheckpoint[] | undefined>;
   removeCheckpoint(vmId: string, checkpointId: string): Promise<void>;
   /** POST /vms/{id}/backups with a client-chosen id, then wait for `ready`. */
   startBackup(vmId: string, o: { id: string; fromCheckpointId?: string | undefined; description: string; diskIds: string[] }, signal?: AbortSignal): Promise<EngineBackup>;
@@ -51,6 +52,12 @@ export interface BackupEngine {
   removeSnapshot(vmId: string, snapshotId: string, signal?: AbortSignal): Promise<void>;
   /** POST /events; a duplicate custom_id counts as done. */
   postEvent(o: { description: string; severity: "normal" | "warning" | "alert" | "error"; customId: number; vmId?: string | undefined }): Promise<void>;
+}
+
+/** What the reconciler needs besides a backup's calls: the engine-wide lists. */
+export interface ReconcileEngine extends BackupEngine {
+  listTransfers(): Promise<{ id: string; phase: string; diskId?: string | undefined }[]>;
+  listVmIds(): Promise<string[]>;
 }
 
 export interface DownloadResult {

@@ -1,26 +1,28 @@
 /**
  * The reconciler: at start and every few minutes, finds backup runs whose worker died (journal
- * not final, lease expired) and engine objects Ferry created that are left open (backups with the
- * 'ferry:' description prefix not in a final phase, their transfers), and closes them: transfers
- * first, then the backup. Goal: nothing stays locked on an engine for more than a few minutes.
- * It runs inside every backup-requested process (no consumer of its own); everything it does is
- * idempotent, so two reconcilers at once are harmless.
+ * not final, not updated for a while, VM lease expired — a run waiting for its retry keeps its
+ * lease handed off, so it is never touched) and engine objects this deployment created that are
+ * left open (backups whose description carries this deployment's mark, not in a final phase),
+ * and closes them with the same sequence a worker uses (close-run.ts). Goal: nothing stays
+ * locked on an engine for more than a few minutes. It takes the run's VM lease while it works, so
+ * a late redelivery of the run cannot start in between, and it never touches another
+ * deployment's backups. Everything it does is idempotent: two reconcilers at once are harmless.
  */
-import type { BackupEngine } from "./ports.ts";
-import { openTransfers, type BackupRun, type RunJournal } from "./run-journal.ts";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { ReconcileEngine } from "./ports.ts";
+import type { BackupRun, RunJournal } from "./run-journal.ts";
 import type { Leases } from "./vm-lease.ts";
-
-export const FERRY_PREFIX = "ferry:";
-
-export interface ReconcileEngine extends BackupEngine {
-  listTransfers(): Promise<{ id: string; phase: string; diskId?: string | undefined }[]>;
-  listVmIds(): Promise<string[]>;
-}
+import { closeRun } from "./close-run.ts";
+import { isOwnEngineObject } from "./run-ids.ts";
 
 export interface ReconcilerDeps {
   readonly engines: ReadonlyMap<string, ReconcileEngine>;
   readonly runs: RunJournal;
   readonly leases: Leases;
+  /** This deployment's mark (pipeline/deployment.ts): only its engine objects are touched. */
+  readonly deployment: string;
+  /** Reconciler's lease owner name. Default `reconciler`. */
+  readonly owner?: string;
   /** Remove a store file no restore point references (a layer of an abandoned run). */
   readonly removeUnrecorded: (relPath: string) => Promise<void>;
   readonly clock: () => Date;
@@ -46,19 +48,27 @@ export function createReconciler(deps: ReconcilerDeps) {
     return l && new Date(l.expiresAt) > now ? { alive: true, runId: l.runId } : { alive: false };
   }
 
-  async function closeRun(run: BackupRun, engine: ReconcileEngine, report: { closedTransfers: string[]; finalizedBackups: string[] }): Promise<void> {
-    for (const t of openTransfers(run)) {
-      await engine.finishTransfer(t.id);
-      report.closedTransfers.push(t.id);
-    }
-    if (run.backupId && !run.backupClosed && run.method !== "snapshot") {
-      await engine.finalizeBackup(run.vm.id, run.backupId);
-      report.finalizedBackups.push(run.backupId);
-    }
-    if (run.snapshotId && !run.snapshotRemoved) await engine.removeSnapshot(run.vm.id, run.snapshotId);
-    for (const d of run.disks) {
-      if (d.layer) await deps.removeUnrecorded(d.layer);
-      else if (d.tmpPath) await deps.removeUnrecorded(d.tmpPath);
+  /** Close a dead run under its VM lease; true when it was closed and marked abandoned. */
+  async function abandon(run: BackupRun, engine: ReconcileEngine, report: { closedTransfers: string[]; finalizedBackups: string[] }): Promise<boolean> {
+    const lease = await deps.leases.acquire({ vmId: run.vm.id, runId: run.runId, owner: deps.owner ?? "reconciler", step: "reconciler" });
+    try {
+      const closed = await closeRun(run, engine, deps.runs, { onError: "throw", log: deps.log });
+      report.closedTransfers.push(...closed.closedTransfers);
+      if (closed.finalizedBackup) report.finalizedBackups.push(closed.finalizedBackup);
+      for (const d of closed.run.disks) {
+        if (d.layer) await deps.removeUnrecorded(d.layer);
+        else if (d.tmpPath) await deps.removeUnrecorded(d.tmpPath);
+      }
+      let marked = false;
+      await deps.runs.change(run.runId, (cur) => {
+        // Someone resumed the run meanwhile (a new attempt or owner): it is not dead.
+        if (!cur || FINAL_RUN.has(cur.phase) || cur.attempt !== run.attempt || cur.owner !== run.owner) return undefined;
+        marked = true;
+        return { ...cur, phase: "abandoned", backupClosed: true, snapshotRemoved: true, transfers: cur.transfers.map((t) => ({ ...t, state: "closed" as const })), disks: cur.disks.map((d) => ({ id: d.id, state: "pending" as const })) };
+      });
+      return marked;
+    } finally {
+      await lease.release();
     }
   }
 
@@ -75,12 +85,7 @@ export function createReconciler(deps: ReconcilerDeps) {
         const engine = deps.engines.get(run.engine);
         if (!engine) continue;
         try {
-          await closeRun(run, engine, report);
-          await deps.runs.change(run.runId, (cur) =>
-            cur && !FINAL_RUN.has(cur.phase)
-              ? { ...cur, phase: "abandoned", backupClosed: true, snapshotRemoved: true, transfers: cur.transfers.map((t) => ({ ...t, state: "closed" as const })), disks: cur.disks.map((d) => ({ id: d.id, state: "pending" as const })) }
-              : undefined,
-          );
+          if (!(await abandon(run, engine, report))) continue;
           report.abandonedRuns.push(run.runId);
           deps.log.info({ runId: run.runId, vm: run.vm.name }, "reconciler closed an abandoned backup run");
         } catch (err) {
@@ -107,7 +112,7 @@ export function createReconciler(deps: ReconcilerDeps) {
             continue;
           }
           for (const b of backups) {
-            if (FINAL_BACKUP.has(b.phase) || !(b.description ?? "").startsWith(FERRY_PREFIX)) continue;
+            if (FINAL_BACKUP.has(b.phase) || !isOwnEngineObject(b.description, deps.deployment)) continue;
             try {
               transfers ??= await engine.listTransfers();
               const disks = new Set((await engine.backupDisks(vmId, b.id).catch(() => [])).map((d) => d.id));
@@ -139,10 +144,10 @@ export function createReconciler(deps: ReconcilerDeps) {
           } catch (err) {
             deps.log.warn({ err }, "reconciler pass failed");
           }
-          await new Promise<void>((resolve) => {
-            const t = setTimeout(resolve, everyMs);
-            signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
-          });
+          // A pass that ended after the signal fired must not start a 3-minute timer that keeps
+          // the process alive; the timer is unref'd for the same reason.
+          if (signal.aborted) break;
+          await sleep(everyMs, undefined, { signal, ref: false }).catch(() => undefined);
         }
       })();
     },

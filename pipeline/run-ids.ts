@@ -23,3 +23,15 @@ export function customIdFor(runId: string, purpose: string): number {
 export function compactTime(iso: string): string {
   return iso.replace(/[-:]/g, "").replace(/\.\d+/, "");
 }
+
+/** The description of every engine object a run creates: `ferry:<deployment> <vm> run <run id>` (≤ 1000 chars). */
+export function engineDescription(deployment: string, vmName: string, runId: string): string {
+  return `${ENGINE_DESCRIPTION_PREFIX}${deployment} ${vmName} run ${runId}`.slice(0, 1000);
+}
+
+export const ENGINE_DESCRIPTION_PREFIX = "ferry:";
+
+/** Did this deployment create the engine object with this description? (Never touch another deployment's.) */
+export function isOwnEngineObject(description: string | undefined, deployment: string): boolean {
+  return (description ?? "").startsWith(`${ENGINE_DESCRIPTION_PREFIX}${deployment} `);
+}

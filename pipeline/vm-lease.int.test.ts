@@ -35,12 +35,34 @@ describe("vm lease", () => {
     }
   });
 
-  it("vm lease - a held lease refuses another run and is taken over by the same run", async () => {
+  it("vm lease - a held lease refuses another run, and the same run in a second worker, until it is handed off", async () => {
     const kv = await new Kvm(nc).create(`leases-b-${Date.now()}`, { history: 1 });
     const leases = createLeases(kv, { ttlMs: 300_000 });
-    await leases.acquire({ vmId: "vm", runId: "run-a", owner: "w1" });
+    const first = await leases.acquire({ vmId: "vm", runId: "run-a", owner: "w1", step: "backup-requested" });
     await expect(leases.acquire({ vmId: "vm", runId: "run-b", owner: "w2" })).rejects.toMatchObject({ code: "VM_BUSY" });
-    const again = await leases.acquire({ vmId: "vm", runId: "run-a", owner: "w3" });
-    expect(again.record.owner).toBe("w3");
+    // The same run delivered to a second worker while the first still works: never twice at once.
+    await expect(leases.acquire({ vmId: "vm", runId: "run-a", owner: "w3" })).rejects.toMatchObject({ code: "VM_BUSY" });
+    await first.handOff("chain-updated");
+    expect(await leases.get("vm")).toMatchObject({ runId: "run-a", owner: "", step: "chain-updated" });
+    await expect(leases.acquire({ vmId: "vm", runId: "run-b", owner: "w2" })).rejects.toMatchObject({ code: "VM_BUSY" });
+    const next = await leases.acquire({ vmId: "vm", runId: "run-a", owner: "w3", step: "chain-updated" });
+    expect(next.record.owner).toBe("w3");
+    await next.release();
+    expect(await leases.get("vm")).toBeUndefined();
+  });
+
+  it("vm lease - a dead holder's lease is taken over once it expires", async () => {
+    const kv = await new Kvm(nc).create(`leases-c-${Date.now()}`, { history: 1 });
+    let now = Date.parse("2026-01-01T00:00:00Z");
+    const leases = createLeases(kv, { ttlMs: 10_000, clock: () => new Date(now) });
+    await leases.acquire({ vmId: "vm", runId: "run-a", owner: "w1" });
+    await expect(leases.acquire({ vmId: "vm", runId: "run-a", owner: "w2" })).rejects.toMatchObject({ code: "VM_BUSY" });
+    now += 10_001;
+    const taken = await leases.acquire({ vmId: "vm", runId: "run-a", owner: "w2" });
+    expect(taken.record.owner).toBe("w2");
+    await leases.releaseRun("vm", "run-other");
+    expect(await leases.get("vm")).toMatchObject({ runId: "run-a" });
+    await leases.releaseRun("vm", "run-a");
+    expect(await leases.get("vm")).toBeUndefined();
   });
 });

@@ -17,6 +17,9 @@ import { backupRequestedFunction } from "../functions/backup-requested/definitio
 import { diskTransferredFunction } from "../functions/disk-transferred/definition.ts";
 import { chainUpdatedFunction } from "../functions/chain-updated/definition.ts";
 import { createChainUpdatedDeps } from "../functions/chain-updated/wiring.ts";
+import { alertsFunction } from "../functions/alerts/definition.ts";
+import { createAlertsFor } from "../functions/alerts/wiring.ts";
+import { buckets } from "../infra/streams/mod.ts";
 import { backupFunctionDeps, buildBackupWiring, type BackupSettings, type BackupWiring } from "../pipeline/composition.ts";
 import type { FullPolicy } from "../domain/backup/decide.ts";
 import type { RetentionPolicy } from "../domain/retention/mod.ts";
@@ -101,6 +104,8 @@ async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unk
     retention: o.retention ?? (() => ({ keepLast: 1000 })),
     pollMs: o.pollMs ?? 100,
     connections: 4,
+    // The workers here beat every 1-2 s: a killed worker's lease is free a few seconds later.
+    leaseTtlMs: 6000,
   };
   const kvm = new Kvm(nc);
   const wiring = await buildBackupWiring(settings, (b) => kvm.open(b));
@@ -111,11 +116,13 @@ async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unk
     destination: new Writable({ write(chunk, _e, cb) { logLines.push(String(chunk)); if (logLines.length > 2000) logLines.shift(); cb(); } }) as never,
   });
   const clock = o.clock ?? (() => new Date());
-  const deps = backupFunctionDeps(wiring, settings, log, clock);
+  const deps = backupFunctionDeps(wiring, log, clock);
   const policy = { ackWaitMs: o.ackWaitMs ?? 20_000, maxDeliver: o.maxDeliver ?? 3, backoffMs: o.backoffMs ?? [500, 1000, 2000], concurrency: o.backupConcurrency ?? 1 };
   const defs: FunctionDefinition[] = [
     diskTransferredFunction(deps.diskTransferred, { ackWaitMs: 10_000, maxDeliver: 4, backoffMs: [200, 500] }),
-    chainUpdatedFunction(createChainUpdatedDeps(wiring, settings, log, clock), { ackWaitMs: 20_000, maxDeliver: 3, backoffMs: [200, 500] }),
+    chainUpdatedFunction(createChainUpdatedDeps(wiring, log, clock), { ackWaitMs: 20_000, maxDeliver: 3, backoffMs: [200, 500] }),
+    // Failure alerts in the engine audit log come from their own function, as in production.
+    alertsFunction(createAlertsFor(wiring, await kvm.open(buckets.alerts), log), { ackWaitMs: 10_000, maxDeliver: 5, backoffMs: [200, 500] }),
   ];
   if (o.backupWorker ?? true) defs.unshift(backupRequestedFunction({ ...deps.backupRequested, heartbeatMs: 2000 }, policy));
   const workerConfigFile = join(dir, "worker.json");

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { qemuImg } from "../adapters/qemu/mod.ts";
 import { startPipeline, type Pipeline } from "./backup-support.ts";
 import { ferryAudit, labState } from "./backup-lab.ts";
+import { waitFor } from "./harness/wait-for.ts";
 
 const MiB = 1048576;
 let p: Pipeline;
@@ -93,7 +94,11 @@ describe("backup fallbacks (lab)", () => {
     expect(out.subject).toBe("backup.failed");
     expect(out.event).toMatchObject({ vm: "boot01", code: "VM_NOT_BACKUPABLE" });
     expect(String(out.event.message)).toMatch(/Up or Down/);
-    expect((await ferryAudit(p)).filter((e) => e.severity === "alert" && /boot01/.test(e.description))).toHaveLength(1);
+    // The alert comes from the alerts function, after backup.failed: wait for it, then there is exactly one.
+    const bootAlerts = async () => (await ferryAudit(p)).filter((e) => e.severity === "alert" && /boot01/.test(e.description));
+    await waitFor(async () => (await bootAlerts()).length > 0, { what: "the alert for boot01 in the engine audit log", timeoutMs: 15_000 });
+    await new Promise((r) => setTimeout(r, 1000)); // a second alert would come within this window: there must be none
+    expect(await bootAlerts()).toHaveLength(1);
     expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
   });
 });

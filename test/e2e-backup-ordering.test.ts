@@ -58,7 +58,7 @@ async function placedBackup(disks: number, o: { vm?: { id: string; name: string 
       vm, disk: { id: diskId, alias: `${vm.name}_${diskId}`, virtualSize: MiB }, diskCount: disks,
       restorePoint: `rp-${time.replace(/[-:]/g, "")}`, mode: "full" as const, reason: "first backup",
       layer: { path: rel, size: 4096 }, checksum: { algorithm: "sha256" as const, blockSize: 4 * MiB, value: "ab".repeat(32) },
-      checkpointId: key, takenAt: time, digestsFile,
+      checkpointId: key, takenAt: time, digestsFile, transfer: { bytes: 4096, seconds: 0.01 },
     });
   }
   await store.saveOvf(vm.name, key, "<ovf/>");
@@ -87,7 +87,7 @@ function handler(o: { chains?: ChainsKv; store?: ManifestWriter } = {}) {
     chains: o.chains ?? kv,
     store: o.store ?? store,
     clock: () => new Date("2025-01-31T02:06:00Z"),
-    engineFor: async () => undefined,
+    leases: { releaseRun: async () => undefined },
     log: { error() {} },
   });
 }

@@ -8,7 +8,7 @@ import { startPipeline, type Pipeline } from "./backup-support.ts";
 import { labState } from "./backup-lab.ts";
 import { createReconciler } from "../pipeline/reconcile.ts";
 import { backupFunctionDeps } from "../pipeline/composition.ts";
-import { backupIdFor } from "../pipeline/run-ids.ts";
+import { backupIdFor, engineDescription } from "../pipeline/run-ids.ts";
 
 const MiB = 1048576;
 let p: Pipeline;
@@ -28,6 +28,7 @@ describe("reconciler (lab)", () => {
     const a = await control.createVm({ name: "orphan-a", disks: [{ alias: "oa_d1", size: 4 * MiB }], status: "up" });
     const b = await control.createVm({ name: "orphan-b", disks: [{ alias: "ob_d1", size: 4 * MiB }], status: "up" });
     const live = await control.createVm({ name: "busy-c", disks: [{ alias: "bc_d1", size: 4 * MiB }], status: "up" });
+    const foreign = await control.createVm({ name: "other-d", disks: [{ alias: "od_d1", size: 4 * MiB }], status: "up" });
 
     // A: a run journaled up to an open transfer, then its worker died (no lease).
     const runId = "dead-run-1";
@@ -37,33 +38,39 @@ describe("reconciler (lab)", () => {
       runId, kind: "backup", engine: "prd", vm: { id: a.id, name: a.name }, owner: "dead", phase: "backup", attempt: 1,
       startedAt: old, updatedAt: old, backupId, backupClosed: false, method: "backup", transfers: [], disks: [],
     }));
-    await engine.startBackup(a.id, { id: backupId, description: `ferry: orphan-a run ${runId}`, diskIds: [a.disks[0]!.id] });
+    await engine.startBackup(a.id, { id: backupId, description: engineDescription(p.wiring.deployment, "orphan-a", runId), diskIds: [a.disks[0]!.id] });
     const t = await engine.createDownload({ diskId: a.disks[0]!.id, backupId });
     // Age the journal record so it counts as stale.
     await p.wiring.runs.change(runId, (cur) => cur && { ...cur, transfers: [{ id: t.id, diskId: a.disks[0]!.id, state: "open" }] });
 
     // B: a Ferry backup with no journal at all (crash between POST and the journal write).
     const orphanB = backupIdFor("lost-run", 1);
-    await engine.startBackup(b.id, { id: orphanB, description: "ferry: orphan-b run lost-run", diskIds: [b.disks[0]!.id] });
+    await engine.startBackup(b.id, { id: orphanB, description: engineDescription(p.wiring.deployment, "orphan-b", "lost-run"), diskIds: [b.disks[0]!.id] });
     await engine.createDownload({ diskId: b.disks[0]!.id, backupId: orphanB });
 
     // C: a live run holds the VM's lease: its backup must not be touched.
     const liveId = backupIdFor("live-run", 1);
     const lease = await p.wiring.leases.acquire({ vmId: live.id, runId: "live-run", owner: "someone" });
-    await engine.startBackup(live.id, { id: liveId, description: "ferry: busy-c run live-run", diskIds: [live.disks[0]!.id] });
+    await engine.startBackup(live.id, { id: liveId, description: engineDescription(p.wiring.deployment, "busy-c", "live-run"), diskIds: [live.disks[0]!.id] });
 
-    expect((await labState(p)).openBackups).toBe(3);
-    const deps = backupFunctionDeps(p.wiring, p.settings, { info() {}, warn() {}, error() {} });
+    // D: another Ferry deployment's backup on the same engine (its own KV, its own mark): not ours to close.
+    const foreignId = backupIdFor("their-run", 1);
+    await engine.startBackup(foreign.id, { id: foreignId, description: engineDescription("0ther0de", "other-d", "their-run"), diskIds: [foreign.disks[0]!.id] });
+
+    expect((await labState(p)).openBackups).toBe(4);
+    const deps = backupFunctionDeps(p.wiring, { info() {}, warn() {}, error() {} });
     const reconciler = createReconciler({ ...deps.reconciler, staleAfterMs: 0 });
     const report = await reconciler.reconcileOnce();
 
     expect(report.abandonedRuns).toEqual([runId]);
     expect(report.finalizedBackups.sort()).toEqual([backupId, orphanB].sort());
     expect((await engine.getBackup(live.id, liveId))?.phase).toBe("ready");
+    expect((await engine.getBackup(foreign.id, foreignId))?.phase).toBe("ready");
     expect((await p.wiring.runs.get(runId))?.phase).toBe("abandoned");
 
     await lease.release();
     await engine.finalizeBackup(live.id, liveId);
+    await engine.finalizeBackup(foreign.id, foreignId);
     expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
     // A second pass finds nothing to do.
     const again = await reconciler.reconcileOnce();

@@ -13,6 +13,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { collect } from "./harness/collect.ts";
 import { spawnFerry, type FerryProcess } from "./harness/ferry-process.ts";
 import { startNatsServer, type NatsServer } from "./harness/nats-server.ts";
+import { probeAnswer } from "./harness/probe-answer.ts";
 
 let server: NatsServer;
 let nc: NatsConnection;
@@ -70,7 +71,7 @@ describe("runtime - processes", () => {
     // Redelivered after ack_wait (2 s) to the survivor.
     const [m] = await done.waitFor(1, 15_000, (x) => x.data.vm === "crashy");
     done.stop();
-    expect(m!.data).toMatchObject({ handledBy: survivor.pid, deliveryCount: 2 });
+    expect(probeAnswer(m!.data)).toEqual({ handledBy: survivor.pid, deliveryCount: 2 });
   });
 
   it("runtime - two instances of one function split the work of its durable consumer", async () => {
@@ -82,10 +83,10 @@ describe("runtime - processes", () => {
     const all = await done.waitFor(10, 30_000, (x) => String(x.data.vm).startsWith("split-"));
     done.stop();
     const byPid = new Map<unknown, number>();
-    for (const m of all) byPid.set(m.data.handledBy, (byPid.get(m.data.handledBy) ?? 0) + 1);
+    for (const m of all) byPid.set(probeAnswer(m.data).handledBy, (byPid.get(probeAnswer(m.data).handledBy) ?? 0) + 1);
     expect(new Set(byPid.keys())).toEqual(new Set([a.pid, b.pid]));
     expect(all.map((m) => m.data.vm).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `split-${i}`).sort());
-    expect(all.every((m) => m.data.deliveryCount === 1)).toBe(true);
+    expect(all.every((m) => probeAnswer(m.data).deliveryCount === 1)).toBe(true);
   });
 
   it("runtime - SIGTERM lets in-flight work finish within the grace period, then the process exits 0", async () => {
@@ -97,7 +98,7 @@ describe("runtime - processes", () => {
     const exit = a.kill("SIGTERM");
     const [m] = await done.waitFor(1, 15_000, (x) => x.data.vm === "finish-me");
     done.stop();
-    expect(m!.data).toMatchObject({ handledBy: a.pid, deliveryCount: 1 });
+    expect(probeAnswer(m!.data)).toEqual({ handledBy: a.pid, deliveryCount: 1 });
     expect(await exit).toEqual({ code: 0, signal: null });
     await waitAckPending(0);
   });
@@ -116,7 +117,7 @@ describe("runtime - processes", () => {
     expect(a.logs.some((l) => l.msg === "grace period over, in-flight messages handed back")).toBe(true);
     const [m] = await done.waitFor(1, 15_000, (x) => x.data.vm === "hand-back");
     done.stop();
-    expect(m!.data).toMatchObject({ handledBy: b.pid, deliveryCount: 2 });
+    expect(probeAnswer(m!.data)).toEqual({ handledBy: b.pid, deliveryCount: 2 });
     // nak() made it available immediately, not after ack_wait.
     expect(Date.now() - started).toBeLessThan(8000);
   });

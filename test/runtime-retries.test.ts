@@ -6,6 +6,7 @@ import { createProbe } from "./fixtures/functions/probe/main.ts";
 import { collect } from "./harness/collect.ts";
 import { startNatsServer, type NatsServer } from "./harness/nats-server.ts";
 import { runInProcess, type InProcessRun } from "./harness/run-in-process.ts";
+import { probeAnswer } from "./harness/probe-answer.ts";
 
 let server: NatsServer;
 let nc: NatsConnection;
@@ -69,7 +70,7 @@ describe("runtime - retries and limits", () => {
     const done = collect(nc, "backup.completed");
     nc.publish("backup.requested", '{"vm":"slow","reason":"sleep:5000"}'); // 2.5 × ack_wait
     const [m] = await done.waitFor(1, 15_000, (x) => x.data.vm === "slow");
-    expect(m!.data.deliveryCount).toBe(1);
+    expect(probeAnswer(m!.data).deliveryCount).toBe(1);
     await new Promise((r) => setTimeout(r, 500));
     done.stop();
     expect(done.messages.filter((x) => x.data.vm === "slow")).toHaveLength(1);

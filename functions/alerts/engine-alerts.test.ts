@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { EngineFaultError, EngineServerError, type PostEvent } from "../../adapters/ovirt/mod.ts";
+import { EngineServerError, engineFaultError, type PostEvent } from "../../adapters/ovirt/mod.ts";
 import { createPostAlert, type EventsClient } from "./engine-alerts.ts";
 
 const fault = (status: number, detail: string) => ({ status, reason: "Operation Failed", detail, method: "POST", path: "/events" });
@@ -19,7 +19,7 @@ describe("alerts engine edge", () => {
 
   it("alerts - 400 'custom id already exists' is done (duplicate); 5xx propagates; unknown engine is UNKNOWN_ENGINE", async () => {
     const dup = client(() => {
-      throw new EngineFaultError(fault(400, "[External Event with this custom id already exists.]"));
+      throw engineFaultError(fault(400, "[External Event with this custom id already exists.]"));
     });
     const down = client(() => {
       throw new EngineServerError(fault(503, "Service Unavailable"));
@@ -32,7 +32,7 @@ describe("alerts engine edge", () => {
 
   it("alerts - another 4xx with a VM link: posted once more without the link", async () => {
     const c = client((e) => {
-      if (e.vmId) throw new EngineFaultError(fault(400, "[Cannot add Event. VM doesn't exist.]"));
+      if (e.vmId) throw engineFaultError(fault(400, "[Cannot add Event. VM doesn't exist.]"));
     });
     const post = createPostAlert(new Map([["prd", c]]));
     expect(await post("prd", { description: "d", severity: "alert", customId: 8, vmId: "gone" })).toBe("posted");

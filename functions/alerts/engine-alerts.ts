@@ -1,18 +1,14 @@
 /**
  * The alerts function's engine edge: POST /events (ovirt-api.md §9) with origin `ferry` on the
- * named engine, over adapters/ovirt engine clients built in main.ts.
+ * named engine, over the process's engine clients (pipeline/composition.ts). A duplicate
+ * custom_id (adapters/ovirt DuplicateEventError) means the alert is already there.
  */
-import { EngineFaultError, type PostEvent } from "../../adapters/ovirt/mod.ts";
+import { DuplicateEventError, EngineFaultError, type PostEvent } from "../../adapters/ovirt/mod.ts";
 import { UnknownEngineError, type PostAlert } from "./handler.ts";
 
 /** The part of adapters/ovirt EngineClient this needs. */
 export interface EventsClient {
   readonly events: { post(e: PostEvent): Promise<unknown> };
-}
-
-/** 400 "External Event with this custom id already exists.": the alert is already there. */
-export function isDuplicateEvent(err: unknown): boolean {
-  return err instanceof EngineFaultError && err.status === 400 && /custom id already exists/i.test(err.detail);
 }
 
 export function createPostAlert(clients: ReadonlyMap<string, EventsClient>): PostAlert {
@@ -25,7 +21,7 @@ export function createPostAlert(clients: ReadonlyMap<string, EventsClient>): Pos
       await post(a.vmId);
       return "posted";
     } catch (err) {
-      if (isDuplicateEvent(err)) return "duplicate";
+      if (err instanceof DuplicateEventError) return "duplicate";
       // Another 4xx with a VM link (the VM was removed meanwhile?): an alert without the link
       // is better than none. Anything else (5xx, network) is retried by the runtime.
       if (!(a.vmId && err instanceof EngineFaultError)) throw err;
@@ -34,7 +30,7 @@ export function createPostAlert(clients: ReadonlyMap<string, EventsClient>): Pos
       await post();
       return "posted";
     } catch (err) {
-      if (isDuplicateEvent(err)) return "duplicate";
+      if (err instanceof DuplicateEventError) return "duplicate";
       throw err;
     }
   };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { TransientError } from "../../contracts/errors.ts";
+import { engineFaultError } from "../../adapters/ovirt/mod.ts";
 import { createBackupRequestedHandler, type DeliveryContext } from "./handler.ts";
 import type { BackupEngine, BackupStore, ChainView, Transfers } from "../../pipeline/ports.ts";
 import type { EngineDisk } from "../../domain/backup/decide.ts";
@@ -118,6 +119,7 @@ function deps(engine: BackupEngine, transfers: Transfers) {
       log: { info() {}, warn() {}, error() {} },
       policy: () => ({}),
       owner: "test",
+      deployment: "t3st",
       heartbeatMs: 60_000,
     }),
   };
@@ -185,12 +187,20 @@ describe("backup-requested handler", () => {
     await expect(handler(req, ctx())).rejects.toMatchObject({ code: "CHECKSUM_MISMATCH" });
   });
 
-  it("backup-requested - the engine's refusal becomes a permanent failure with its reason and one alert", async () => {
-    const conflict = Object.assign(new TransientError("ENGINE_CONFLICT", "409"), { status: 409, detail: "[Cannot backup VM. VM is in preview]" });
-    const { engine, calls } = fakeEngine({ failStart: () => conflict });
-    const { handler } = deps(engine, okTransfers);
+  it("backup-requested - the engine's refusal becomes a permanent failure with its reason; the run ends failed and posts no alert itself", async () => {
+    const fault = { status: 409, reason: "Operation Failed", detail: "[Cannot backup VM. VM is in preview]", method: "POST", path: "/vms/vm-1/backups" };
+    const { engine, calls } = fakeEngine({ failStart: () => engineFaultError(fault) });
+    const { handler, runs } = deps(engine, okTransfers);
     await expect(handler(req, ctx())).rejects.toMatchObject({ code: "VM_NOT_BACKUPABLE", message: expect.stringMatching(/preview/) });
-    expect(calls.filter((c) => c === "event alert")).toHaveLength(1);
+    expect(calls.filter((c) => c.startsWith("event alert"))).toHaveLength(0);
+    expect((await runs.get(req.id))?.phase).toBe("failed");
+  });
+
+  it("backup-requested - a VM locked by another operation stays retryable (typed VmLockedError, not a refusal)", async () => {
+    const fault = { status: 409, reason: "Operation Failed", detail: "[Cannot backup VM. The VM is during a backup operation.]", method: "POST", path: "/vms/vm-1/backups" };
+    const { engine } = fakeEngine({ failStart: () => engineFaultError(fault) });
+    const { handler } = deps(engine, okTransfers);
+    await expect(handler(req, ctx())).rejects.toMatchObject({ code: "ENGINE_VM_LOCKED" });
   });
 
   it("backup-requested - an unknown VM is a permanent error and nothing is created", async () => {

@@ -13,7 +13,7 @@ export function chainUpdatedFunction(deps: ChainUpdatedDeps, p: { ackWaitMs?: nu
     maxDeliver: p.maxDeliver ?? 5,
     backoffMs: p.backoffMs ?? [5_000, 30_000, 120_000],
     handler: async (event, ctx) => ({
-      publish: await handle(event, { lastAttempt: ctx.delivery.deliveryCount >= ctx.delivery.maxDeliver }),
+      publish: await handle(event),
     }),
   });
 }

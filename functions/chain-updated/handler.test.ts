@@ -34,6 +34,7 @@ describe("chain-updated handler", () => {
     const handle = createChainUpdatedHandler({
       chains, engineFor: async () => engine, policy: () => ({ keepLast: 5 }), clock: () => new Date("2025-01-31T02:10:00Z"),
       retention: { async apply() { calls.push("retention"); return { removed: ["rp-old"] }; } },
+      pointInStore: async () => true,
       log: { info() {}, warn() {}, error() {} },
     });
     const out = await handle({
@@ -47,15 +48,31 @@ describe("chain-updated handler", () => {
     expect((await chains.read("vm-1"))?.restorePoints.find((p) => p.id === "rp0")?.checkpointReleased).toBe(true);
   });
 
-  it("chain-updated - a permanent failure posts one alert to the engine and rethrows", async () => {
+  it("chain-updated - a permanent failure rethrows and posts nothing itself (functions/alerts alerts from backup.failed)", async () => {
     const calls: string[] = [];
     const handle = createChainUpdatedHandler({
       chains: chainsKv(memoryKv()), policy: () => ({ keepLast: 5 }), clock: () => new Date(),
       engineFor: async () => ({ async removeCheckpoint() {}, async postEvent(e) { calls.push(e.severity); } }),
       retention: { async apply() { const { PermanentError } = await import("../../contracts/errors.ts"); throw new PermanentError("STORE_BROKEN", "layer missing"); } },
+      pointInStore: async () => true,
       log: { info() {}, warn() {}, error() {} },
     });
     await expect(handle({ id: "x", time: "2025-01-31T02:05:00Z", correlationId: "c", vm: { id: "vm-1", name: "web01" }, restorePoint: { id: "rp1", time: "2025-01-31T02:00:00Z", kind: "full", disks: [{ id: "d1", layer: { path: "a/b", size: 1 }, checksum: sum }] } })).rejects.toThrow(/layer missing/);
-    expect(calls).toEqual(["alert"]);
+    expect(calls).toEqual([]);
+  });
+
+  it("chain-updated - a point the store does not hold (a forged event) is refused: no retention, no audit event, no backup.completed", async () => {
+    const calls: string[] = [];
+    const handle = createChainUpdatedHandler({
+      chains: chainsKv(memoryKv()), policy: () => ({ keepLast: 5 }), clock: () => new Date(),
+      engineFor: async () => ({ async removeCheckpoint() { calls.push("remove"); }, async postEvent(e) { calls.push(e.severity); } }),
+      retention: { async apply() { calls.push("retention"); return { removed: [] }; } },
+      pointInStore: async (_vm, point) => { calls.push(`check ${point.id} ${point.disks.join(",")}`); return false; },
+      log: { info() {}, warn() {}, error() {} },
+    });
+    await expect(
+      handle({ id: "x", time: "2025-01-31T02:05:00Z", correlationId: "c", runId: "r", vm: { id: "vm-1", name: "web01" }, restorePoint: { id: "rp-forged", time: "2025-01-31T02:00:00Z", kind: "full", disks: [{ id: "d1", layer: { path: "web01/d1/x.full.qcow2", size: 123456789 }, checksum: sum }] } }),
+    ).rejects.toMatchObject({ code: "CHAIN_POINT_UNKNOWN" });
+    expect(calls).toEqual(["check rp-forged d1"]);
   });
 });

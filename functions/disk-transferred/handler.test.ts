@@ -3,8 +3,7 @@ import type { ChainRecord } from "../../domain/chain/mod.ts";
 import { chainsKv } from "../../adapters/store/mod.ts";
 import { memoryKv } from "../../adapters/nats/testing/memory-kv.ts";
 import { PermanentError, TransientError } from "../../contracts/errors.ts";
-import { customIdFor } from "../../pipeline/run-ids.ts";
-import { createDiskTransferredHandler, type AlertEngine, type ManifestWriter } from "./handler.ts";
+import { createDiskTransferredHandler, type ManifestWriter } from "./handler.ts";
 import type { ChainStore } from "../../pipeline/chain-view.ts";
 
 const sum = (c: string) => ({ algorithm: "sha256" as const, blockSize: 4194304, value: c.repeat(64) });
@@ -13,23 +12,23 @@ const event = (disk: string, o: Record<string, unknown> = {}) => ({
   vm: { id: "vm-1", name: "web01" }, disk: { id: disk, alias: disk, virtualSize: 1048576 }, diskCount: 2,
   restorePoint: "rp-20250131T020000Z", mode: "full" as const, reason: "first backup",
   layer: { path: `web01/${disk}/20250131T020000Z.cp1.full.qcow2`, size: 4096 },
-  checksum: sum("a"), checkpointId: "cp1", takenAt: "2025-01-31T02:00:00Z", ...o,
+  checksum: sum("a"), checkpointId: "cp1", takenAt: "2025-01-31T02:00:00Z",
+  digestsFile: `web01/blockhashes/cp1.${disk}`, transfer: { bytes: 4096, seconds: 0.1 }, ...o,
 });
 
 function setup(o: { store?: ManifestWriter; chains?: (real: ChainStore) => ChainStore } = {}) {
   const manifests: ChainRecord[] = [];
-  const alerts: { severity: string; customId: number; description: string; runId: string }[] = [];
+  const released: string[] = [];
   const real = chainsKv(memoryKv());
   const chains = o.chains ? o.chains(real) : real;
-  const engine = (runId: string): AlertEngine => ({ async postEvent(e) { alerts.push({ ...e, runId }); } });
   const handle = createDiskTransferredHandler({
     chains,
     store: o.store ?? { async writeManifest(r) { manifests.push(r); return r; } },
+    leases: { async releaseRun(vmId, runId) { released.push(`${vmId} ${runId}`); } },
     clock: () => new Date("2025-01-31T02:06:00Z"),
-    engineFor: async (_vmId, runId) => engine(runId),
     log: { error() {} },
   });
-  return { chains: real, manifests, alerts, handle };
+  return { chains: real, manifests, released, handle };
 }
 
 describe("disk-transferred handler", () => {
@@ -72,22 +71,21 @@ describe("disk-transferred handler", () => {
     await expect(handle({ ...inc, restorePoint: "rp-x", layer: { ...inc.layer, path: "web01/d1/20250202T020000Z.cp3.incremental.qcow2", parent: "web01/d1/nope.qcow2" } })).rejects.toThrow(/builds on/);
   });
 
-  it("disk-transferred - a permanent failure posts one alert for the run to its engine and rethrows", async () => {
-    const { handle, alerts } = setup({ store: { async writeManifest() { throw new PermanentError("STORE_VM_MISMATCH", "the store folder web01 belongs to another VM"); } } });
+  it("disk-transferred - a permanent failure ends the run: its VM lease is released and the error rethrown", async () => {
+    const { handle, released } = setup({ store: { async writeManifest() { throw new PermanentError("STORE_VM_MISMATCH", "the store folder web01 belongs to another VM"); } } });
     await handle(event("d1"));
+    expect(released).toEqual([]);
     await expect(handle(event("d2"))).rejects.toThrow(/belongs to another VM/);
-    expect(alerts).toHaveLength(1);
-    expect(alerts[0]).toMatchObject({ severity: "alert", customId: customIdFor("run-1", "failed"), runId: "run-1" });
-    expect(alerts[0]!.description).toMatch(/web01.*STORE_VM_MISMATCH/);
+    expect(released).toEqual(["vm-1 run-1"]);
   });
 
-  it("disk-transferred - a transient failure alerts only on the last delivery", async () => {
-    const { handle, alerts } = setup({ store: { async writeManifest() { throw new TransientError("STORE_BUSY", "the VM folder is locked"); } } });
+  it("disk-transferred - a transient failure keeps the lease for the retry and releases it only on the last delivery", async () => {
+    const { handle, released } = setup({ store: { async writeManifest() { throw new TransientError("STORE_BUSY", "the VM folder is locked"); } } });
     await handle(event("d1"));
     await expect(handle(event("d2"))).rejects.toThrow(/locked/);
-    expect(alerts).toHaveLength(0);
+    expect(released).toEqual([]);
     await expect(handle(event("d2"), { lastAttempt: true })).rejects.toThrow(/locked/);
-    expect(alerts.map((a) => a.severity)).toEqual(["alert"]);
+    expect(released).toEqual(["vm-1 run-1"]);
   });
   it("disk-transferred - the store is written before KV and a failed store write leaves KV without the point", async () => {
     let fail = true;
@@ -143,12 +141,12 @@ describe("disk-transferred handler", () => {
     const ahead = setup();
     await ahead.handle(other);
     const storeRecord = (await ahead.chains.read("vm-1"))!;
-    const { chains, handle, alerts } = setup({ store: { async writeManifest() { return storeRecord; } } });
+    const { chains, handle, released } = setup({ store: { async writeManifest() { return storeRecord; } } });
     await handle(event("d1"));
     await expect(handle(event("d2"))).rejects.toMatchObject({ code: "STORE_POINT_NOT_RECORDED" });
     const after = await chains.read("vm-1");
     expect(after?.restorePoints.map((p) => p.id)).toEqual(["rp-20250130T020000Z"]);
     expect(after?.nextSeq).toBe(2);
-    expect(alerts).toHaveLength(1);
+    expect(released).toEqual(["vm-1 run-1"]);
   });
 });

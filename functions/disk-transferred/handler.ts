@@ -4,15 +4,15 @@
  * point committed to KV (compare-and-set), then chain.updated. A point is never in KV without
  * being in the store.
  * Idempotent: a redelivered disk is recognised by (restore point, disk) and the completed point
- * is re-announced with the same msgID. A failure for good (permanent, or the last delivery) posts
- * the run's one alert to the source engine's audit log before the runtime emits backup.failed.
+ * is re-announced with the same msgID. A failure for good (permanent, or the last delivery) ends
+ * the run: the VM lease the run handed on is released (the alert is functions/alerts' job, from
+ * the backup.failed the runtime publishes).
  */
 import type { DiskTransferred } from "../../contracts/disk-transferred.ts";
-import { addIncomingDisk, digestsPath, ovfPath, pointFileKey, type ChainRecord, type DiskLayer, type IncomingDisk, type RestorePoint, syncFromStore } from "../../domain/chain/mod.ts";
-import { PermanentError, TransientError, errorCode, isPermanent } from "../../contracts/errors.ts";
-import { redactText } from "../../adapters/secrets.ts";
+import { addIncomingDisk, ovfPath, pointFileKey, type ChainRecord, type DiskLayer, type IncomingDisk, type RestorePoint, syncFromStore } from "../../domain/chain/mod.ts";
+import { PermanentError, TransientError, isPermanent } from "../../contracts/errors.ts";
 import type { ChainStore } from "../../pipeline/chain-view.ts";
-import { customIdFor } from "../../pipeline/run-ids.ts";
+import type { Leases } from "../../pipeline/vm-lease.ts";
 
 export interface ManifestWriter {
   /**
@@ -23,17 +23,11 @@ export interface ManifestWriter {
   writeManifest(record: ChainRecord): Promise<ChainRecord>;
 }
 
-/** The source engine's audit log (POST /events; a duplicate custom_id counts as done). */
-export interface AlertEngine {
-  postEvent(o: { description: string; severity: "normal" | "warning" | "alert" | "error"; customId: number; vmId?: string | undefined }): Promise<void>;
-}
-
 export interface DiskTransferredDeps {
   readonly chains: ChainStore;
   readonly store: ManifestWriter;
+  readonly leases: Pick<Leases, "releaseRun">;
   readonly clock: () => Date;
-  /** The engine the run backed up from (for the failure alert). */
-  readonly engineFor: (vmId: string, runId: string) => Promise<AlertEngine | undefined>;
   readonly log: { error(o: object, m?: string): void };
 }
 
@@ -47,47 +41,20 @@ export interface ChainUpdatedOut {
   readonly event: { id: string } & Record<string, unknown>;
 }
 
-/** Extra fields backup-requested puts on disk.transferred (the contract is a loose object). */
-interface Extras {
-  checkpointId?: string;
-  digestsFile?: string;
-  takenAt?: string;
-  fromCheckpointId?: string;
-  parentPoint?: string;
-  ovfFile?: string;
-}
-
 export function createDiskTransferredHandler(deps: DiskTransferredDeps) {
-  async function alert(ev: DiskTransferred, err: unknown): Promise<void> {
-    const code = errorCode(err);
-    const message = redactText(err instanceof Error ? err.message : String(err));
-    try {
-      const engine = await deps.engineFor(ev.vm.id, ev.runId);
-      await engine?.postEvent({
-        description: `Ferry: backup of VM ${ev.vm.name} failed while recording disk ${ev.disk.alias} (${code}): ${message}`.slice(0, 1000),
-        severity: "alert",
-        // The run's one failure alert: the same custom_id backup-requested would use, so a retry or
-        // a second failing disk of the run cannot post it twice.
-        customId: customIdFor(ev.runId, "failed"),
-        vmId: ev.vm.id,
-      });
-    } catch (e) {
-      deps.log.error({ err: e, vm: ev.vm.name }, "could not post the failure alert to the engine");
-    }
-  }
-
   return async function handleDiskTransferred(ev: DiskTransferred & { correlationId: string }, ctx: DiskTransferredContext = {}): Promise<ChainUpdatedOut[]> {
     try {
       return await record(ev);
     } catch (err) {
-      if (isPermanent(err) || ctx.lastAttempt) await alert(ev, err);
+      if (isPermanent(err) || ctx.lastAttempt) {
+        await deps.leases.releaseRun(ev.vm.id, ev.runId).catch((e: unknown) => deps.log.error({ err: e, vm: ev.vm.name }, "could not release the VM lease of a failed run"));
+      }
       throw err;
     }
   };
 
   async function record(ev: DiskTransferred & { correlationId: string }): Promise<ChainUpdatedOut[]> {
-    const x = ev as DiskTransferred & Extras;
-    const key = pointFileKey({ id: ev.restorePoint, checkpointId: x.checkpointId });
+    const key = pointFileKey({ id: ev.restorePoint, checkpointId: ev.checkpointId });
     const layer: DiskLayer = {
       diskId: ev.disk.id,
       alias: ev.disk.alias,
@@ -97,22 +64,22 @@ export function createDiskTransferredHandler(deps: DiskTransferredDeps) {
       kind: ev.mode,
       size: ev.layer.size,
       checksum: ev.checksum,
-      digestsFile: x.digestsFile ?? digestsPath(ev.vm.name, key, ev.disk.id),
+      digestsFile: ev.digestsFile,
       ...(ev.reason ? { reason: ev.reason } : {}),
     };
     const incoming: IncomingDisk = {
       id: ev.restorePoint,
-      time: x.takenAt ?? ev.time,
-      ...(x.checkpointId ? { checkpointId: x.checkpointId } : {}),
+      time: ev.takenAt,
+      ...(ev.checkpointId ? { checkpointId: ev.checkpointId } : {}),
       ...(ev.reason && ev.mode === "full" ? { reason: ev.reason } : {}),
       diskCount: ev.diskCount,
-      ovfFile: x.ovfFile ?? ovfPath(ev.vm.name, key),
+      ovfFile: ovfPath(ev.vm.name, key),
       runId: ev.runId,
       backupId: ev.backupId,
       disk: layer,
     };
     const withDisk = (cur: ChainRecord) => {
-      const parentId = cur.restorePoints.find((p) => p.checkpointId && p.checkpointId === x.fromCheckpointId)?.id;
+      const parentId = cur.restorePoints.find((p) => p.checkpointId && p.checkpointId === ev.fromCheckpointId)?.id;
       return addIncomingDisk(cur, { ...incoming, ...(parentId ? { parentId } : {}) }, deps.clock());
     };
 

@@ -1,0 +1,75 @@
+/** What the steps of one attempt share: the handler's deps, the delivery, and the run's journal record. */
+import type { TransferProgress } from "../../contracts/transfer-progress.ts";
+import type { BackupEngine, BackupStore, ChainReader, EngineVm, Transfers } from "../../pipeline/ports.ts";
+import type { BackupRun, RunJournal } from "../../pipeline/run-journal.ts";
+import type { Leases } from "../../pipeline/vm-lease.ts";
+import type { FullPolicy } from "../../domain/backup/decide.ts";
+
+export interface Log {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface BackupRequestedDeps {
+  readonly engines: (name: string) => BackupEngine | undefined;
+  readonly chains: ChainReader;
+  readonly runs: RunJournal;
+  readonly leases: Leases;
+  readonly transfers: Transfers;
+  readonly store: BackupStore;
+  readonly clock: () => Date;
+  readonly log: Log;
+  readonly policy: (vmName: string) => FullPolicy;
+  /** This worker's id (lease owner). */
+  readonly owner: string;
+  /** Marks the engine objects of this deployment (pipeline/run-ids.ts engineDescription). */
+  readonly deployment: string;
+  /** imageio checksum block size (4 MiB). */
+  readonly blockSize?: number;
+  /** How often the lease is renewed and working() called. */
+  readonly heartbeatMs?: number;
+}
+
+/** What the runtime gives one delivery. */
+export interface DeliveryContext {
+  publish(subject: string, event: { id: string } & Record<string, unknown>): Promise<void>;
+  progress?(event: TransferProgress): void;
+  working?(): void;
+  readonly signal?: AbortSignal | undefined;
+  /** True when this is the last delivery JetStream will make (then a transient failure is final). */
+  readonly lastAttempt?: boolean | undefined;
+  readonly log?: Log | undefined;
+}
+
+/** One attempt's view: the journal record is read and changed only through `run`/`change`. */
+export class AttemptScope {
+  #run: BackupRun;
+  constructor(
+    readonly deps: BackupRequestedDeps,
+    readonly engine: BackupEngine,
+    readonly vm: EngineVm,
+    readonly ctx: DeliveryContext,
+    readonly log: Log,
+    run: BackupRun,
+  ) {
+    this.#run = run;
+  }
+
+  get run(): BackupRun {
+    return this.#run;
+  }
+
+  /** Change the journal record (compare-and-set) and keep the stored result. */
+  async change(fn: (r: BackupRun) => BackupRun): Promise<BackupRun> {
+    const run = this.#run;
+    this.#run = (await this.deps.runs.change(run.runId, (cur) => fn(cur ?? run))) ?? run;
+    return this.#run;
+  }
+
+  /** Re-read the journal (after a step failed part-way). */
+  async reload(): Promise<BackupRun> {
+    this.#run = (await this.deps.runs.get(this.#run.runId)) ?? this.#run;
+    return this.#run;
+  }
+}
