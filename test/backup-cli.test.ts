@@ -27,7 +27,7 @@ async function ferry(...args: string[]): Promise<{ code: number; out: string; er
   let err = "";
   stdout.on("data", (b) => (out += String(b)));
   stderr.on("data", (b) => (err += String(b)));
-  const code = await main(args, { stdout, stderr, env: { FERRY_NATS_URL: p.nats.url }, cwd: p.dir, signal: new AbortController().signal });
+  const code = await main(args, { stdout, stderr, env: { NATS_URL: p.nats.url }, cwd: p.dir, signal: new AbortController().signal });
   return { code, out, err };
 }
 

@@ -77,7 +77,7 @@ describe("demo", () => {
     }
     // The processes it started are gone.
     const natsPid = Number(/NATS\s+nats:\/\/[\d.:]+\s+\(pid (\d+)\)/.exec(run.output)?.[1]);
-    const fnPid = Number(/pid (\d+): backup-requested/.exec(run.output)?.[1]);
+    const fnPid = Number(/pid (\d+): [^\n]*backup-requested/.exec(run.output)?.[1]);
     expect(natsPid).toBeGreaterThan(0);
     expect(fnPid).toBeGreaterThan(0);
     expect(alive(natsPid)).toBe(false);

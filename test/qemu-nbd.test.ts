@@ -168,7 +168,7 @@ describe("startQemuNbd", () => {
   });
 
   it("startQemuNbd - stop() after SIGTERM is ignored escalates to SIGKILL after the grace", async () => {
-    // A stand-in qemu-nbd that listens on the socket and ignores SIGTERM.
+    // A stand-in qemu-nbd that listens on the socket, greets like an NBD server, and ignores SIGTERM.
     const fake = join(dir, "stubborn.mjs");
     const { writeFile, chmod } = await import("node:fs/promises");
     await writeFile(
@@ -176,7 +176,7 @@ describe("startQemuNbd", () => {
       `#!/usr/bin/env node
 process.on("SIGTERM", () => {});
 const i = process.argv.indexOf("--socket");
-require("node:net").createServer().listen(process.argv[i + 1]);
+require("node:net").createServer((c) => c.write("NBDMAGIC")).listen(process.argv[i + 1]);
 `.replace('require("node:net")', "(await import('node:net'))"),
     );
     await chmod(fake, 0o755);

@@ -54,6 +54,7 @@ const failure = (n: number, extra: Partial<FailureEvent> = {}): FailureEvent => 
   vm: `web${String(n).padStart(2, "0")}`,
   code: "TRANSFER_TIMEOUT",
   message: "image transfer did not start",
+  time: new Date(T0 + 5_000).toISOString(),
   ...extra,
 });
 
@@ -161,13 +162,24 @@ describe("alerts rate limit", () => {
     expect(s.engine.on("prd")).toHaveLength(11);
   });
 
+  it("alerts - a storm handled slowly still counts in the minute it happened", async () => {
+    const s = setup({ limit: 2 });
+    // Three failures of one minute, the last handled a minute later (a loaded machine).
+    await s.a.handle("backup.failed", failure(300, { engine: "prd" }));
+    await s.a.handle("backup.failed", failure(301, { engine: "prd" }));
+    s.tick(MIN);
+    expect(await s.b.handle("backup.failed", failure(302, { engine: "prd" }))).toBe("held-back");
+    expect(s.engine.on("prd")).toHaveLength(2);
+  });
+
   it("alerts - the limit is per engine, and per minute", async () => {
     const s = setup({ limit: 2 });
     for (let i = 0; i < 3; i++) await s.a.handle("backup.failed", failure(200 + i, { engine: "prd" }));
     for (let i = 0; i < 3; i++) await s.a.handle("backup.failed", failure(210 + i, { engine: "dr" }));
     expect([s.engine.on("prd").length, s.engine.on("dr").length]).toEqual([2, 2]);
     s.tick(MIN);
-    await s.b.handle("backup.failed", failure(220, { engine: "prd" }));
+    // A failure of the next minute counts there: the window is the failure's time, not the handling time.
+    await s.b.handle("backup.failed", failure(220, { engine: "prd", time: new Date(T0 + 5_000 + MIN).toISOString() }));
     expect(s.engine.on("prd")).toHaveLength(3);
     await s.a.flushSummaries();
     expect(s.engine.on("prd").map((x) => x.description).filter((d) => d.includes("more failure"))).toEqual([

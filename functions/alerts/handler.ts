@@ -55,6 +55,8 @@ export interface AlertsDeps {
 export interface FailureEvent {
   readonly id: string;
   readonly correlationId: string;
+  /** When the failure happened: the rate-limit window it counts in. */
+  readonly time: string;
   readonly vm: string;
   readonly code: string;
   readonly message: string;
@@ -120,7 +122,7 @@ export function createAlerts(deps: AlertsDeps): Alerts {
       }
       const vmId = engine === named ? (ev.vmId ?? run?.vm?.id) : undefined;
       const customId = alertCustomId(ev);
-      const decision = await deps.limiter.decide(engine, customId);
+      const decision = await deps.limiter.decide(engine, customId, Date.parse(ev.time));
       const log = { engine, vm: ev.vm, code: ev.code, customId, window: new Date(decision.window).toISOString() };
       if (decision.kind === "done") return "done";
       if (decision.kind === "hold") {

@@ -5,6 +5,9 @@
  *   w.<engine>.<window start ms>  {posted: [custom_id...], heldBack, heldBackIds, closed?, summaryPosted?}
  *   a.<custom_id>                 {decision: "post" | "hold", engine, window, posted?}
  *
+ * A failure counts in the window of the time it happened (its event's `time`), not of when it is
+ * handled: a storm handled slowly on a loaded machine is still one storm. A time in the future, or
+ * older than two windows (a replay), counts now.
  * Every change is a compare-and-set, so two processes never grant more than `limit` posts in one
  * window. A failure's decision is recorded (in the window and under its custom_id), so a
  * redelivery or a second failure event of the same run is never counted twice. A window that
@@ -82,8 +85,8 @@ export const markKey = (customId: number) => `a.${customId}`;
 export interface AlertLimiter {
   readonly limit: number;
   readonly windowMs: number;
-  /** Decide for one failure's alert (custom_id) on `engine`. */
-  decide(engine: string, customId: number): Promise<Decision>;
+  /** Decide for one failure's alert (custom_id) on `engine`; `at` is when the failure happened (ms). */
+  decide(engine: string, customId: number, at?: number): Promise<Decision>;
   /** Record that the alert was posted (best effort: a re-post is refused by the engine anyway). */
   posted(customId: number): Promise<void>;
   /** Windows that ended, held failures back and have no summary yet; claims each (CAS) before returning it. */
@@ -109,8 +112,15 @@ export function createAlertLimiter(kv: KvLike, o: LimiterOptions): AlertLimiter 
     }
   }
 
-  async function decideInWindow(engine: string, customId: number): Promise<Decision> {
-    let start = windowOf(o.clock());
+  /** The window a failure at `at` counts in. */
+  function windowFor(at: number | undefined): number {
+    const now = o.clock();
+    if (at === undefined || !Number.isFinite(at) || at > now || now - at > 2 * o.windowMs) return windowOf(now);
+    return windowOf(at);
+  }
+
+  async function decideInWindow(engine: string, customId: number, at: number | undefined): Promise<Decision> {
+    let start = windowFor(at);
     for (let i = 0; i < ATTEMPTS; i++) {
       const key = windowKey(engine, start);
       const cur = await readRecord<WindowRecord>(kv, key);
@@ -136,14 +146,14 @@ export function createAlertLimiter(kv: KvLike, o: LimiterOptions): AlertLimiter 
     limit: o.limit,
     windowMs: o.windowMs,
 
-    async decide(engine, customId) {
+    async decide(engine, customId, at) {
       const mark = await readRecord<AlertMark>(kv, markKey(customId));
       if (mark) {
         const m = mark.value;
         if (m.decision === "post") return { kind: m.posted ? "done" : "post", window: m.window };
         return { kind: "hold", window: m.window };
       }
-      const d = await decideInWindow(engine, customId);
+      const d = await decideInWindow(engine, customId, at);
       const value: AlertMark = { decision: d.kind === "hold" ? "hold" : "post", engine, window: d.window };
       // Another delivery of the same alert may have written it meanwhile; both decided alike.
       await write(markKey(customId), value, undefined);
