@@ -223,6 +223,17 @@ describe("qemuImg", () => {
     expect((await qemuImg.compare(o2, flat, { formatA: "qcow2", formatB: "raw" })).identical).toBe(true);
   });
 
+  it("qemuImg.convert - onProgress adds -p and reports qemu-img's percentages, rising to 100", async () => {
+    const src = join(dir, "p-src.qcow2");
+    await qemuImg.create({ path: src, format: "qcow2", size: 8 * MiB });
+    qemuIo(src, "write -P 0x05 0 4M");
+    const seen: number[] = [];
+    await qemuImg.convert({ path: src, format: "qcow2" }, { path: join(dir, "p-out.raw"), format: "raw" }, { onProgress: (p) => seen.push(p) });
+    expect(seen.length).toBeGreaterThan(1);
+    expect(seen.at(-1)).toBe(100);
+    expect([...seen].sort((a, b) => a - b)).toEqual(seen);
+  });
+
   it("qemuImg.amend - upgrades qcow2 v2 to v3 so it can hold bitmaps", async () => {
     const p = join(dir, "amend.qcow2");
     await qemuImg.create({ path: p, format: "qcow2", size: MiB, options: { compat: "0.10" } });

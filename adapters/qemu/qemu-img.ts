@@ -116,6 +116,8 @@ export interface QemuImg {
       forceShare?: boolean;
       /** Keep bitmaps (`--bitmaps`, qcow2 → qcow2 only). */
       bitmaps?: boolean;
+      /** `-p`: called with qemu-img's progress, 0-100 (percent of the image walked), as it reports it. */
+      onProgress?: (percent: number) => void;
     },
   ): Promise<void>;
   map(path: string, o: OpenOptions & { format: ImageFormat }): Promise<MapExtent[]>;
@@ -124,6 +126,21 @@ export interface QemuImg {
 }
 
 const DEFAULT_PRLIMIT = "/usr/bin/prlimit";
+
+/** `qemu-img -p` writes "    (12.34/100%)\r" to stdout, also when it is a pipe; pieces may split a report. */
+function progressParser(cb: (percent: number) => void): (text: string) => void {
+  let pending = "";
+  return (text) => {
+    pending += text;
+    const re = /\((\d+(?:\.\d+)?)\/100%\)/g;
+    let last = 0;
+    for (let m = re.exec(pending); m; m = re.exec(pending)) {
+      cb(Math.min(100, Number(m[1])));
+      last = re.lastIndex;
+    }
+    pending = pending.slice(last).slice(-64);
+  };
+}
 
 function optionString(options: Record<string, CreateOptionValue>): string {
   return Object.entries(options)
@@ -151,13 +168,14 @@ export function createQemuImg(config: QemuImgConfig = {}): QemuImg {
   const limitsFor = (o: OpenOptions | undefined): ToolLimits | undefined =>
     o?.limits ?? (o?.untrusted ? untrustedLimits : undefined);
 
-  const run = (op: string, args: string[], o?: OpenOptions, okExitCodes?: number[]) =>
+  const run = (op: string, args: string[], o?: OpenOptions, okExitCodes?: number[], onStdout?: (text: string) => void) =>
     runTool(binary, args, {
       op,
       prlimit,
       ...(o?.signal ? { signal: o.signal } : {}),
       ...(limitsFor(o) ? { limits: limitsFor(o) as ToolLimits } : {}),
       ...(okExitCodes ? { okExitCodes } : {}),
+      ...(onStdout ? { onStdout } : {}),
     });
 
   const shareFlag = (o?: { forceShare?: boolean }) => (o?.forceShare ? ["-U"] : []);
@@ -288,8 +306,9 @@ export function createQemuImg(config: QemuImgConfig = {}): QemuImg {
       if (o.sparse === false) args.push("-S", "0");
       if (o.compress) args.push("-c");
       if (o.bitmaps) args.push("--bitmaps");
+      if (o.onProgress) args.push("-p");
       args.push(src.path, dst.path);
-      await run("convert", args, o);
+      await run("convert", args, o, undefined, o.onProgress ? progressParser(o.onProgress) : undefined);
     },
 
     async map(path, o) {

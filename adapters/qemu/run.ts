@@ -34,6 +34,8 @@ export interface RunOptions {
   op: string;
   /** Bytes to feed on stdin (none by default). */
   input?: Buffer;
+  /** Called with each piece of stdout as it arrives (e.g. `qemu-img convert -p` progress); stdout is still returned whole. */
+  onStdout?: (text: string) => void;
 }
 
 export interface RunResult {
@@ -63,7 +65,7 @@ export async function runTool(binary: string, args: readonly string[], o: RunOpt
     file = o.prlimit;
   }
   const tool = binary.split("/").pop() ?? binary;
-  const result = await execa(file, argv, {
+  const child = execa(file, argv, {
     reject: false,
     stripFinalNewline: false,
     ...(o.input ? { input: o.input } : { stdin: "ignore" as const }),
@@ -72,6 +74,11 @@ export async function runTool(binary: string, args: readonly string[], o: RunOpt
     forceKillAfterDelay: 2000,
     env: { LC_ALL: "C" },
   });
+  if (o.onStdout) {
+    const cb = o.onStdout;
+    child.stdout?.on("data", (d: Buffer) => cb(d.toString()));
+  }
+  const result = await child;
   if (result.isCanceled) {
     throw o.signal?.reason instanceof Error ? o.signal.reason : new DOMException("aborted", "AbortError");
   }
