@@ -111,7 +111,7 @@ describe("alerts - real processes", () => {
     expect(ferryAlerts("prd")).toHaveLength(1);
   });
 
-  it("alerts - 100 failures within a minute: 10 alerts and one summary of the other 90 on the engine", async () => {
+  it("alerts - 100 failures within a minute: at most 10 alerts + 1 summary per minute, every failure accounted for", async () => {
     // Fixed minute windows: start early in a minute so the whole storm falls in one.
     if (new Date().getUTCSeconds() > 40) await sleep((61 - new Date().getUTCSeconds()) * 1000);
     const js = jetstream(p.nc);
@@ -126,15 +126,26 @@ describe("alerts - real processes", () => {
     expect(Date.now() - started).toBeLessThan(60_000);
     const windowEnd = Math.floor(started / 60_000) * 60_000 + 60_000;
 
-    await until("10 alerts", () => ferryAlerts("dr").length >= 10, 30_000);
-    const summary = await until("the summary", () => ferryAlerts("dr").find((e) => e.description.includes("more failure")), windowEnd - Date.now() + 30_000);
-    expect(summary.description).toMatch(/^Ferry: 90 more failures in the minute from \S+ were not posted individually \(at most 10 alerts per engine per minute\); see `ferry events '\*\.failed' --all`$/);
-    // Two flush periods later: still one summary, ten individual alerts.
+    // Every failure is accounted for — posted, or counted in a summary — within the bound: at most
+    // 10 alerts + 1 summary per minute. The storm is published within one minute; on a loaded
+    // machine its handling can run past the minute's end, and failures handled after the summary
+    // was claimed count in the next minute's summary, so at most two minutes are involved.
+    const individual = () => ferryAlerts("dr").filter((e) => /^Ferry: backup of VM storm\d\d failed \(TEST_STORM\)/.test(e.description));
+    const summaries = () => ferryAlerts("dr").filter((e) => e.description.includes("more failure"));
+    const held = () => summaries().reduce((n, e) => n + Number(/^Ferry: (\d+) more failures? in the minute/.exec(e.description)?.[1] ?? 0), 0);
+    await until("every failure posted or summarized", () => individual().length + held() === 100, windowEnd - Date.now() + 120_000);
+    for (const sm of summaries()) {
+      expect(sm.description).toMatch(/^Ferry: \d+ more failures? in the minute from \S+ (were|was) not posted individually \(at most 10 alerts per engine per minute\); see `ferry events '\*\.failed' --all`$/);
+    }
+    // Two flush periods later: nothing more was posted.
+    const settled = ferryAlerts("dr").length;
     await sleep(11_000);
-    const alerts = ferryAlerts("dr");
-    expect(alerts.filter((e) => /^Ferry: backup of VM storm\d\d failed \(TEST_STORM\)/.test(e.description))).toHaveLength(10);
-    expect(alerts.filter((e) => e.description.includes("more failure"))).toHaveLength(1);
-    expect(alerts).toHaveLength(11);
+    expect(ferryAlerts("dr")).toHaveLength(settled);
+    expect(individual().length).toBeGreaterThanOrEqual(10);
+    expect(individual().length).toBeLessThanOrEqual(20);
+    expect(summaries().length).toBeGreaterThanOrEqual(1);
+    expect(summaries().length).toBeLessThanOrEqual(2);
+    expect(individual().length + held()).toBe(100);
     expect(ferryAlerts("prd")).toHaveLength(1); // the other engine's limit is its own
 
     // The command the summary points to lists the failures.
