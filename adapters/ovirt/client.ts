@@ -8,6 +8,7 @@ import { ApiRoot } from "./models.ts";
 import { backupOps } from "./ops-backups.ts";
 import { diskOps } from "./ops-disks.ts";
 import { eventOps } from "./ops-events.ts";
+import { nicOps } from "./ops-nics.ts";
 import { snapshotOps } from "./ops-snapshots.ts";
 import { transferOps } from "./ops-transfers.ts";
 import { vmOps, type CallOptions } from "./ops-vms.ts";
@@ -35,6 +36,8 @@ export class EngineClient {
   readonly storageDomains;
   readonly clusters;
   readonly vnicProfiles;
+  readonly networks;
+  readonly nics;
   readonly backups;
   readonly checkpoints;
   readonly imageTransfers;
@@ -63,6 +66,8 @@ export class EngineClient {
     this.storageDomains = d.storageDomains;
     this.clusters = d.clusters;
     this.vnicProfiles = d.vnicProfiles;
+    this.networks = d.networks;
+    this.nics = nicOps(this.#api);
     this.backups = b.backups;
     this.checkpoints = b.checkpoints;
     this.imageTransfers = transferOps(this.#api);

@@ -8,6 +8,7 @@ export { sanitizeCorrelationId } from "./transport.ts";
 export { fetchEngineCa, parseCaPem, PKI_RESOURCE_PATH, type EngineCa, type FetchEngineCaOptions } from "./ca.ts";
 export type { CallOptions, CreateVmFromOvf, AttachDisk } from "./ops-vms.ts";
 export type { CreateDisk, UpdateDisk } from "./ops-disks.ts";
+export type { AddNic, UpdateNic } from "./ops-nics.ts";
 export type { StartBackup } from "./ops-backups.ts";
 export type { DownloadSpec, UploadSpec } from "./ops-transfers.ts";
 export type { CreateSnapshot } from "./ops-snapshots.ts";

@@ -138,6 +138,19 @@ export const Vm = z.object({
   cluster: ref.optional(),
   template: ref.optional(),
   host: ref.optional(),
+  /** `cpu.topology`: sockets × cores × threads. */
+  cpu: z
+    .object({
+      topology: z.object({ sockets: int.optional(), cores: int.optional(), threads: int.optional() }).optional(),
+    })
+    .optional(),
+  /** `os.boot.devices`: the boot sequence, e.g. ["hd"] or ["network", "hd"]. */
+  os: z
+    .object({
+      type: z.string().optional(),
+      boot: z.object({ devices: collection("device", z.string()).optional() }).optional(),
+    })
+    .optional(),
   initialization: z
     .object({
       configuration: z.object({ type: z.string().optional(), data: z.string().optional() }).optional(),
@@ -270,6 +283,33 @@ export const VnicProfile = z.object({
 });
 export type VnicProfile = z.output<typeof VnicProfile>;
 
+export const Network = z.object({
+  id: z.string(),
+  href: z.string().optional(),
+  name: z.string(),
+  description: z.string().optional(),
+  data_center: ref.optional(),
+});
+export type Network = z.output<typeof Network>;
+
+export const NIC_INTERFACES = ["virtio", "e1000", "rtl8139", "rtl8139_virtio", "spapr_vlan", "pci_passthrough"] as const;
+export type NicInterface = (typeof NIC_INTERFACES)[number];
+
+/** A VM NIC. No `vnic_profile` = the NIC is on no network ("empty"). */
+export const Nic = z.object({
+  id: z.string(),
+  href: z.string().optional(),
+  name: z.string(),
+  interface: z.string().optional(),
+  linked: bool.optional(),
+  plugged: bool.optional(),
+  synced: bool.optional(),
+  mac: z.object({ address: z.string().optional() }).optional(),
+  vnic_profile: ref.optional(),
+  vm: ref.optional(),
+});
+export type Nic = z.output<typeof Nic>;
+
 /** The SSO token answer; `exp` is a string of epoch ms (Long.MAX_VALUE when unbounded). */
 export const SsoToken = z.object({
   access_token: z.string().min(1),
@@ -289,3 +329,5 @@ export const Events = collection("event", Event);
 export const StorageDomains = collection("storage_domain", StorageDomain);
 export const Clusters = collection("cluster", Cluster);
 export const VnicProfiles = collection("vnic_profile", VnicProfile);
+export const Networks = collection("network", Network);
+export const Nics = collection("nic", Nic);

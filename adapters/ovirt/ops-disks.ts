@@ -1,6 +1,6 @@
 /** Disks (ovirt-api.md §4.5, §8.1) and the infrastructure lookups a restore needs. */
 import { AmbiguousNameError } from "./errors.ts";
-import { Cluster, Clusters, Disk, Disks, StorageDomain, StorageDomains, VnicProfile, VnicProfiles } from "./models.ts";
+import { Cluster, Clusters, Disk, Disks, Network, Networks, StorageDomain, StorageDomains, VnicProfile, VnicProfiles } from "./models.ts";
 import type { CallOptions } from "./ops-vms.ts";
 import type { EngineApi } from "./transport.ts";
 
@@ -110,6 +110,7 @@ export function diskOps(api: EngineApi) {
     },
   };
 
+  /** Every vNIC profile of the engine; `network.id` says which network each belongs to. */
   const vnicProfiles = {
     list(o: CallOptions = {}) {
       return api.json({ method: "GET", path: "/vnicprofiles", signal: o.signal }, VnicProfiles);
@@ -119,5 +120,19 @@ export function diskOps(api: EngineApi) {
     },
   };
 
-  return { disks, storageDomains, clusters, vnicProfiles };
+  /** Logical networks (GET /networks: every data center's). */
+  const networks = {
+    list(o: CallOptions & { search?: string } = {}) {
+      return api.json({ method: "GET", path: "/networks", query: { search: o.search }, signal: o.signal }, Networks);
+    },
+    get(id: string, o: CallOptions = {}) {
+      return api.json({ method: "GET", path: `/networks/${seg(id)}`, signal: o.signal }, Network);
+    },
+    /** The network with exactly this name, or undefined (AmbiguousNameError if several data centers have one). */
+    async findByName(name: string, o: CallOptions = {}): Promise<Network | undefined> {
+      return named("network", name, await networks.list({ ...o, search: `name=${name}` }));
+    },
+  };
+
+  return { disks, storageDomains, clusters, vnicProfiles, networks };
 }
