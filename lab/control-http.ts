@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { ControlError, type FaultPhase, type LabControl, type LabDiskInput } from "./control.ts";
+import { ControlError, type FaultPhase, type LabControl, type LabDiskInput, type LabNicInput, type LabVmInput } from "./control.ts";
 import { HttpFault, readBody, sendJson } from "./engine/http.ts";
 import type { BackupSupport } from "./engine/resources/backups.ts";
+import type { BootDevice, NicInterface } from "./engine/model.ts";
 
 /**
  * The control API over HTTP, under `/ferry-lab/` on each engine (same admin credentials as the
@@ -9,7 +10,9 @@ import type { BackupSupport } from "./engine/resources/backups.ts";
  *
  *   GET  /ferry-lab/status
  *   GET  /ferry-lab/events?max=N
- *   POST /ferry-lab/vms                          {name, disks:[{size, format?, qcowVersion?, backup?, alias?}], status?}
+ *   POST /ferry-lab/vms                          {name, disks:[{size, format?, qcowVersion?, backup?, alias?, storageDomain?}], status?,
+ *                                                 memory?, cpu?:{sockets?, cores?, threads?}, bootDevices?:["hd"|"network"|"cdrom"],
+ *                                                 nics?:[{name, network, vnicProfile?, interface?, mac?}], cluster?}
  *   POST /ferry-lab/vms/{vm}/disks               {size, format?, ...}
  *   POST /ferry-lab/vms/{vm}/status              {status: "up"|"down"}
  *   POST /ferry-lab/vms/{vm}/snapshots           {description?}
@@ -19,6 +22,10 @@ import type { BackupSupport } from "./engine/resources/backups.ts";
  *   POST /ferry-lab/disks/{disk}/export          {path, format, atBackup?, atSnapshot?}
  *   POST /ferry-lab/rotate-ca
  *   POST /ferry-lab/backup-support              {mode: "hybrid"|"no-incremental"|"none"}
+ *   POST /ferry-lab/networks                     {name, vnicProfiles?: [names]}   (default: one profile named like the network)
+ *   POST /ferry-lab/clusters                     {name}
+ *   POST /ferry-lab/storagedomains               {name, availableBytes, storage?: "nfs"|"iscsi"}
+ *   POST /ferry-lab/storagedomains/{sd}/available {bytes}
  *   POST /ferry-lab/revoke-tokens
  *   POST /ferry-lab/faults/fail-next-transfer    {phase, direction?}
  *   POST /ferry-lab/faults/drop-connection       {bytes}
@@ -26,6 +33,7 @@ import type { BackupSupport } from "./engine/resources/backups.ts";
  *   POST /ferry-lab/faults/http-errors           {status, count, path?}
  *   POST /ferry-lab/faults/stall-finalize        {ms, target?}
  *   POST /ferry-lab/faults/expire-ticket         {transfer?}
+ *   POST /ferry-lab/faults/fail-next-boot        {vm?}
  *   POST /ferry-lab/faults/clear
  * VMs and disks may be named by id or by name/alias.
  */
@@ -76,6 +84,46 @@ const text = (b: Record<string, unknown>, k: string, required = true): string | 
   return v;
 };
 
+function nicInput(d: Record<string, unknown>): LabNicInput {
+  const n: LabNicInput = { name: text(d, "name")!, network: text(d, "network")! };
+  const vnicProfile = text(d, "vnicProfile", false);
+  const iface = text(d, "interface", false);
+  const mac = text(d, "mac", false);
+  if (vnicProfile) n.vnicProfile = vnicProfile;
+  if (iface) n.interface = iface as NicInterface; // checked by createVm
+  if (mac) n.mac = mac;
+  return n;
+}
+
+function vmInput(b: Record<string, unknown>): LabVmInput {
+  const disks = Array.isArray(b.disks) ? b.disks.map((d) => diskInput((d ?? {}) as Record<string, unknown>)) : [];
+  const o: LabVmInput = { name: text(b, "name")!, disks };
+  if (b.status === "up" || b.status === "down") o.status = b.status;
+  const memory = num(b, "memory", false);
+  if (memory !== undefined) o.memory = memory;
+  if (b.cpu !== undefined) {
+    if (!b.cpu || typeof b.cpu !== "object") throw new InputError("cpu: expected an object");
+    const c = b.cpu as Record<string, unknown>;
+    const cpu: NonNullable<LabVmInput["cpu"]> = {};
+    for (const k of ["sockets", "cores", "threads"] as const) {
+      const v = num(c, k, false);
+      if (v !== undefined) cpu[k] = v;
+    }
+    o.cpu = cpu;
+  }
+  if (b.bootDevices !== undefined) {
+    if (!Array.isArray(b.bootDevices) || b.bootDevices.some((x) => typeof x !== "string")) throw new InputError("bootDevices: expected an array of strings");
+    o.bootDevices = b.bootDevices as BootDevice[]; // checked by createVm
+  }
+  if (b.nics !== undefined) {
+    if (!Array.isArray(b.nics)) throw new InputError("nics: expected an array");
+    o.nics = b.nics.map((n) => nicInput((n ?? {}) as Record<string, unknown>));
+  }
+  const cluster = text(b, "cluster", false);
+  if (cluster) o.cluster = cluster;
+  return o;
+}
+
 function diskInput(d: Record<string, unknown>): LabDiskInput {
   const input: LabDiskInput = { size: num(d, "size")! };
   const pass = ["alias", "format", "qcowVersion", "backup", "contentType", "storageDomain"] as const;
@@ -92,7 +140,7 @@ async function dispatch(
   q: URLSearchParams,
 ): Promise<unknown> {
   // "vms/<id>/snapshots/<id>/restore" → "vms/:/snapshots/:/restore"
-  const idAfter = new Set(["vms", "disks", "snapshots"]);
+  const idAfter = new Set(["vms", "disks", "snapshots", "storagedomains"]);
   const route = `${method} ${p.map((s, i) => (i > 0 && idAfter.has(p[i - 1]!) ? ":" : s)).join("/")}`;
   switch (route) {
     case "GET status":
@@ -101,11 +149,8 @@ async function dispatch(
       const max = q.get("max");
       return { event: c.events(max && /^\d+$/.test(max) ? { max: Number(max) } : {}) };
     }
-    case "POST vms": {
-      const disks = Array.isArray(b.disks) ? b.disks.map((d) => diskInput((d ?? {}) as Record<string, unknown>)) : [];
-      const status = b.status === "up" || b.status === "down" ? b.status : undefined;
-      return c.createVm({ name: text(b, "name")!, disks, ...(status ? { status } : {}) });
-    }
+    case "POST vms":
+      return c.createVm(vmInput(b));
     case "POST vms/:/disks":
       return c.addDisk(p[1]!, diskInput(b));
     case "POST vms/:/status": {
@@ -147,6 +192,27 @@ async function dispatch(
       c.setBackupSupport(mode as BackupSupport);
       return { mode };
     }
+    case "POST networks": {
+      let profiles: string[] | undefined;
+      if (b.vnicProfiles !== undefined) {
+        if (!Array.isArray(b.vnicProfiles) || b.vnicProfiles.some((x) => typeof x !== "string")) throw new InputError("vnicProfiles: expected an array of names");
+        profiles = b.vnicProfiles as string[];
+      }
+      return c.addNetwork({ name: text(b, "name")!, ...(profiles ? { vnicProfiles: profiles } : {}) });
+    }
+    case "POST clusters":
+      return c.addCluster({ name: text(b, "name")! });
+    case "POST storagedomains": {
+      const storage = b.storage === undefined ? undefined : b.storage === "nfs" || b.storage === "iscsi" ? b.storage : null;
+      if (storage === null) throw new InputError("storage: expected nfs or iscsi");
+      return c.addStorageDomain({ name: text(b, "name")!, availableBytes: num(b, "availableBytes")!, ...(storage ? { storage } : {}) });
+    }
+    case "POST storagedomains/:/available":
+      c.setStorageAvailable(p[1]!, num(b, "bytes")!);
+      return { ok: true };
+    case "POST faults/fail-next-boot":
+      c.faults.failNextBoot(text(b, "vm", false));
+      return { armed: true };
     case "POST revoke-tokens":
       return { revoked: c.revokeTokens() };
     case "POST faults/fail-next-transfer": {

@@ -5,10 +5,24 @@ import { qemuImg, type ImageFormat } from "../adapters/qemu/mod.ts";
 import type { BackupSupport } from "./engine/resources/backups.ts";
 import type { ImageioFaults } from "./imageio/mod.ts";
 import type { Engine } from "./engine/engine.ts";
-import { encodeEvent } from "./engine/json.ts";
-import type { ContentType, DiskBackup, DiskFormat, LabDisk, LabVm, QcowVersion, VmStatus } from "./engine/model.ts";
+import { encodeEvent, wholeGiB } from "./engine/json.ts";
+import {
+  BOOT_DEVICES,
+  NIC_INTERFACES,
+  type BootDevice,
+  type ContentType,
+  type DiskBackup,
+  type DiskFormat,
+  type LabDisk,
+  type LabVm,
+  type NicInterface,
+  type QcowVersion,
+  type VmStatus,
+} from "./engine/model.ts";
 import { attachDisk } from "./engine/resources/disk-attachments.ts";
 import { createDisk, parseDiskSpec, type DiskSpec } from "./engine/resources/disks.ts";
+import { addNic } from "./engine/resources/nics.ts";
+import { allocationOf, fits, validateSpace } from "./engine/space.ts";
 import type { Transfers } from "./engine/resources/image-transfers.ts";
 import { restoreSnapshot, takeSnapshot } from "./engine/resources/snapshots.ts";
 import { newVm, startVm, stopVm } from "./engine/resources/vms.ts";
@@ -32,7 +46,35 @@ export interface LabDiskInput {
   /** Attachment: default true. */
   active?: boolean;
   bootable?: boolean;
-  storageDomain?: "data" | "data-block";
+  /** Storage domain name: "data" (NFS, the default), "data-block" (iSCSI) or one added with addStorageDomain. */
+  storageDomain?: string;
+}
+
+export interface LabNicInput {
+  name: string;
+  /** Network name; the NIC gets the network's profile of the same name (else its first profile). */
+  network: string;
+  /** A profile of that network by name, instead of the default one. */
+  vnicProfile?: string;
+  /** Default virtio. */
+  interface?: NicInterface;
+  /** Default: the next address of the engine's MAC pool. */
+  mac?: string;
+}
+
+export interface LabVmInput {
+  name: string;
+  disks: LabDiskInput[];
+  status?: "up" | "down";
+  memory?: number;
+  /** Default 1 socket × 1 core × 1 thread. */
+  cpu?: { sockets?: number; cores?: number; threads?: number };
+  /** The boot sequence, e.g. ["network", "hd"]. Default ["hd"]. */
+  bootDevices?: BootDevice[];
+  /** Default: one NIC nic1 on ovirtmgmt. `[]` for none. */
+  nics?: LabNicInput[];
+  /** Cluster name, default "Default". */
+  cluster?: string;
 }
 
 export interface LabDiskRef {
@@ -92,15 +134,18 @@ export interface LabFaults {
   stallFinalize(ms: number, target?: "backup" | "transfer"): void;
   /** Expire the ticket of a transfer (or of every open transfer) now and block its renewal. */
   expireTicket(transferId?: string): Promise<number>;
+  /** The next start of this VM (name or id; any VM if omitted) ends `down` with VM_DOWN_ERROR. */
+  failNextBoot(vm?: string): void;
   /** Disarm everything. */
   clear(): void;
 }
 
 export interface LabControl {
-  createVm(o: { name: string; disks: LabDiskInput[]; status?: "up" | "down"; memory?: number }): Promise<{
+  createVm(o: LabVmInput): Promise<{
     id: string;
     name: string;
     disks: LabDiskRef[];
+    nics: Array<{ id: string; name: string; mac: string; vnicProfileId?: string }>;
   }>;
   addDisk(vmId: string, disk: LabDiskInput): Promise<LabDiskRef>;
   writeGuestData(diskId: string, w: WriteSpec): Promise<WriteResult>;
@@ -111,6 +156,12 @@ export interface LabControl {
   setVmStatus(vmId: string, status: "up" | "down"): Promise<void>;
   rotateCa(): Promise<{ fingerprint256: string; notAfter: string }>;
   setBackupSupport(mode: BackupSupport): void;
+  /** A logical network (attached to every cluster) with vNIC profiles; default one profile of the same name. */
+  addNetwork(o: { name: string; vnicProfiles?: string[] }): { id: string; name: string; vnicProfiles: Array<{ id: string; name: string }> };
+  addCluster(o: { name: string }): { id: string; name: string };
+  addStorageDomain(o: { name: string; availableBytes: number; storage?: "nfs" | "iscsi" }): { id: string; name: string };
+  /** Set a storage domain's free space (bytes; the API shows it in whole GiB). */
+  setStorageAvailable(sdName: string, bytes: number): void;
   /** Expire every SSO token and session (clients must re-authenticate). */
   revokeTokens(): number;
   faults: LabFaults;
@@ -124,7 +175,16 @@ export interface LabControl {
 export interface LabStatus {
   engine: string;
   url: string;
-  vms: Array<{ id: string; name: string; status: VmStatus; disks: Array<{ id: string; alias: string; format: string; status: string; volumes: number }> }>;
+  vms: Array<{
+    id: string;
+    name: string;
+    status: VmStatus;
+    disks: Array<{ id: string; alias: string; format: string; status: string; volumes: number }>;
+    nics: Array<{ id: string; name: string; mac: string; network?: string; vnicProfile?: string }>;
+  }>;
+  clusters: Array<{ id: string; name: string }>;
+  networks: Array<{ id: string; name: string; vnicProfiles: string[] }>;
+  storageDomains: Array<{ id: string; name: string; storage: string; availableBytes: number; usedBytes: number; available: number }>;
   openBackups: Array<{ id: string; vmId: string; phase: string }>;
   openTransfers: Array<{ id: string; diskId: string; phase: string; direction: string }>;
   checkpoints: number;
@@ -172,7 +232,7 @@ export function createLabControl(d: ControlDeps): LabControl {
     const qcowVersion = input.qcowVersion ?? "qcow2_v3";
     const backup = input.backup ?? (format === "cow" && qcowVersion === "qcow2_v3" ? "incremental" : "none");
     const sdName = input.storageDomain ?? "data";
-    const sd = e.st.storageDomains.find((s) => s.name === sdName);
+    const sd = e.st.storageDomains.find((s) => s.name === sdName || s.id === sdName);
     if (!sd) throw new ControlError(400, `no storage domain ${sdName} (have ${e.st.storageDomains.map((s) => s.name).join(", ")})`);
     return parseDiskSpec(
       e,
@@ -188,6 +248,33 @@ export function createLabControl(d: ControlDeps): LabControl {
       },
       sd,
     );
+  }
+
+  /** The space the new disks take must be there (the engine's validation is in parseDiskSpec). */
+  function checkRoom(specs: DiskSpec[]): void {
+    for (const sd of new Set(specs.map((x) => x.storageDomain))) {
+      const mine = specs.filter((x) => x.storageDomain === sd);
+      try {
+        validateSpace(sd, mine);
+      } catch {
+        throw new ControlError(409, `not enough free space on storage domain ${sd.name}`);
+      }
+      const need = mine.reduce((n, x) => n + allocationOf(x, sd), 0);
+      if (!fits(sd, need)) throw new ControlError(409, `not enough free space on storage domain ${sd.name} (${need} bytes needed, ${sd.availableBytes} free)`);
+    }
+  }
+
+  function nicSpecFor(n: LabNicInput): { name: string; interface?: NicInterface; mac?: string; vnicProfileId: string } {
+    if (!n?.name) throw new ControlError(400, "nics: every NIC needs a name");
+    const net = e.st.networks.find((x) => x.name === n.network);
+    if (!net) throw new ControlError(400, `no network ${n.network} (have ${e.st.networks.map((x) => x.name).join(", ")})`);
+    const onNet = e.st.vnicProfiles.filter((p) => p.networkId === net.id);
+    const profile = n.vnicProfile ? onNet.find((p) => p.name === n.vnicProfile) : (onNet.find((p) => p.name === net.name) ?? onNet[0]);
+    if (!profile) throw new ControlError(400, `network ${net.name} has no vNIC profile ${n.vnicProfile ?? ""}`.trim());
+    if (n.interface && !(NIC_INTERFACES as readonly string[]).includes(n.interface)) {
+      throw new ControlError(400, `NIC ${n.name}: interface ${n.interface}: expected ${NIC_INTERFACES.join(", ")}`);
+    }
+    return { name: n.name, ...(n.interface ? { interface: n.interface } : {}), ...(n.mac ? { mac: n.mac } : {}), vnicProfileId: profile.id };
   }
 
   async function addDiskTo(vm: LabVm, input: LabDiskInput, index: number, spec = diskSpecFor(vm.name, input, index)): Promise<LabDiskRef> {
@@ -226,30 +313,59 @@ export function createLabControl(d: ControlDeps): LabControl {
       for (const t of open) await d.transfers.expireTicket(t);
       return open.length;
     },
+    failNextBoot(vm) {
+      if (vm !== undefined) vmOf(vm);
+      e.faults.failBoot.push(vm !== undefined ? { vm } : {});
+    },
     clear() {
       e.faults.failTransfer = [];
       e.faults.httpErrors = [];
       e.faults.stallFinalize = [];
       e.faults.noRenew.clear();
+      e.faults.failBoot = [];
     },
   };
 
   return {
     async createVm(o) {
       if (e.st.vms.some((v) => v.name === o.name)) throw new ControlError(409, `a VM named ${o.name} exists`);
-      // Every disk is validated before the VM exists: bad input must not leave half a VM behind.
+      const cluster = e.st.clusters.find((c) => c.name === (o.cluster ?? "Default") || c.id === o.cluster);
+      if (!cluster) throw new ControlError(400, `no cluster ${o.cluster} (have ${e.st.clusters.map((c) => c.name).join(", ")})`);
+      for (const b of o.bootDevices ?? []) {
+        if (!(BOOT_DEVICES as readonly string[]).includes(b)) throw new ControlError(400, `boot device ${b}: expected ${BOOT_DEVICES.join(", ")}`);
+      }
+      for (const [k, v] of Object.entries(o.cpu ?? {})) {
+        if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) throw new ControlError(400, `cpu.${k}: expected a positive integer`);
+      }
+      // Every disk and NIC is validated before the VM exists: bad input must not leave half a VM behind.
       const specs = o.disks.map((d, i) => diskSpecFor(o.name, d, i));
-      const vm = newVm(e, { name: o.name, ...(o.memory ? { memory: o.memory } : {}) });
+      checkRoom(specs);
+      const nics = (o.nics ?? [{ name: "nic1", network: "ovirtmgmt" }]).map(nicSpecFor);
+      const vm = newVm(e, {
+        name: o.name,
+        clusterId: cluster.id,
+        ...(o.memory ? { memory: o.memory } : {}),
+        ...(o.cpu ? { cpu: o.cpu } : {}),
+        ...(o.bootDevices ? { bootDevices: o.bootDevices } : {}),
+      });
       const disks: LabDiskRef[] = [];
       for (const [i, d] of o.disks.entries()) disks.push(await addDiskTo(vm, d, i, specs[i]));
+      const created = nics.map((n) => addNic(e, vm, n));
       if (o.status === "up") vm.status = "up";
       e.save();
-      return { id: vm.id, name: vm.name, disks };
+      return {
+        id: vm.id,
+        name: vm.name,
+        disks,
+        nics: created.map((n) => ({ id: n.id, name: n.name, mac: n.mac, ...(n.vnicProfileId ? { vnicProfileId: n.vnicProfileId } : {}) })),
+      };
     },
 
     async addDisk(vmId, disk) {
       const vm = vmOf(vmId);
-      return addDiskTo(vm, disk, vm.attachments.length);
+      const spec = diskSpecFor(vm.name, disk, vm.attachments.length);
+      checkRoom([spec]);
+      return addDiskTo(vm, disk, vm.attachments.length, spec);
     },
 
     async writeGuestData(diskId, w) {
@@ -342,7 +458,7 @@ export function createLabControl(d: ControlDeps): LabControl {
       const vm = vmOf(vmId);
       if (status === vm.status) return;
       try {
-        if (status === "up") startVm(e, vm);
+        if (status === "up") startVm(e, vm, undefined, { ignoreFaults: true });
         else stopVm(e, vm, "stop");
       } catch (err) {
         throw new ControlError(409, (err as Error).message);
@@ -353,6 +469,47 @@ export function createLabControl(d: ControlDeps): LabControl {
     rotateCa: () => d.rotateCa(),
     setBackupSupport(mode) {
       d.backupSupport.mode = mode;
+    },
+
+    addNetwork(o) {
+      if (!o.name) throw new ControlError(400, "name: required");
+      if (e.st.networks.some((n) => n.name === o.name)) throw new ControlError(409, `a network named ${o.name} exists`);
+      const names = o.vnicProfiles ?? [o.name];
+      if (new Set(names).size !== names.length || names.some((n) => !n)) throw new ControlError(400, "vnicProfiles: names must be non-empty and distinct");
+      const net = { id: randomUUID(), name: o.name, description: "" };
+      e.st.networks.push(net);
+      const profiles = names.map((name) => ({ id: randomUUID(), name, networkId: net.id, portMirroring: false }));
+      e.st.vnicProfiles.push(...profiles);
+      e.save();
+      return { id: net.id, name: net.name, vnicProfiles: profiles.map((p) => ({ id: p.id, name: p.name })) };
+    },
+
+    addCluster(o) {
+      if (!o.name) throw new ControlError(400, "name: required");
+      if (e.st.clusters.some((c) => c.name === o.name)) throw new ControlError(409, `a cluster named ${o.name} exists`);
+      const c = { id: randomUUID(), name: o.name, description: "" };
+      e.st.clusters.push(c);
+      e.save();
+      return { id: c.id, name: c.name };
+    },
+
+    addStorageDomain(o) {
+      if (!o.name) throw new ControlError(400, "name: required");
+      if (!Number.isSafeInteger(o.availableBytes) || o.availableBytes < 0) throw new ControlError(400, "availableBytes: expected a non-negative integer");
+      if (o.storage !== undefined && o.storage !== "nfs" && o.storage !== "iscsi") throw new ControlError(400, "storage: expected nfs or iscsi");
+      if (e.st.storageDomains.some((x) => x.name === o.name)) throw new ControlError(409, `a storage domain named ${o.name} exists`);
+      const sd = { id: randomUUID(), name: o.name, storage: o.storage ?? "nfs", availableBytes: o.availableBytes, usedBytes: 0, criticalSpaceGb: 5 } as const;
+      e.st.storageDomains.push({ ...sd });
+      e.save();
+      return { id: sd.id, name: sd.name };
+    },
+
+    setStorageAvailable(sdName, bytes) {
+      const sd = e.st.storageDomains.find((x) => x.name === sdName || x.id === sdName);
+      if (!sd) throw new ControlError(404, `no storage domain ${sdName}`);
+      if (!Number.isSafeInteger(bytes) || bytes < 0) throw new ControlError(400, "bytes: expected a non-negative integer");
+      sd.availableBytes = bytes;
+      e.save();
     },
     revokeTokens: () => d.revokeTokens(),
     faults,
@@ -371,6 +528,25 @@ export function createLabControl(d: ControlDeps): LabControl {
           name: vm.name,
           status: vm.status,
           disks: e.vmDisks(vm).map((x) => ({ id: x.id, alias: x.alias, format: x.format, status: x.status, volumes: x.volumes.length })),
+          nics: vm.nics.map((n) => {
+            const p = e.st.vnicProfiles.find((x) => x.id === n.vnicProfileId);
+            const net = p && e.st.networks.find((x) => x.id === p.networkId);
+            return { id: n.id, name: n.name, mac: n.mac, ...(net ? { network: net.name } : {}), ...(p ? { vnicProfile: p.name } : {}) };
+          }),
+        })),
+        clusters: e.st.clusters.map((c) => ({ id: c.id, name: c.name })),
+        networks: e.st.networks.map((n) => ({
+          id: n.id,
+          name: n.name,
+          vnicProfiles: e.st.vnicProfiles.filter((p) => p.networkId === n.id).map((p) => p.name),
+        })),
+        storageDomains: e.st.storageDomains.map((sd) => ({
+          id: sd.id,
+          name: sd.name,
+          storage: sd.storage,
+          availableBytes: sd.availableBytes,
+          usedBytes: sd.usedBytes,
+          available: wholeGiB(sd.availableBytes),
         })),
         openBackups: e.st.backups.filter((b) => b.phase !== "succeeded" && b.phase !== "failed").map((b) => ({ id: b.id, vmId: b.vmId, phase: b.phase })),
         openTransfers: e.openTransfers().map((t) => ({ id: t.id, diskId: t.diskId, phase: t.phase, direction: t.direction })),

@@ -77,6 +77,19 @@ describe("lab control API", () => {
       expect(r.status, JSON.stringify(disks)).toBeGreaterThanOrEqual(400);
       expect(r.status).toBeLessThan(500);
     }
+    const badOther = [
+      { nics: [{ name: "nic1", network: "nope" }] },
+      { nics: [{ name: "nic1", network: "ovirtmgmt", interface: "tulip" }] },
+      { bootDevices: ["floppy"] },
+      { cpu: { sockets: 0 } },
+      { cluster: "nope" },
+      { disks: [{ size: 2048 * 1024 * MiB, format: "raw", sparse: false }] },
+    ];
+    for (const extra of badOther) {
+      const r = await control("POST", "vms", { name: "half", disks: [{ size: MiB }], ...extra });
+      expect(r.status, JSON.stringify(extra)).toBeGreaterThanOrEqual(400);
+      expect(r.status).toBeLessThan(500);
+    }
     const after = (await control("GET", "status")).json;
     expect(after.vms).toEqual(before.vms);
     expect((await control("GET", "events")).json.event?.length ?? 0).toBe(eventsBefore);
@@ -104,6 +117,44 @@ describe("lab control API", () => {
     expect(t.prd.engine.faults.failTransfer).toEqual([]);
     expect((await control("POST", `vms/${vm.id}/invalidate-checkpoints`, {})).json).toEqual({ invalidated: 0 });
     expect((await control("POST", "backup-support", { mode: "bogus" })).status).toBe(400);
+  });
+
+  it("control http - networks, clusters, storage domains, free space, NICs/CPU/boot of new VMs, fail-next-boot", async () => {
+    const net = await control("POST", "networks", { name: "ctl-net", vnicProfiles: ["ctl-a", "ctl-b"] });
+    expect(net.status).toBe(200);
+    expect(net.json.vnicProfiles.map((p: { name: string }) => p.name)).toEqual(["ctl-a", "ctl-b"]);
+    expect((await control("POST", "networks", { name: "ctl-net" })).status).toBe(409);
+    expect((await control("POST", "clusters", { name: "ctl-cluster" })).status).toBe(200);
+    expect((await control("POST", "storagedomains", { name: "ctl-sd", availableBytes: 10 * 1024 * MiB, storage: "iscsi" })).status).toBe(200);
+    expect((await control("POST", "storagedomains", { name: "ctl-sd2", availableBytes: 1, storage: "tape" })).status).toBe(400);
+    expect((await control("POST", "storagedomains/ctl-sd/available", { bytes: 8 * 1024 * MiB })).status).toBe(200);
+    expect((await control("POST", "storagedomains/nope/available", { bytes: 1 })).status).toBe(404);
+    const vm = await control("POST", "vms", {
+      name: "ctl-net-vm",
+      disks: [{ size: MiB, storageDomain: "ctl-sd" }],
+      cpu: { sockets: 2, cores: 2 },
+      bootDevices: ["network", "hd"],
+      nics: [{ name: "eth0", network: "ctl-net", vnicProfile: "ctl-b", interface: "e1000" }, { name: "eth1", network: "ovirtmgmt" }],
+      cluster: "ctl-cluster",
+    });
+    expect(vm.status).toBe(200);
+    expect(vm.json.nics.map((n: { name: string }) => n.name)).toEqual(["eth0", "eth1"]);
+    const st = (await control("GET", "status")).json;
+    expect(st.vms.find((v: { name: string }) => v.name === "ctl-net-vm").nics.map((n: { network: string; vnicProfile: string }) => `${n.network}/${n.vnicProfile}`)).toEqual([
+      "ctl-net/ctl-b",
+      "ovirtmgmt/ovirtmgmt",
+    ]);
+    expect(st.clusters.map((c: { name: string }) => c.name)).toContain("ctl-cluster");
+    // 8 GiB minus the 1 GiB a new qcow2 disk takes on block storage.
+    expect(st.storageDomains.find((d: { name: string }) => d.name === "ctl-sd").available).toBe(7 * 1024 * MiB);
+    const got = await api.get(`/vms/${vm.json.id}`);
+    expect(got.json.cpu.topology).toEqual({ cores: "2", sockets: "2", threads: "1" });
+    expect(got.json.os.boot.devices.device).toEqual(["network", "hd"]);
+    expect((await control("POST", "faults/fail-next-boot", { vm: "nope" })).status).toBe(404);
+    expect((await control("POST", "faults/fail-next-boot", { vm: "ctl-net-vm" })).status).toBe(200);
+    expect(t.prd.engine.faults.failBoot).toEqual([{ vm: "ctl-net-vm" }]);
+    expect((await control("POST", "faults/clear", {})).status).toBe(200);
+    expect(t.prd.engine.faults.failBoot).toEqual([]);
   });
 
   it("pki - PRD and DR have their own CAs; rotate-ca serves a new CA and the old one no longer verifies", async () => {
@@ -220,6 +271,22 @@ describe("lab persistence and CLI", () => {
       expect(write.out()).toMatch(/wrote 4096 bytes at 0 to vm01_data/);
       const fault = io(new AbortController().signal);
       expect(await labCommand.run(["fault", "stall-finalize", "100", "--data", dir], fault.value)).toBe(0);
+      const boot = io(new AbortController().signal);
+      expect(await labCommand.run(["fault", "fail-next-boot", "vm01", "--data", dir], boot.value)).toBe(0);
+      const net = io(new AbortController().signal);
+      expect(await labCommand.run(["add-network", "backend", "--profiles", "backend,backend-qos", "--data", dir], net.value)).toBe(0);
+      expect(net.out()).toMatch(/profiles backend, backend-qos/);
+      const cl = io(new AbortController().signal);
+      expect(await labCommand.run(["add-cluster", "Second", "--data", dir], cl.value)).toBe(0);
+      const sd = io(new AbortController().signal);
+      expect(await labCommand.run(["add-storage-domain", "fast", "--available", "20G", "--storage", "iscsi", "--data", dir], sd.value)).toBe(0);
+      const free = io(new AbortController().signal);
+      expect(await labCommand.run(["set-storage-available", "fast", "6G", "--data", dir], free.value)).toBe(0);
+      const text = io(new AbortController().signal);
+      expect(await labCommand.run(["status", "--data", dir], text.value)).toBe(0);
+      expect(text.out()).toContain("networks: ovirtmgmt (profiles ovirtmgmt), backend (profiles backend, backend-qos)");
+      expect(text.out()).toContain("fast (iscsi, 6.0 GiB free)");
+      expect(text.out()).toMatch(/nic1 56:6f(:[0-9a-f]{2}){4} on ovirtmgmt\/ovirtmgmt/);
       const bad = io(new AbortController().signal);
       expect(await labCommand.run(["fault", "fail-next-transfer", "sometime", "--data", dir], bad.value)).toBe(4);
       expect(bad.err()).toContain("phase");

@@ -318,6 +318,21 @@ describe("engine client against the lab", () => {
     await expect(engine.vms.get(created.id)).rejects.toBeInstanceOf(NotFoundError);
   });
 
+  it("engine client lab - networks, vNIC profiles, the VM's NICs, CPU topology and boot order parse as real values", async () => {
+    const nics = await engine.nics.list(vm.id);
+    expect(nics.map((n) => n.name)).toEqual(["nic1"]);
+    expect(typeof nics[0]!.plugged).toBe("boolean");
+    const mgmt = await engine.networks.findByName("ovirtmgmt");
+    const profile = (await engine.vnicProfiles.list()).find((p) => p.id === nics[0]!.vnic_profile?.id);
+    expect(profile?.network?.id).toBe(mgmt?.id);
+    const v = await engine.vms.get(vm.id);
+    expect(v.cpu?.topology).toEqual({ sockets: 1, cores: 1, threads: 1 });
+    expect(v.os?.boot?.devices).toEqual(["hd"]);
+    const sds = await engine.storageDomains.list();
+    expect(sds.length).toBeGreaterThan(1);
+    expect(sds.every((sd) => typeof sd.available === "number" && sd.available % 1024 ** 3 === 0)).toBe(true);
+  });
+
   it("engine client lab - the CA from pki-resource matches over http and https", async () => {
     const plain = await fetchEngineCa(prd.plainUrl);
     const verified = await fetchEngineCa(prd.url, { caPem: prd.caPem });

@@ -24,6 +24,11 @@ const usage = `Usage:
   ferry lab restore <vm> <snapshot-id>
   ferry lab export <disk> <out> [--format raw|qcow2] [--at-backup ID] [--at-snapshot ID]
   ferry lab rotate-ca
+  ferry lab add-network <name> [--profiles NAME,NAME]
+  ferry lab add-cluster <name>
+  ferry lab add-storage-domain <name> --available SIZE [--storage nfs|iscsi]
+  ferry lab set-storage-available <storage-domain> <SIZE>
+  ferry lab fault fail-next-boot [<vm>]
   ferry lab fault fail-next-transfer <initializing|transferring|finalizing> [--direction upload|download]
   ferry lab fault drop-connection <bytes>
   ferry lab fault delete-bitmap <disk> <checkpoint-id>
@@ -37,7 +42,8 @@ A simulated oVirt engine pair (PRD and DR) with imageio and real qcow2 disks, fo
 up        Start the lab and keep it running until Ctrl-C. Prints each engine's URL, credentials
           and CA file. --vms N creates demo VMs vm01..vmNN on prd (system disk of --disk-size,
           default 1G, plus a data disk of a quarter of it, with some random data).
-status    Show VMs, disks, open backups and transfers of an engine (default prd).
+status    Show VMs (disks, NICs), networks, storage domains, open backups and transfers of an
+          engine (default prd).
 others    Call the lab's control API (/ferry-lab/ on the engine) of a running lab.
 
 Options:
@@ -138,6 +144,9 @@ async function control(sub: string, args: string[], io: CommandIO): Promise<numb
       direction: { type: "string" },
       path: { type: "string" },
       target: { type: "string" },
+      profiles: { type: "string" },
+      available: { type: "string" },
+      storage: { type: "string" },
     },
     allowPositionals: true,
   });
@@ -155,14 +164,31 @@ async function control(sub: string, args: string[], io: CommandIO): Promise<numb
       const s = (await callControl(engine, "GET", "status")) as {
         engine: string;
         url: string;
-        vms: Array<{ name: string; id: string; status: string; disks: Array<{ alias: string; id: string; format: string; status: string; volumes: number }> }>;
+        vms: Array<{
+          name: string;
+          id: string;
+          status: string;
+          disks: Array<{ alias: string; id: string; format: string; status: string; volumes: number }>;
+          nics?: Array<{ name: string; mac: string; network?: string; vnicProfile?: string }>;
+        }>;
+        networks?: Array<{ name: string; vnicProfiles: string[] }>;
+        clusters?: Array<{ name: string }>;
+        storageDomains?: Array<{ name: string; storage: string; available: number; availableBytes: number }>;
         openBackups: Array<{ id: string; phase: string }>;
         openTransfers: Array<{ id: string; phase: string; direction: string }>;
       };
-      const lines = [`engine ${s.engine} at ${s.url}`, `VMs: ${s.vms.length}`];
+      const GiB = 1024 ** 3;
+      const lines = [`engine ${s.engine} at ${s.url}`];
+      if (s.clusters) lines.push(`clusters: ${s.clusters.map((c) => c.name).join(", ")}`);
+      if (s.networks) lines.push(`networks: ${s.networks.map((n) => `${n.name} (profiles ${n.vnicProfiles.join(", ") || "none"})`).join(", ")}`);
+      if (s.storageDomains) {
+        lines.push(`storage domains: ${s.storageDomains.map((d) => `${d.name} (${d.storage}, ${(d.availableBytes / GiB).toFixed(1)} GiB free)`).join(", ")}`);
+      }
+      lines.push(`VMs: ${s.vms.length}`);
       for (const vm of s.vms) {
         lines.push(`  ${vm.name} (${vm.id}) ${vm.status}`);
         for (const d of vm.disks) lines.push(`    ${d.alias} (${d.id}) ${d.format} ${d.status}, ${d.volumes} volume(s)`);
+        for (const n of vm.nics ?? []) lines.push(`    ${n.name} ${n.mac} on ${n.network ? `${n.network}/${n.vnicProfile}` : "no network"}`);
       }
       lines.push(`open backups: ${s.openBackups.map((b) => `${b.id} ${b.phase}`).join(", ") || "none"}`);
       lines.push(`open transfers: ${s.openTransfers.map((t) => `${t.id} ${t.direction} ${t.phase}`).join(", ") || "none"}`);
@@ -211,6 +237,37 @@ async function control(sub: string, args: string[], io: CommandIO): Promise<numb
       print(io, json, r, `new CA; engine certificate ${r.fingerprint256}, valid until ${r.notAfter}`);
       return ExitCode.ok;
     }
+    case "add-network": {
+      need(1, "<name>");
+      const profiles = values.profiles?.split(",").map((x) => x.trim()).filter(Boolean);
+      const r = (await callControl(engine, "POST", "networks", { name: positionals[0], ...(profiles ? { vnicProfiles: profiles } : {}) })) as {
+        id: string;
+        vnicProfiles: Array<{ name: string }>;
+      };
+      print(io, json, r, `network ${positionals[0]} (${r.id}), profiles ${r.vnicProfiles.map((p) => p.name).join(", ")}`);
+      return ExitCode.ok;
+    }
+    case "add-cluster": {
+      need(1, "<name>");
+      const r = (await callControl(engine, "POST", "clusters", { name: positionals[0] })) as { id: string };
+      print(io, json, r, `cluster ${positionals[0]} (${r.id})`);
+      return ExitCode.ok;
+    }
+    case "add-storage-domain": {
+      need(1, "<name>");
+      if (!values.available) throw new UsageError("--available SIZE is required");
+      const body = { name: positionals[0], availableBytes: parseSize(values.available), ...(values.storage ? { storage: values.storage } : {}) };
+      const r = (await callControl(engine, "POST", "storagedomains", body)) as { id: string };
+      print(io, json, r, `storage domain ${positionals[0]} (${r.id})`);
+      return ExitCode.ok;
+    }
+    case "set-storage-available": {
+      need(2, "<storage-domain> <SIZE>");
+      const bytes = /^0+$/.test(positionals[1]!) ? 0 : parseSize(positionals[1]!);
+      const r = await callControl(engine, "POST", `storagedomains/${encodeURIComponent(positionals[0]!)}/available`, { bytes });
+      print(io, json, r, `${positionals[0]}: ${bytes} bytes free`);
+      return ExitCode.ok;
+    }
     case "fault": {
       need(1, "a fault kind");
       const [kind, ...rest] = positionals;
@@ -235,6 +292,9 @@ async function control(sub: string, args: string[], io: CommandIO): Promise<numb
           break;
         case "expire-ticket":
           body = rest[0] ? { transfer: rest[0] } : {};
+          break;
+        case "fail-next-boot":
+          body = rest[0] ? { vm: rest[0] } : {};
           break;
         case "clear":
           break;

@@ -1,9 +1,9 @@
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AuditType, type AuditTypeName } from "./audit.ts";
-import { NotFound } from "./http.ts";
+import { fault, NotFound } from "./http.ts";
 import type { ImageioPort } from "./imageio-port.ts";
 import type { EngineState, EventSeverity, LabBackup, LabDisk, LabEvent, LabTransfer, LabVm } from "./model.ts";
 import type { DiskStorage } from "./storage.ts";
@@ -28,7 +28,7 @@ export interface EngineTimings {
   ticketValiditySec: number;
   /** Renew when this close to expiry (ImageTransferHostTicketRefreshAllowanceInSeconds). */
   ticketRefreshAllowanceSec: number;
-  /** VM start/stop: powering_up → up, powering_down → down. */
+  /** VM start: wait_for_launch (half) → powering_up (half) → up; shutdown: powering_down → down. */
   vmPowerMs: number;
   /** Finished transfers and backups are removed after these (real engine: 15 and 30 min). */
   successRetentionMs: number;
@@ -38,6 +38,9 @@ export interface EngineTimings {
   /** Keep a copy of each backup's point-in-time image at finalize (for exportImage atBackup). */
   keepPointInTime: boolean;
 }
+
+/** Free space of a storage domain the lab creates by default (1 TiB). */
+export const DEFAULT_DOMAIN_BYTES = 1024 ** 4;
 
 export const DEFAULT_TIMINGS: EngineTimings = Object.freeze({
   diskCreateMs: 200,
@@ -66,10 +69,12 @@ export interface EngineFaults {
   stallFinalize: Array<{ ms: number; target: "backup" | "transfer" }>;
   /** Transfers whose ticket must not be renewed (expired on purpose). */
   noRenew: Set<string>;
+  /** The next start (of this VM, by name or id, or of any VM) ends `down` with an error. */
+  failBoot: Array<{ vm?: string }>;
 }
 
 export class Engine {
-  readonly faults: EngineFaults = { failTransfer: [], httpErrors: [], stallFinalize: [], noRenew: new Set() };
+  readonly faults: EngineFaults = { failTransfer: [], httpErrors: [], stallFinalize: [], noRenew: new Set(), failBoot: [] };
   private readonly timers = new Set<NodeJS.Timeout>();
   private saveTimer: NodeJS.Timeout | undefined;
   private saving: Promise<void> = Promise.resolve();
@@ -122,6 +127,25 @@ export class Engine {
     return this.st.transfers.filter((t) => !t.phase.startsWith("finished_"));
   }
 
+  // ---------------------------------------------------------------- MAC pool
+
+  macInUse(mac: string): boolean {
+    const m = mac.toLowerCase();
+    return this.st.vms.some((v) => v.nics.some((n) => n.mac.toLowerCase() === m));
+  }
+
+  /** The next free address of the engine's MAC pool. */
+  allocateMac(): string {
+    const hex = (n: number) => n.toString(16).padStart(2, "0");
+    for (let i = 0; i < 65536; i++) {
+      const n = this.st.macPool.next++ % 65536;
+      const mac = `${this.st.macPool.prefix}:${hex(n >> 8)}:${hex(n & 255)}`;
+      if (!this.macInUse(mac)) return mac;
+    }
+    // EngineMessage MAC_POOL_NOT_ENOUGH_MAC_ADDRESSES [inferred wording].
+    throw fault(409, "Not enough MAC addresses left in MAC Address Pool.");
+  }
+
   // ---------------------------------------------------------------- audit log
 
   audit(
@@ -138,7 +162,7 @@ export class Engine {
       ...(o.correlationId ? { correlationId: o.correlationId } : {}),
       ...(o.storageDomainId ? { storageDomainId: o.storageDomainId } : {}),
       ...(o.customData ? { customData: o.customData } : {}),
-      ...(o.vmId ? { clusterId: this.st.ids.cluster } : {}),
+      ...(o.vmId ? { clusterId: this.findVm(o.vmId)?.clusterId ?? this.st.ids.cluster } : {}),
     });
   }
 
@@ -222,25 +246,60 @@ export class Engine {
   static async loadState(dataDir: string): Promise<EngineState | undefined> {
     const p = join(dataDir, "state.json");
     if (!existsSync(p)) return undefined;
-    return JSON.parse(await readFile(p, "utf8")) as EngineState;
+    return Engine.normalizeState(JSON.parse(await readFile(p, "utf8")) as EngineState);
+  }
+
+  /** Fills what a state.json written by an older lab lacks (networks, clusters, NICs, space accounting). */
+  static normalizeState(st: EngineState): EngineState {
+    const fresh = Engine.freshState();
+    // Disks of a lab from before space accounting took nothing from their domain.
+    if (!st.macPool) for (const d of st.disks) d.allocatedBytes ??= 0;
+    st.clusters ??= [{ id: st.ids.cluster, name: "Default", description: "The default server cluster" }];
+    st.networks ??= [{ id: st.ids.network, name: "ovirtmgmt", description: "Management Network" }];
+    st.vnicProfiles ??= [{ id: st.ids.vnicProfile, name: "ovirtmgmt", networkId: st.ids.network, portMirroring: false }];
+    st.macPool ??= fresh.macPool;
+    for (const sd of st.storageDomains) {
+      sd.availableBytes ??= DEFAULT_DOMAIN_BYTES;
+      sd.usedBytes ??= 0;
+      sd.criticalSpaceGb ??= 5;
+    }
+    for (const vm of st.vms) {
+      vm.nics ??= [];
+      vm.cpuSockets ??= 1;
+      vm.cpuThreads ??= 1;
+      vm.bootDevices ??= ["hd"];
+    }
+    return st;
   }
 
   static freshState(): EngineState {
+    const ids = {
+      dataCenter: randomUUID(),
+      cluster: randomUUID(),
+      host: randomUUID(),
+      network: randomUUID(),
+      vnicProfile: randomUUID(),
+      template: "00000000-0000-0000-0000-000000000000",
+      instance: randomUUID(),
+      adminUser: randomUUID(),
+    };
+    const sd = (name: string, storage: "nfs" | "iscsi") => ({
+      id: randomUUID(),
+      name,
+      storage,
+      availableBytes: DEFAULT_DOMAIN_BYTES,
+      usedBytes: 0,
+      criticalSpaceGb: 5,
+    });
+    const [b0, b1] = randomBytes(2);
     return {
-      ids: {
-        dataCenter: randomUUID(),
-        cluster: randomUUID(),
-        host: randomUUID(),
-        network: randomUUID(),
-        vnicProfile: randomUUID(),
-        template: "00000000-0000-0000-0000-000000000000",
-        instance: randomUUID(),
-        adminUser: randomUUID(),
-      },
-      storageDomains: [
-        { id: randomUUID(), name: "data", storage: "nfs" },
-        { id: randomUUID(), name: "data-block", storage: "iscsi" },
-      ],
+      ids,
+      clusters: [{ id: ids.cluster, name: "Default", description: "The default server cluster" }],
+      networks: [{ id: ids.network, name: "ovirtmgmt", description: "Management Network" }],
+      vnicProfiles: [{ id: ids.vnicProfile, name: "ovirtmgmt", networkId: ids.network, portMirroring: false }],
+      // engine-setup generates a default pool 56:6f:XX:XX:00:00-56:6f:XX:XX:ff:ff [inferred].
+      macPool: { prefix: ["56", "6f", b0!.toString(16).padStart(2, "0"), b1!.toString(16).padStart(2, "0")].join(":"), next: 0 },
+      storageDomains: [sd("data", "nfs"), sd("data-block", "iscsi")],
       vms: [],
       disks: [],
       snapshots: [],

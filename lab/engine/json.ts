@@ -4,12 +4,16 @@ import type {
   EngineState,
   LabBackup,
   LabCheckpoint,
+  LabCluster,
   LabDisk,
   LabEvent,
+  LabNetwork,
+  LabNic,
   LabSnapshot,
   LabStorageDomain,
   LabTransfer,
   LabVm,
+  LabVnicProfile,
   Volume,
 } from "./model.ts";
 
@@ -82,8 +86,8 @@ export function encodeVm(vm: LabVm, st: EngineState, o: { ovf?: string } = {}): 
     stateless: B(false),
     origin: vm.origin ?? "ovirt",
     creation_time: vm.createdAt,
-    cpu: { architecture: "x86_64", topology: { cores: S(vm.cpuCores), sockets: "1", threads: "1" } },
-    os: { type: vm.osType, boot: { devices: { device: ["hd"] } } },
+    cpu: { architecture: "x86_64", topology: { cores: S(vm.cpuCores), sockets: S(vm.cpuSockets), threads: S(vm.cpuThreads) } },
+    os: { type: vm.osType, boot: { devices: { device: [...vm.bootDevices] } } },
     cluster: ref("clusters", vm.clusterId),
     template: ref("templates", st.ids.template),
     host: vm.status === "up" ? ref("hosts", st.ids.host) : undefined,
@@ -247,40 +251,51 @@ export function encodeEvent(e: LabEvent): Record<string, unknown> {
   });
 }
 
-export function encodeStorageDomain(sd: LabStorageDomain, st: EngineState, usedBytes: number): Record<string, unknown> {
+/**
+ * The engine keeps a domain's free/used space in whole GB (storage_domain_dynamic, from vdsm's
+ * stats) and the API mapper multiplies by 1024^3 (StorageDomainMapper), so `available`, `used`
+ * and `committed` are always multiples of 1 GiB. Rounded down here [inferred: vdsm bytes / GB].
+ */
+export function wholeGiB(bytes: number): number {
+  return Math.floor(Math.max(0, bytes) / GiB) * GiB;
+}
+const GiB = 1024 ** 3;
+
+export function encodeStorageDomain(sd: LabStorageDomain, st: EngineState): Record<string, unknown> {
   const base = `/storagedomains/${sd.id}`;
-  const size = 1024 * 1024 * 1024 * 1024;
+  const committed = st.disks.filter((d) => d.storageDomainId === sd.id).reduce((n, d) => n + d.provisionedSize, 0);
   return {
     id: sd.id,
     href: href(base),
     name: sd.name,
     type: "data",
-    status: undefined,
     external_status: "ok",
-    master: B(sd.name === "data"),
+    master: B(sd.id === st.storageDomains[0]?.id),
     storage: { type: sd.storage, ...(sd.storage === "nfs" ? { address: "127.0.0.1", path: `/exports/${sd.name}` } : {}) },
     storage_format: "v5",
     backup: B(false),
-    available: S(size - usedBytes),
-    used: S(usedBytes),
-    committed: S(usedBytes),
+    critical_space_action_blocker: S(sd.criticalSpaceGb),
+    warning_low_space_indicator: "10",
+    available: S(wholeGiB(sd.availableBytes)),
+    used: S(wholeGiB(sd.usedBytes)),
+    committed: S(wholeGiB(committed)),
     data_centers: nested("data_center", [ref("datacenters", st.ids.dataCenter)]),
     link: links(base, ["disks", "vms", "templates", "permissions", "disksnapshots"]),
   };
 }
 
-export function encodeCluster(st: EngineState): Record<string, unknown> {
-  const base = `/clusters/${st.ids.cluster}`;
-  return {
-    id: st.ids.cluster,
+export function encodeCluster(c: LabCluster, st: EngineState): Record<string, unknown> {
+  const base = `/clusters/${c.id}`;
+  return clean({
+    id: c.id,
     href: href(base),
-    name: "Default",
-    description: "The default server cluster",
+    name: c.name,
+    description: c.description || undefined,
     version: { major: "4", minor: "7" },
     cpu: { architecture: "x86_64", type: "Intel Nehalem Family" },
     data_center: ref("datacenters", st.ids.dataCenter),
     link: links(base, ["networks", "permissions", "glustervolumes", "affinitygroups", "cpuprofiles"]),
-  };
+  });
 }
 
 export function encodeDataCenter(st: EngineState): Record<string, unknown> {
@@ -314,13 +329,50 @@ export function encodeHost(st: EngineState, name: string): Record<string, unknow
   };
 }
 
-export function encodeVnicProfile(st: EngineState): Record<string, unknown> {
+export function encodeVnicProfile(p: LabVnicProfile): Record<string, unknown> {
+  const base = `/vnicprofiles/${p.id}`;
   return {
-    id: st.ids.vnicProfile,
-    href: href(`/vnicprofiles/${st.ids.vnicProfile}`),
-    name: "ovirtmgmt",
+    id: p.id,
+    href: href(base),
+    name: p.name,
     pass_through: { mode: "disabled" },
-    port_mirroring: B(false),
-    network: ref("networks", st.ids.network),
+    port_mirroring: B(p.portMirroring),
+    network: ref("networks", p.networkId),
+    link: links(base, ["permissions"]),
   };
+}
+
+export function encodeNetwork(n: LabNetwork, st: EngineState): Record<string, unknown> {
+  const base = `/networks/${n.id}`;
+  return clean({
+    id: n.id,
+    href: href(base),
+    name: n.name,
+    description: n.description || undefined,
+    data_center: ref("datacenters", st.ids.dataCenter),
+    mtu: "0",
+    stp: B(false),
+    usages: { usage: ["vm"] },
+    vdsm_name: n.name,
+    link: links(base, ["networklabels", "permissions", "vnicprofiles"]),
+  });
+}
+
+/** A VM NIC as NicMapper writes it: `vnic_profile` only when the NIC has one ("empty" otherwise). */
+export function encodeNic(vmId: string, n: LabNic): Record<string, unknown> {
+  const base = `/vms/${vmId}/nics/${n.id}`;
+  return clean({
+    id: n.id,
+    href: href(base),
+    name: n.name,
+    interface: n.interface,
+    linked: B(n.linked),
+    plugged: B(n.plugged),
+    synced: B(true),
+    mac: { address: n.mac },
+    vnic_profile: n.vnicProfileId ? ref("vnicprofiles", n.vnicProfileId) : undefined,
+    vm: ref("vms", vmId),
+    actions: actions(base, ["activate", "deactivate"]),
+    link: links(base, ["networkfilterparameters", "reporteddevices", "statistics"]),
+  });
 }

@@ -18,6 +18,7 @@ import { registerDiskAttachments } from "./resources/disk-attachments.ts";
 import { registerDisks } from "./resources/disks.ts";
 import { registerEvents } from "./resources/events.ts";
 import { registerImageTransfers, Transfers } from "./resources/image-transfers.ts";
+import { registerNics } from "./resources/nics.ts";
 import { registerSnapshots } from "./resources/snapshots.ts";
 import { registerSystem } from "./resources/system.ts";
 import { registerVms } from "./resources/vms.ts";
@@ -96,11 +97,17 @@ function recover(e: Engine): void {
       t.finishedAt = Date.now();
     }
   }
+  // The hosts kept running: a VM caught half-way through a power change settles where it was going.
+  for (const vm of e.st.vms) {
+    if (vm.status === "wait_for_launch" || vm.status === "powering_up") vm.status = "up";
+    if (vm.status === "powering_down") vm.status = "down";
+  }
   for (const d of e.st.disks) {
     delete d.backupMode;
     delete d.transferId;
     if (d.status === "locked") {
-      d.status = "ok";
+      // A creation whose allocation did not fit was going to fail (lab/engine/space.ts).
+      d.status = d.lockReason === "creating" && d.allocatedBytes === undefined ? "illegal" : "ok";
       delete d.lockReason;
     }
   }
@@ -153,6 +160,7 @@ export async function startEngine(o: EngineOptions): Promise<LabEngine> {
   registerSystem(router, engine);
   registerVms(router, engine);
   registerDiskAttachments(router, engine);
+  registerNics(router, engine);
   registerDisks(router, engine);
   registerSnapshots(router, engine);
   registerBackups(router, engine, () => backupSupport.mode);

@@ -25,6 +25,14 @@ export type DiskInterface = (typeof DISK_INTERFACES)[number];
 
 export type DiskStatus = "ok" | "locked" | "illegal";
 
+/** NicInterface of the API model; the OVF writes VmInterfaceType values (rasd:ResourceSubType). */
+export const NIC_INTERFACES = ["e1000", "pci_passthrough", "rtl8139", "rtl8139_virtio", "spapr_vlan", "virtio"] as const;
+export type NicInterface = (typeof NIC_INTERFACES)[number];
+
+/** `os.boot.devices` (BootDevice): hd = C, cdrom = D, network = N in the engine's BootSequence. */
+export const BOOT_DEVICES = ["hd", "cdrom", "network"] as const;
+export type BootDevice = (typeof BOOT_DEVICES)[number];
+
 export const BACKUP_PHASES = ["initializing", "starting", "ready", "finalizing", "succeeded", "failed"] as const;
 export type BackupPhase = (typeof BACKUP_PHASES)[number];
 
@@ -69,6 +77,8 @@ export interface LabDisk {
   transferId?: string;
   /** Why the disk is locked (internal; never serialized to the API). */
   lockReason?: string;
+  /** Bytes taken from the storage domain at creation, given back on removal (internal). */
+  allocatedBytes?: number;
 }
 
 export interface Attachment {
@@ -80,6 +90,17 @@ export interface Attachment {
   readOnly: boolean;
 }
 
+export interface LabNic {
+  id: string;
+  name: string;
+  interface: NicInterface;
+  mac: string;
+  /** No profile = the NIC is on no network ("empty" in the Admin Portal). */
+  vnicProfileId?: string;
+  linked: boolean;
+  plugged: boolean;
+}
+
 export interface LabVm {
   id: string;
   name: string;
@@ -87,10 +108,16 @@ export interface LabVm {
   status: VmStatus;
   clusterId: string;
   memory: number;
+  /** CPU topology: sockets × cores per socket × threads per core. */
+  cpuSockets: number;
   cpuCores: number;
+  cpuThreads: number;
+  /** The VM's boot sequence (default_boot_sequence), e.g. ["hd"] or ["network", "hd"]. */
+  bootDevices: BootDevice[];
   osType: string;
   createdAt: number;
   attachments: Attachment[];
+  nics: LabNic[];
   /** Id of the synthetic "Active VM" snapshot. */
   activeSnapshotId: string;
   /** Extra OVF bits from an import, kept so a re-export looks like the original. */
@@ -207,6 +234,32 @@ export interface LabStorageDomain {
   name: string;
   /** nfs = file storage, iscsi = block storage (the disk-configuration matrix depends on it). */
   storage: "nfs" | "iscsi";
+  /** Free bytes (the engine reports it in whole GiB). Disk creation takes from it, removal gives back. */
+  availableBytes: number;
+  /** Bytes accounted to the disks on the domain. */
+  usedBytes: number;
+  /** CriticalSpaceActionBlocker (GiB): below this much free space every new disk is refused. Default 5. */
+  criticalSpaceGb: number;
+}
+
+export interface LabCluster {
+  id: string;
+  name: string;
+  description: string;
+}
+
+/** A logical network of the data center; the lab attaches every network to every cluster. */
+export interface LabNetwork {
+  id: string;
+  name: string;
+  description: string;
+}
+
+export interface LabVnicProfile {
+  id: string;
+  name: string;
+  networkId: string;
+  portMirroring: boolean;
 }
 
 export interface EngineIds {
@@ -221,7 +274,13 @@ export interface EngineIds {
 }
 
 export interface EngineState {
+  /** The defaults (cluster "Default", network and profile "ovirtmgmt") are also in these lists. */
   ids: EngineIds;
+  clusters: LabCluster[];
+  networks: LabNetwork[];
+  vnicProfiles: LabVnicProfile[];
+  /** MAC pool: `prefix` (4 bytes, e.g. "56:6f:1a:2b") + a 2-byte counter. */
+  macPool: { prefix: string; next: number };
   storageDomains: LabStorageDomain[];
   vms: LabVm[];
   disks: LabDisk[];

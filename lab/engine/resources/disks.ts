@@ -35,6 +35,7 @@ import {
 } from "../model.ts";
 import type { Router } from "../router.ts";
 import { matchesSearch, searchParams } from "../search.ts";
+import { allocationOf, fits, giveBack, take, validateSpace } from "../space.ts";
 
 export interface DiskSpec {
   id: string;
@@ -46,6 +47,8 @@ export interface DiskSpec {
   sparse: boolean;
   backup: DiskBackup;
   provisionedSize: number;
+  /** `initial_size` (sparse qcow2 on block storage; the lab accounts it on any domain). */
+  initialSize?: number;
   contentType: ContentType;
   shareable: boolean;
   storageDomain: LabStorageDomain;
@@ -93,6 +96,10 @@ export function parseDiskSpec(e: Engine, body: unknown, sdFromPath?: LabStorageD
       `Disk configuration (${format.toUpperCase()} ${sparse ? "Sparse" : "Preallocated"} backup-${incremental ? "Incremental" : "None"}) is incompatible with the storage domain type.`,
     );
   }
+  const initialSize = readInt(b.initial_size, "initial_size");
+  if (initialSize !== undefined && initialSize < 0) throw cannot(400, "add", "Virtual Disk", "Initial size must be a non-negative number.");
+  // StorageDomainValidator.isDomainWithinThresholds / hasSpaceForNewDisk (lab/engine/space.ts).
+  validateSpace(sd, [{ format, sparse, provisionedSize: size!, initialSize }]);
   const alias = str(b.alias) ?? str(b.name) ?? `disk-${id.slice(0, 8)}`;
   const spec: DiskSpec = {
     id,
@@ -108,11 +115,19 @@ export function parseDiskSpec(e: Engine, body: unknown, sdFromPath?: LabStorageD
     storageDomain: sd,
   };
   if (imageId) spec.imageId = imageId;
+  if (initialSize !== undefined) spec.initialSize = initialSize;
   return spec;
 }
 
-/** Create the disk record and its base volume; it is `locked` and turns `ok` after diskCreateMs. */
+/**
+ * Create the disk record and its base volume; it is `locked` and turns `ok` after diskCreateMs,
+ * taking its allocation from the storage domain. When the validation passed but the allocation
+ * does not fit (lab/engine/space.ts), it turns `illegal` instead, like a creation vdsm failed.
+ */
 export async function createDisk(e: Engine, spec: DiskSpec, o: { correlationId?: string; immediate?: boolean } = {}): Promise<LabDisk> {
+  const sd = spec.storageDomain;
+  const allocation = allocationOf(spec, sd);
+  const room = fits(sd, allocation);
   const disk: LabDisk = {
     id: spec.id,
     alias: spec.alias,
@@ -131,12 +146,25 @@ export async function createDisk(e: Engine, spec: DiskSpec, o: { correlationId?:
   };
   if (!o.immediate) disk.lockReason = "creating";
   disk.volumes.push(await e.storage.createBase(disk, spec.imageId));
+  if (room) {
+    take(sd, allocation);
+    disk.allocatedBytes = allocation;
+  }
   e.st.disks.push(disk);
   e.audit("USER_ADD_DISK", `Add-Disk operation of '${disk.alias}' was initiated by admin@internal-authz.`, {
     ...(o.correlationId ? { correlationId: o.correlationId } : {}),
     storageDomainId: disk.storageDomainId,
   });
   const finish = () => {
+    if (!room) {
+      disk.status = "illegal";
+      delete disk.lockReason;
+      e.audit("USER_ADD_DISK_FINISHED_FAILURE", "Operation Add-Disk failed to complete.", {
+        severity: "error",
+        storageDomainId: disk.storageDomainId,
+      });
+      return;
+    }
     if (disk.lockReason === "creating") {
       disk.status = "ok";
       delete disk.lockReason;
@@ -229,6 +257,9 @@ export async function deleteDisk(e: Engine, disk: LabDisk, correlationId?: strin
   for (const vm of e.st.vms) vm.attachments = vm.attachments.filter((a) => a.diskId !== disk.id);
   for (const s of e.st.snapshots) s.disks = s.disks.filter((d) => d.diskId !== disk.id);
   e.st.disks = e.st.disks.filter((d) => d.id !== disk.id);
+  const sd = e.st.storageDomains.find((s) => s.id === disk.storageDomainId);
+  if (sd && disk.allocatedBytes) giveBack(sd, disk.allocatedBytes);
+  delete disk.allocatedBytes;
   await e.storage.withDisk(disk.id, () => e.storage.removeDiskFiles(disk));
   e.audit("USER_REMOVE_DISK", `Disk ${disk.alias} was successfully removed.`, {
     ...(correlationId ? { correlationId } : {}),

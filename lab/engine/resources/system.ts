@@ -5,17 +5,17 @@ import {
   encodeCluster,
   encodeDataCenter,
   encodeHost,
+  encodeNetwork,
   encodeStorageDomain,
   encodeVnicProfile,
   href,
   ref,
   S,
-  volumeSize,
 } from "../json.ts";
 import type { Router } from "../router.ts";
 import { matchesSearch, searchParams } from "../search.ts";
 
-/** API root, data center, cluster, storage domains, the one host, vNIC profiles. */
+/** API root, data center, clusters, storage domains, the one host, networks and vNIC profiles. */
 export function registerSystem(r: Router, e: Engine): void {
   const hostName = `${e.name}-host1`;
 
@@ -61,30 +61,35 @@ export function registerSystem(r: Router, e: Engine): void {
   });
 
   r.get("/clusters", (ctx) => {
-    const { search, caseSensitive } = searchParams(ctx.query);
-    const list = matchesSearch(search, { name: "Default", id: e.st.ids.cluster }, { caseSensitive }) ? [encodeCluster(e.st)] : [];
-    return ok(collection("cluster", list));
+    const { search, caseSensitive, max } = searchParams(ctx.query);
+    let list = e.st.clusters.filter((c) => matchesSearch(search, { name: c.name, id: c.id }, { caseSensitive }));
+    if (max !== undefined) list = list.slice(0, max);
+    return ok(collection("cluster", list.map((c) => encodeCluster(c, e.st))));
   });
-  r.get("/clusters/:id", (ctx) => {
-    if (pathId(ctx, "id") !== e.st.ids.cluster) throw new NotFound();
-    return ok(encodeCluster(e.st));
+  const clusterOf = (ctx: Parameters<typeof pathId>[0]) => {
+    const id = pathId(ctx, "id");
+    const c = e.st.clusters.find((x) => x.id === id);
+    if (!c) throw new NotFound();
+    return c;
+  };
+  r.get("/clusters/:id", (ctx) => ok(encodeCluster(clusterOf(ctx), e.st)));
+  // Every network of the data center is attached to every cluster in the lab.
+  r.get("/clusters/:id/networks", (ctx) => {
+    clusterOf(ctx);
+    return ok(collection("network", e.st.networks.map((n) => encodeNetwork(n, e.st))));
   });
-
-  const used = (sdId: string) =>
-    e.st.disks.filter((d) => d.storageDomainId === sdId).reduce((n, d) => n + d.volumes.reduce((m, v) => m + volumeSize(v), 0), 0);
 
   r.get("/storagedomains", (ctx) => {
-    const { search, caseSensitive } = searchParams(ctx.query);
-    const list = e.st.storageDomains
-      .filter((sd) => matchesSearch(search, { name: sd.name, id: sd.id }, { caseSensitive }))
-      .map((sd) => encodeStorageDomain(sd, e.st, used(sd.id)));
-    return ok(collection("storage_domain", list));
+    const { search, caseSensitive, max } = searchParams(ctx.query);
+    let list = e.st.storageDomains.filter((sd) => matchesSearch(search, { name: sd.name, id: sd.id }, { caseSensitive }));
+    if (max !== undefined) list = list.slice(0, max);
+    return ok(collection("storage_domain", list.map((sd) => encodeStorageDomain(sd, e.st))));
   });
   r.get("/storagedomains/:id", (ctx) => {
     const id = pathId(ctx, "id");
     const sd = e.st.storageDomains.find((s) => s.id === id);
     if (!sd) throw new NotFound();
-    return ok(encodeStorageDomain(sd, e.st, used(sd.id)));
+    return ok(encodeStorageDomain(sd, e.st));
   });
 
   r.get("/hosts", (ctx) => {
@@ -99,14 +104,35 @@ export function registerSystem(r: Router, e: Engine): void {
     return ok(encodeHost(e.st, hostName));
   });
 
-  r.get("/vnicprofiles", () => ok(collection("vnic_profile", [encodeVnicProfile(e.st)])));
-  r.get("/vnicprofiles/:id", (ctx) => {
-    if (pathId(ctx, "id") !== e.st.ids.vnicProfile) throw new NotFound();
-    return ok(encodeVnicProfile(e.st));
+  r.get("/vnicprofiles", (ctx) => {
+    const { max } = searchParams(ctx.query);
+    let list = e.st.vnicProfiles;
+    if (max !== undefined) list = list.slice(0, max);
+    return ok(collection("vnic_profile", list.map(encodeVnicProfile)));
   });
-  r.get("/networks", () =>
-    ok(collection("network", [{ id: e.st.ids.network, href: href(`/networks/${e.st.ids.network}`), name: "ovirtmgmt", data_center: ref("datacenters", e.st.ids.dataCenter) }])),
-  );
+  r.get("/vnicprofiles/:id", (ctx) => {
+    const id = pathId(ctx, "id");
+    const p = e.st.vnicProfiles.find((x) => x.id === id);
+    if (!p) throw new NotFound();
+    return ok(encodeVnicProfile(p));
+  });
+  r.get("/networks", (ctx) => {
+    const { search, caseSensitive, max } = searchParams(ctx.query);
+    let list = e.st.networks.filter((n) => matchesSearch(search, { name: n.name, id: n.id }, { caseSensitive }));
+    if (max !== undefined) list = list.slice(0, max);
+    return ok(collection("network", list.map((n) => encodeNetwork(n, e.st))));
+  });
+  const networkOf = (ctx: Parameters<typeof pathId>[0]) => {
+    const id = pathId(ctx, "id");
+    const n = e.st.networks.find((x) => x.id === id);
+    if (!n) throw new NotFound();
+    return n;
+  };
+  r.get("/networks/:id", (ctx) => ok(encodeNetwork(networkOf(ctx), e.st)));
+  r.get("/networks/:id/vnicprofiles", (ctx) => {
+    const n = networkOf(ctx);
+    return ok(collection("vnic_profile", e.st.vnicProfiles.filter((p) => p.networkId === n.id).map(encodeVnicProfile)));
+  });
   r.get("/templates", () =>
     ok(collection("template", [{ id: e.st.ids.template, href: href(`/templates/${e.st.ids.template}`), name: "Blank", description: "Blank template" }])),
   );

@@ -16,11 +16,12 @@ import {
   type Ctx,
 } from "../http.ts";
 import { collection, encodeVm } from "../json.ts";
-import type { LabSnapshot, LabVm } from "../model.ts";
-import { buildOvf, parseOvf } from "../ovf.ts";
+import type { BootDevice, LabCluster, LabSnapshot, LabVm } from "../model.ts";
+import { buildOvf, parseOvf, type OvfNic } from "../ovf.ts";
 import type { Router } from "../router.ts";
 import { matchesSearch, searchParams } from "../search.ts";
 import { deleteDisk } from "./disks.ts";
+import { addNic } from "./nics.ts";
 
 const MiB = 1024 * 1024;
 
@@ -36,19 +37,35 @@ function allContent(ctx: Ctx): boolean {
   return v !== null && v.toLowerCase() === "true";
 }
 
-/** Create a VM record with its "Active VM" snapshot. */
-export function newVm(e: Engine, o: { id?: string; name: string; description?: string; memory?: number; cpuCores?: number; osType?: string; status?: LabVm["status"] }): LabVm {
+export interface NewVm {
+  id?: string;
+  name: string;
+  description?: string;
+  memory?: number;
+  clusterId?: string;
+  cpu?: { sockets?: number; cores?: number; threads?: number };
+  bootDevices?: BootDevice[];
+  osType?: string;
+  status?: LabVm["status"];
+}
+
+/** Create a VM record with its "Active VM" snapshot (no NICs: the Blank template has none). */
+export function newVm(e: Engine, o: NewVm): LabVm {
   const vm: LabVm = {
     id: o.id ?? randomUUID(),
     name: o.name,
     description: o.description ?? "",
     status: o.status ?? "down",
-    clusterId: e.st.ids.cluster,
+    clusterId: o.clusterId ?? e.st.ids.cluster,
     memory: o.memory ?? 1024 * MiB,
-    cpuCores: o.cpuCores ?? 1,
+    cpuSockets: o.cpu?.sockets ?? 1,
+    cpuCores: o.cpu?.cores ?? 1,
+    cpuThreads: o.cpu?.threads ?? 1,
+    bootDevices: o.bootDevices?.length ? [...o.bootDevices] : ["hd"],
     osType: o.osType ?? "other_linux",
     createdAt: Date.now(),
     attachments: [],
+    nics: [],
     activeSnapshotId: randomUUID(),
   };
   e.st.vms.push(vm);
@@ -71,13 +88,63 @@ function vmNameTaken(e: Engine, name: string): boolean {
   return e.st.vms.some((v) => v.name === name);
 }
 
-function resolveCluster(e: Engine, body: Record<string, unknown>): void {
+function resolveCluster(e: Engine, body: Record<string, unknown>): LabCluster {
   const c = obj(body.cluster);
   const id = str(c.id);
   const name = str(c.name);
   if (!id && !name) throw incomplete("Vm", ["cluster.id|name"], "add");
-  if (id ? id.toLowerCase() !== e.st.ids.cluster : name !== "Default") {
-    throw cannot(400, "add", "VM", "Cluster ID is not valid.");
+  const cluster = e.st.clusters.find((x) => (id ? x.id === id.toLowerCase() : x.name === name));
+  if (!cluster) throw cannot(400, "add", "VM", "Cluster ID is not valid.");
+  return cluster;
+}
+
+/**
+ * The NICs of an imported VM, as ImportVmCommandBase.addVmInterfaces does it with
+ * VnicProfileHelper (oVirt/ovirt-engine bll/network/vm/VnicProfileHelper.java): a NIC without a
+ * network stays without a profile; otherwise the network is looked up by name in the target
+ * cluster, and the NIC gets the profile of the OVF's profile name (rasd:OtherResourceType) on that
+ * network, else the network's first profile without port mirroring. A network that is missing (or
+ * has no usable profile) leaves the NIC with no profile ("empty") and is reported once in
+ * IMPORTEXPORT_IMPORT_VM_INVALID_INTERFACES. With regenerate_ids (import as a new entity) the MACs
+ * come from the target's pool (shouldReassignMac) and the NICs get new ids [inferred for the ids].
+ */
+function importNics(e: Engine, vm: LabVm, nics: OvfNic[], asNew: boolean, correlationId?: string): void {
+  const invalidNetworks: string[] = [];
+  const invalidNics: string[] = [];
+  for (const n of nics) {
+    let profileId: string | undefined;
+    if (n.network) {
+      const net = e.st.networks.find((x) => x.name === n.network);
+      const onNet = net ? e.st.vnicProfiles.filter((p) => p.networkId === net.id) : [];
+      const profile = onNet.find((p) => p.name === n.profile) ?? onNet.find((p) => !p.portMirroring);
+      if (profile) profileId = profile.id;
+      else {
+        if (!invalidNetworks.includes(n.network)) invalidNetworks.push(n.network);
+        invalidNics.push(n.name);
+      }
+    }
+    const keepMac = !asNew && n.mac && !e.macInUse(n.mac);
+    addNic(
+      e,
+      vm,
+      {
+        ...(!asNew && n.id ? { id: n.id } : {}),
+        name: n.name,
+        interface: n.interface,
+        ...(keepMac ? { mac: n.mac! } : {}),
+        ...(profileId ? { vnicProfileId: profileId } : {}),
+        linked: n.linked,
+        plugged: n.plugged,
+      },
+      correlationId,
+    );
+  }
+  if (invalidNetworks.length) {
+    e.audit(
+      "IMPORTEXPORT_IMPORT_VM_INVALID_INTERFACES",
+      `While importing VM ${vm.name}, the Network/s ${invalidNetworks.join(",")} were found to be Non-VM Networks or do not exist in Cluster. Network Name was not set in the Interface/s ${invalidNics.join(",")}.`,
+      { vmId: vm.id, severity: "warning" },
+    );
   }
 }
 
@@ -99,7 +166,7 @@ export function registerVms(r: Router, e: Engine): void {
 
   r.post("/vms", (ctx) => {
     const b = obj(ctx.body);
-    resolveCluster(e, b);
+    const cluster = resolveCluster(e, b);
     const init = obj(b.initialization);
     const conf = obj(init.configuration);
     const memory = readInt(b.memory, "memory");
@@ -129,12 +196,15 @@ export function registerVms(r: Router, e: Engine): void {
       const vm = newVm(e, {
         id,
         name,
+        clusterId: cluster.id,
         description: description ?? ovf.description,
         memory: memory ?? ovf.memory ?? 1024 * MiB,
-        cpuCores: ovf.cpuCores ?? 1,
+        ...(ovf.cpu ? { cpu: ovf.cpu } : {}),
+        ...(ovf.bootDevices ? { bootDevices: ovf.bootDevices } : {}),
         osType: ovf.osType ?? "other_linux",
       });
       vm.origin = "ovirt";
+      importNics(e, vm, ovf.nics, regenerate, ctx.correlationId);
       e.audit("IMPORTEXPORT_IMPORT_VM_FROM_CONFIGURATION", `VM ${vm.name} has been successfully imported from the given configuration.`, {
         vmId: vm.id,
         ...(ctx.correlationId ? { correlationId: ctx.correlationId } : {}),
@@ -172,7 +242,7 @@ export function registerVms(r: Router, e: Engine): void {
     if (vmNameTaken(e, name)) {
       throw cannot(409, "add", "VM", "The VM name is already in use, please choose a unique name and try again.");
     }
-    const vm = newVm(e, { name, ...(description ? { description } : {}), ...(memory ? { memory } : {}) });
+    const vm = newVm(e, { name, clusterId: cluster.id, ...(description ? { description } : {}), ...(memory ? { memory } : {}) });
     e.audit("USER_ADD_VM", `VM ${vm.name} was created by admin@internal-authz.`, {
       vmId: vm.id,
       ...(ctx.correlationId ? { correlationId: ctx.correlationId } : {}),
@@ -228,16 +298,51 @@ export function registerVms(r: Router, e: Engine): void {
   });
 }
 
-export function startVm(e: Engine, vm: LabVm, correlationId?: string): void {
+/** The armed failNextBoot fault for this VM (by name or id, or one for any VM), consumed. */
+function takeBootFault(e: Engine, vm: LabVm): boolean {
+  const i = e.faults.failBoot.findIndex((f) => !f.vm || f.vm === vm.name || f.vm === vm.id);
+  if (i < 0) return false;
+  e.faults.failBoot.splice(i, 1);
+  return true;
+}
+
+/**
+ * RunVm: down → wait_for_launch → powering_up → up (vmPowerMs split in two). With failNextBoot
+ * armed the VM goes back to `down` from wait_for_launch and the engine logs VM_DOWN_ERROR
+ * ("VM <name> is down with error. Exit message: Lost connection with qemu process." — wording
+ * from a real engine.log line) and USER_INITIATED_RUN_VM_FAILED (the rerun that has no other
+ * host to try [inferred]).
+ */
+export function startVm(e: Engine, vm: LabVm, correlationId?: string, o: { ignoreFaults?: boolean } = {}): void {
   if (e.openBackups(vm.id).length) throw cannot(409, "run", "VM", "The VM is during a backup operation.");
-  if (vm.status === "up" || vm.status === "powering_up") throw cannot(409, "run", "VM", "VM is running.");
+  if (vm.status === "up" || vm.status === "powering_up" || vm.status === "wait_for_launch") throw cannot(409, "run", "VM", "VM is running.");
   if (vm.status !== "down" && vm.status !== "suspended") throw new HttpFault(409, "Operation Failed", `[Cannot run VM. VM status is ${vm.status}.]`);
   const disks = e.vmDisks(vm);
   if (disks.some((d) => d.status === "locked")) throw cannot(409, "run", "VM", "Disk is locked. Please try again later.");
-  vm.status = "powering_up";
-  e.audit("USER_RUN_VM", `VM ${vm.name} started on Host ${e.name}-host1`, { vmId: vm.id, ...(correlationId ? { correlationId } : {}) });
-  e.later(e.timings.vmPowerMs, () => {
-    if (vm.status === "powering_up") vm.status = "up";
+  const fail = o.ignoreFaults ? false : takeBootFault(e, vm);
+  const host = `${e.name}-host1`;
+  const corr = correlationId ? { correlationId } : {};
+  vm.status = "wait_for_launch";
+  e.audit("USER_STARTED_VM", `VM ${vm.name} was started by admin@internal-authz (Host: ${host}).`, { vmId: vm.id, ...corr });
+  const half = Math.max(1, Math.floor(e.timings.vmPowerMs / 2));
+  e.later(half, () => {
+    if (vm.status !== "wait_for_launch") return;
+    if (fail) {
+      vm.status = "down";
+      e.audit("VM_DOWN_ERROR", `VM ${vm.name} is down with error. Exit message: Lost connection with qemu process.`, {
+        vmId: vm.id,
+        severity: "error",
+        ...corr,
+      });
+      e.audit("USER_INITIATED_RUN_VM_FAILED", `Failed to run VM ${vm.name} on Host ${host}.`, { vmId: vm.id, severity: "warning", ...corr });
+      return;
+    }
+    vm.status = "powering_up";
+    e.later(Math.max(1, e.timings.vmPowerMs - half), () => {
+      if (vm.status !== "powering_up") return;
+      vm.status = "up";
+      e.audit("USER_RUN_VM", `VM ${vm.name} started on Host ${host}`, { vmId: vm.id, ...corr });
+    });
   });
   e.save();
 }
