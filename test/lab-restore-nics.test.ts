@@ -162,6 +162,12 @@ describe("lab NICs, networks and profiles (engine client)", () => {
     );
     expect(invalid?.severity).toBe("warning");
 
+    // A restore that wants the source's MAC back sets it (free on DR).
+    const withMac = await drApi.nics.update(created.id, nics[0]!.id, { mac: src.nics[0]!.mac });
+    expect(withMac.mac?.address).toBe(src.nics[0]!.mac);
+    const taken = await drApi.nics.update(created.id, nics[1]!.id, { mac: src.nics[0]!.mac }).catch((e: unknown) => e);
+    expect(taken).toBeInstanceOf(EngineConflictError);
+
     // The restore then maps the unmapped NIC itself (or leaves it empty).
     const fixed = await drApi.nics.update(created.id, nics[2]!.id, { vnicProfileId: profileOf("backend", "backend-mirror") });
     expect(fixed.vnic_profile?.id).toBe(profileOf("backend", "backend-mirror"));
@@ -171,7 +177,9 @@ describe("lab NICs, networks and profiles (engine client)", () => {
     expect(kept.id).toBe(src.id);
     expect(kept.cluster?.id).toBe((await drApi.clusters.findByName("Secondary"))!.id);
     const keptNics = await drApi.nics.list(kept.id);
-    expect(keptNics.map((n) => [n.id, n.mac?.address])).toEqual(src.nics.map((n) => [n.id, n.mac]));
+    expect(keptNics.map((n) => n.id)).toEqual(src.nics.map((n) => n.id));
+    // nic1's MAC is in use on DR now (set above): that one comes from DR's pool, the others are kept.
+    expect(keptNics.map((n) => n.mac?.address === src.nics.find((s) => s.id === n.id)!.mac)).toEqual([false, true, true]);
     // Both imports also tried to attach PRD's disk ids, which DR does not have.
     expect(events.some((e) => e.code === 1221 && e.vm?.id === created.id)).toBe(true);
   });

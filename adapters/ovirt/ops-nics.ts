@@ -20,6 +20,8 @@ export interface UpdateNic {
   readonly vnicProfileId?: string | null;
   readonly name?: string;
   readonly interface?: NicInterface;
+  /** A MAC of your choice (e.g. the source's, after an import that reassigned it); 409 when in use. */
+  readonly mac?: string;
   readonly linked?: boolean;
   readonly plugged?: boolean;
 }
@@ -47,6 +49,7 @@ export function nicOps(api: EngineApi) {
       if (patch.vnicProfileId !== undefined) body.vnic_profile = patch.vnicProfileId === null ? {} : { id: patch.vnicProfileId };
       if (patch.name !== undefined) body.name = patch.name;
       if (patch.interface !== undefined) body.interface = patch.interface;
+      if (patch.mac !== undefined) body.mac = { address: patch.mac };
       if (patch.linked !== undefined) body.linked = String(patch.linked);
       if (patch.plugged !== undefined) body.plugged = String(patch.plugged);
       return api.json({ method: "PUT", path: `/vms/${seg(vmId)}/nics/${seg(nicId)}`, body, signal: o.signal }, Nic);
