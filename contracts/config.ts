@@ -62,6 +62,8 @@ export const CONFIG_DEFAULTS = Object.freeze({
   replicateToDr: false,
   /** restore.nameSuffix */
   nameSuffix: "_restored",
+  /** restore.replicaSuffix: name suffix of the standing DR copy of a VM that replicates */
+  replicaSuffix: "_dr",
   /** restore.start */
   restoreStart: false,
   /** restore.replaceExisting */
@@ -248,6 +250,11 @@ export const RestoreSchema = z
       .regex(/^[A-Za-z0-9._-]*$/, "may contain only letters, digits, '.', '_' and '-'")
       .default(CONFIG_DEFAULTS.nameSuffix)
       .describe('Appended to the VM name of a restored VM. Default "_restored".'),
+    replicaSuffix: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]*$/, "may contain only letters, digits, '.', '_' and '-'")
+      .default(CONFIG_DEFAULTS.replicaSuffix)
+      .describe('Appended to the VM name of its standing DR copy (replicateToDr). Default "_dr".'),
     start: z.boolean().default(CONFIG_DEFAULTS.restoreStart).describe("Start the VM after restoring it."),
     diskInterface: z.enum(DISK_INTERFACES).optional().describe("Attach restored disks with this interface (else as in the backup)."),
     replaceExisting: z.boolean().default(CONFIG_DEFAULTS.replaceExisting).describe("Remove a VM of the same name on the target first."),

@@ -11,7 +11,8 @@ import type { ChainView } from "./ports.ts";
 /** The part of the chain store a function uses. */
 export type ChainStore = Pick<ChainsKv, "read" | "change" | "list">;
 
-export function chainViewOf(record: ChainRecord | undefined): ChainView {
+/** `verifiedIn`: the store's manifest, where `ferry verify` records its verdicts. */
+export function chainViewOf(record: ChainRecord | undefined, verifiedIn?: ChainRecord): ChainView {
   const diskLayers = new Map<string, { path: string; digestsFile: string }>();
   if (record) {
     const ids = new Set(record.restorePoints.flatMap((p) => p.disks.map((d) => d.diskId)));
@@ -20,5 +21,5 @@ export function chainViewOf(record: ChainRecord | undefined): ChainView {
       if (tip) diskLayers.set(id, { path: tip.layer, digestsFile: tip.digestsFile });
     }
   }
-  return { summary: summarizeChain(record), diskLayers };
+  return { summary: summarizeChain(record, verifiedIn), diskLayers };
 }

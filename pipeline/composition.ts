@@ -9,7 +9,7 @@ import { hostname } from "node:os";
 import { readFile } from "node:fs/promises";
 import { createEngineClient } from "../adapters/ovirt/client.ts";
 import { openImageio } from "../adapters/imageio/mod.ts";
-import { download } from "../dataplane/mod.ts";
+import { download, upload } from "../dataplane/mod.ts";
 import { buckets } from "../infra/streams/mod.ts";
 import { CONFIG_DEFAULTS } from "../contracts/config.ts";
 import type { RetentionPolicy } from "../domain/retention/mod.ts";
@@ -24,6 +24,9 @@ import { createRunJournal, type RunJournal } from "./run-journal.ts";
 import { createLeases, type Leases } from "./vm-lease.ts";
 import type { ReconcileEngine } from "./ports.ts";
 import { createDeploymentId } from "./deployment.ts";
+import { createRestoreEngine, type RestoreEngine } from "./restore-engine.ts";
+import { createRestoreJournal, type RestoreJournal } from "./restore-journal.ts";
+import type { RestoreSettings } from "./restore-plan.ts";
 
 export interface EngineSettings {
   readonly url: string;
@@ -45,12 +48,19 @@ export interface BackupSettings {
   readonly leaseTtlMs?: number;
   /** A lease handed from one step of a run to the next lasts this long (default CONFIG_DEFAULTS.handOffTtlMs). */
   readonly handOffTtlMs?: number;
+  /** The config's restore settings (defaults filled in). */
+  readonly restore?: RestoreSettings;
+  /** vms.<vm>.replicateToDr. */
+  readonly replicates?: (vmName: string) => boolean;
 }
 
 export type PortEngine = ReturnType<typeof createEnginePort>;
 
 export interface BackupWiring {
   readonly engines: ReadonlyMap<string, PortEngine>;
+  /** The restore side's port over the same engine clients. */
+  readonly restoreEngines: ReadonlyMap<string, RestoreEngine>;
+  readonly restoreJournal: RestoreJournal;
   /** backup-requested's port over the store; `store.volume` is the adapters/store Store itself. */
   readonly store: StorePort;
   readonly transfers: Transfers;
@@ -72,10 +82,21 @@ const ISO_DAY = { monday: 1, tuesday: 2, wednesday: 3, thursday: 4, friday: 5, s
 export function settingsFromConfig(config: {
   engines: Readonly<Record<string, { url: string; user: string; password: string; caFile?: string | undefined; insecure?: boolean }>>;
   store: { path: string };
-  vms: Readonly<Record<string, { full: { weeklyDay?: keyof typeof ISO_DAY | undefined; maxChainLength: number; everyDays?: number | undefined }; retention: RetentionPolicy }>>;
+  vms: Readonly<Record<string, { full: { weeklyDay?: keyof typeof ISO_DAY | undefined; maxChainLength: number; everyDays?: number | undefined }; retention: RetentionPolicy; replicateToDr?: boolean }>>;
   concurrency?: { connections?: number };
+  restore?: { cluster?: string; storageDomain?: string; nameSuffix?: string; replicaSuffix?: string; start?: boolean; replaceExisting?: boolean; timeoutMinutes?: number } | undefined;
 }, caPems: Record<string, string | undefined>): BackupSettings {
+  const r = config.restore;
   return {
+    restore: {
+      ...(r?.cluster ? { cluster: r.cluster } : {}),
+      ...(r?.storageDomain ? { storageDomain: r.storageDomain } : {}),
+      nameSuffix: r?.nameSuffix ?? CONFIG_DEFAULTS.nameSuffix,
+      replicaSuffix: r?.replicaSuffix ?? CONFIG_DEFAULTS.replicaSuffix,
+      start: r?.start ?? CONFIG_DEFAULTS.restoreStart,
+      replaceExisting: r?.replaceExisting ?? CONFIG_DEFAULTS.replaceExisting,
+      bootTimeoutMs: (r?.timeoutMinutes ?? CONFIG_DEFAULTS.timeoutMinutes) * 60_000,
+    },
     engines: Object.fromEntries(
       Object.entries(config.engines).map(([name, e]) => [name, { url: e.url, user: e.user, password: e.password, caPem: caPems[name], insecure: e.insecure }]),
     ),
@@ -85,6 +106,7 @@ export function settingsFromConfig(config: {
       return f ? { weeklyFullDay: f.weeklyDay ? ISO_DAY[f.weeklyDay] : undefined, maxChainLength: f.maxChainLength, fullEveryDays: f.everyDays } : { maxChainLength: CONFIG_DEFAULTS.maxChainLength };
     },
     retention: (vm) => config.vms[vm]?.retention ?? CONFIG_DEFAULTS.retention,
+    replicates: (vm) => config.vms[vm]?.replicateToDr ?? CONFIG_DEFAULTS.replicateToDr,
     connections: config.concurrency?.connections,
   };
 }
@@ -97,9 +119,11 @@ export async function readCaFiles(engines: Readonly<Record<string, { caFile?: st
 
 export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) => Promise<KV>): Promise<BackupWiring> {
   const engines = new Map<string, PortEngine>();
+  const restoreEngines = new Map<string, RestoreEngine>();
   for (const [name, e] of Object.entries(s.engines)) {
     const client = createEngineClient({ url: e.url, user: e.user, password: e.password, caPem: e.caPem, insecure: e.insecure ?? false, correlationId: `ferry-${name}` });
     engines.set(name, createEnginePort(client, { name, caPem: e.caPem, pollMs: s.pollMs }));
+    restoreEngines.set(name, createRestoreEngine(client, { name, caPem: e.caPem, insecure: e.insecure, pollMs: s.pollMs }));
   }
   const connections = s.connections ?? CONFIG_DEFAULTS.connections;
   const transfers: Transfers = {
@@ -130,6 +154,8 @@ export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) 
   const runs = createRunJournal(runsBucket);
   return {
     settings: s,
+    restoreEngines,
+    restoreJournal: createRestoreJournal(runsBucket),
     deployment: await createDeploymentId(runsBucket),
     engines,
     store: createStorePort(openStore({ root: s.storePath })),
@@ -155,7 +181,10 @@ export function backupFunctionDeps(w: BackupWiring, log: { info(o: object, m?: s
   return {
     backupRequested: {
       engines: (n: string) => w.engines.get(n),
-      chains: { view: async (vmId: string) => chainViewOf(await w.chains.read(vmId)) },
+      chains: {
+        // The store's manifest carries the verdicts of `ferry verify`: a chain that failed one is not built on.
+        view: async (vmId: string, vmName: string) => chainViewOf(await w.chains.read(vmId), await w.store.volume.readManifest(vmName).catch(() => undefined)),
+      },
       runs: w.runs,
       leases: w.leases,
       transfers: w.transfers,
@@ -169,6 +198,7 @@ export function backupFunctionDeps(w: BackupWiring, log: { info(o: object, m?: s
     diskTransferred: { chains: w.chains, store: w.store, leases: w.leases, clock, log },
     reconciler: {
       engines: w.engines,
+      restore: { engines: w.restoreEngines, journal: w.restoreJournal },
       runs: w.runs,
       leases: w.leases,
       deployment: w.deployment,
@@ -205,4 +235,32 @@ export function pipelineFor(ctx: PipelineContext): Promise<BackupWiring> {
     p.catch(() => perProcess.delete(ctx.config));
   }
   return p;
+}
+
+/** restore-requested's deps over the process's wiring. */
+export function restoreFunctionDeps(w: BackupWiring, log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void }, clock: () => Date = () => new Date()) {
+  const connections = w.settings.connections ?? CONFIG_DEFAULTS.connections;
+  return {
+    engines: (n: string) => w.restoreEngines.get(n),
+    store: {
+      resolvePoint: (vm: string, ref: number | string, o?: { signal?: AbortSignal }) => w.store.volume.resolvePoint(vm, ref, o),
+      markVerified: (vm: string, id: string, v: { time: string; ok: boolean; detail?: string }, what?: "verified" | "bootTested") => w.store.volume.markVerified(vm, id, v, what),
+      logDir: w.store.volume.paths.restoreLogs(),
+    },
+    journal: w.restoreJournal,
+    leases: w.leases,
+    async upload(o: { image: string; transferUrl: string; caPem?: string | undefined; onProgress: (bytes: number, total: number) => void; signal?: AbortSignal | undefined }) {
+      const r = await upload({
+        image: o.image, format: "qcow2", transferUrl: o.transferUrl, connections, diskIsZero: true,
+        ...(o.caPem ? { caPem: o.caPem } : {}), ...(o.signal ? { signal: o.signal } : {}),
+        onProgress: (p: { bytes: number; total: number }) => o.onProgress(p.bytes, p.total),
+      });
+      return { bytes: r.bytes, checksum: r.checksum };
+    },
+    checksum: w.transfers.sourceChecksum,
+    settings: w.settings.restore ?? settingsFromConfig({ engines: {}, store: { path: "" }, vms: {} }, {}).restore!,
+    owner: w.owner,
+    clock,
+    log,
+  };
 }

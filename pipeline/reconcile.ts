@@ -14,11 +14,16 @@ import type { BackupRun, RunJournal } from "./run-journal.ts";
 import type { Leases } from "./vm-lease.ts";
 import { closeRun } from "./close-run.ts";
 import { isOwnEngineObject } from "./run-ids.ts";
+import type { RestoreEngine } from "./restore-engine.ts";
+import type { RestoreJournal } from "./restore-journal.ts";
+import { undoRestore } from "./restore-undo.ts";
 
 export interface ReconcilerDeps {
   readonly engines: ReadonlyMap<string, ReconcileEngine>;
   readonly runs: RunJournal;
   readonly leases: Leases;
+  /** Restore runs whose worker died: what they created on the target is removed. */
+  readonly restore?: { readonly engines: ReadonlyMap<string, RestoreEngine>; readonly journal: RestoreJournal } | undefined;
   /** This deployment's mark (pipeline/deployment.ts): only its engine objects are touched. */
   readonly deployment: string;
   /** Reconciler's lease owner name. Default `reconciler`. */
@@ -90,6 +95,23 @@ export function createReconciler(deps: ReconcilerDeps) {
           deps.log.info({ runId: run.runId, vm: run.vm.name }, "reconciler closed an abandoned backup run");
         } catch (err) {
           deps.log.warn({ err, runId: run.runId }, "reconciler could not close a run yet");
+        }
+      }
+
+      // 1b. Restore runs whose worker died (no redelivery left): remove what they made on the target.
+      for (const run of deps.restore ? await deps.restore.journal.list() : []) {
+        if (run.phase === "done" || run.phase === "failed") continue;
+        if (now.getTime() - Date.parse(run.updatedAt) < staleAfter) continue;
+        if ((await leaseAlive(`restore.${run.target}.${run.name}`, now)).alive) continue;
+        const engine = deps.restore!.engines.get(run.target);
+        if (!engine) continue;
+        try {
+          await undoRestore(engine, run, deps.restore!.journal);
+          await deps.restore!.journal.change(run.runId, (cur) => cur && cur.phase !== "done" && cur.attempt === run.attempt ? { ...cur, phase: "failed", error: { code: "RESTORE_ABANDONED", message: "the restore worker died; what it created was removed" } } : undefined);
+          report.abandonedRuns.push(run.runId);
+          deps.log.info({ runId: run.runId, target: run.target, name: run.name }, "reconciler removed what an abandoned restore created");
+        } catch (err) {
+          deps.log.warn({ err, runId: run.runId }, "reconciler could not clean up a restore run yet");
         }
       }
 

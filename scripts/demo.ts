@@ -218,6 +218,26 @@ async function runDemo(opts: DemoOptions, dirs: DemoDirs, r: Reporter, running: 
     if (cmp.exitCode !== 0) throw new Error(`the stored chain differs from the engine's disk (qemu-img compare exit ${cmp.exitCode})`);
   });
 
+  await r.step("Restore web01's latest point onto the DR engine: publish restore.requested {\"vm\":\"web01\"}", profile.backupTimeoutMs, async (s) => {
+    const ack = await bus.publishRaw("restore.requested", '{"vm":"web01"}', s);
+    const o = await bus.waitOutcome(ack.correlationId, s);
+    if (o.subject !== "restore.completed") throw new Error(`${o.subject}: ${String(o.event.code ?? o.event.reason)}: ${String(o.event.message ?? "")}`);
+    r.line(`DR VM ${String(o.event.name)} (${String(o.event.vmId)}), ${mib(Number(o.event.bytes ?? 0))} uploaded in ${Number(o.event.seconds ?? 0).toFixed(1)} s`);
+    const point = incremental.chain?.restorePoint as { disks: { id: string; checksum: { value: string }; layer: { path: string } }[] } | undefined;
+    for (const d of (o.event.disks as { alias: string; sourceId: string; id: string; checksum: string }[]) ?? []) {
+      const want = point?.disks.find((x) => x.id === d.sourceId);
+      const same = want?.checksum.value === d.checksum;
+      r.line(`${d.alias}: imageio checksum on DR ${d.checksum.slice(0, 16)}… ${same ? "= the restore point's" : "≠ the restore point's"}`);
+      if (!same || !want) throw new Error(`restored disk ${d.alias} differs from the restore point`);
+      // And byte for byte: the DR disk against the stored chain, with plain qemu-img.
+      const exported = join(dirs.root, "exports", `${d.alias}-on-dr.raw`);
+      await lab.dr.control.exportImage(d.id, exported, { format: "raw" });
+      const cmp = await execa("qemu-img", ["compare", "-f", "raw", "-F", "qcow2", exported, join(dirs.store, want.layer.path)], { cancelSignal: s, reject: false });
+      r.line(`$ qemu-img compare ${show(exported)} <stored chain>: ${(cmp.stdout || cmp.stderr).trim()}`);
+      if (cmp.exitCode !== 0) throw new Error(`the DR disk ${d.alias} differs from the stored chain`);
+    }
+  });
+
   printHandDriving(r, opts, dirs, nats, config);
 }
 
@@ -250,6 +270,7 @@ function printHandDriving(r: Reporter, opts: DemoOptions, dirs: DemoDirs, nats: 
     `ferry backup db01 --wait                         # publish and follow one run`,
     `ferry lab write web01 --offset 0 --length 4194304 --seed 7 --data ${show(dirs.lab)}`,
     `ferry checkpoints web01; ferry verify web01; ferry status`,
+    `ferry publish restore.requested '{"vm":"web01","checkpoint":1,"name":"web01_first"}'`,
     `ferry lab status --data ${show(dirs.lab)}`,
   ];
   for (const l of lines) out.write(`  ${l}\n`);

@@ -20,7 +20,8 @@ import { createChainUpdatedDeps } from "../functions/chain-updated/wiring.ts";
 import { alertsFunction } from "../functions/alerts/definition.ts";
 import { createAlertsFor } from "../functions/alerts/wiring.ts";
 import { buckets } from "../infra/streams/mod.ts";
-import { backupFunctionDeps, buildBackupWiring, type BackupSettings, type BackupWiring } from "../pipeline/composition.ts";
+import { backupFunctionDeps, buildBackupWiring, restoreFunctionDeps, type BackupSettings, type BackupWiring } from "../pipeline/composition.ts";
+import { restoreRequestedFunction } from "../functions/restore-requested/definition.ts";
 import type { FullPolicy } from "../domain/backup/decide.ts";
 import type { RetentionPolicy } from "../domain/retention/mod.ts";
 
@@ -44,6 +45,8 @@ export interface PipelineOptions {
   readonly pollMs?: number;
   /** Lab engines to start (default ['prd']). */
   readonly labEngines?: string[];
+  /** Restore settings (defaults: cluster Default, storage domain data, no start). */
+  readonly restore?: Partial<NonNullable<BackupSettings["restore"]>>;
 }
 
 export interface Outcome {
@@ -68,6 +71,8 @@ export interface Pipeline {
   /** Publish only; `outcome(id)` waits for it. */
   request(vm: string, o?: { mode?: "auto" | "full" | "incremental"; id?: string }): Promise<string>;
   outcome(id: string, timeoutMs?: number): Promise<Outcome>;
+  /** Publish a restore.requested (id and correlationId filled) and wait for its restore.completed / restore.failed. */
+  restore(body: Record<string, unknown>, timeoutMs?: number): Promise<{ subject: string; event: Record<string, unknown> }>;
   /** Every event seen by subject. */
   readonly seen: { subject: string; event: Record<string, unknown> }[];
   /** The newest pipeline log lines (pino JSON, at most 2000), for diagnostics. */
@@ -96,9 +101,9 @@ async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unk
   const nc = await connectNats({ servers: nats.url, name: "ferry-e2e" });
   undo.push(() => nc.close());
   await provisionInfra(nc, await jetstreamManager(nc), { replicas: 1 });
-  const prd = lab.engines.prd!;
   const settings: BackupSettings = {
-    engines: { prd: { url: prd.url, user: prd.user, password: prd.password, caPem: prd.caPem } },
+    engines: Object.fromEntries(Object.entries(lab.engines).map(([name, e]) => [name, { url: e!.url, user: e!.user, password: e!.password, caPem: e!.caPem }])),
+    restore: { cluster: "Default", storageDomain: "data", nameSuffix: "_restored", replicaSuffix: "_dr", start: false, replaceExisting: false, bootTimeoutMs: 60_000, ...o.restore },
     storePath,
     fullPolicy: o.fullPolicy ?? (() => ({})),
     retention: o.retention ?? (() => ({ keepLast: 1000 })),
@@ -123,6 +128,7 @@ async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unk
     chainUpdatedFunction(createChainUpdatedDeps(wiring, log, clock), { ackWaitMs: 20_000, maxDeliver: 3, backoffMs: [200, 500] }),
     // Failure alerts in the engine audit log come from their own function, as in production.
     alertsFunction(createAlertsFor(wiring, await kvm.open(buckets.alerts), log), { ackWaitMs: 10_000, maxDeliver: 5, backoffMs: [200, 500] }),
+    restoreRequestedFunction({ ...restoreFunctionDeps(wiring, log, clock), heartbeatMs: 2000 }, { ackWaitMs: 20_000, maxDeliver: 3, backoffMs: [500, 1000] }),
   ];
   if (o.backupWorker ?? true) defs.unshift(backupRequestedFunction({ ...deps.backupRequested, heartbeatMs: 2000 }, policy));
   const workerConfigFile = join(dir, "worker.json");
@@ -154,7 +160,7 @@ async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unk
   });
   const failedToStart = await Promise.race([readyP.then(() => undefined), ended]);
   if (failedToStart) throw failedToStart;
-  const subs = ["disk.transferred", "chain.updated", "backup.completed", "backup.failed", "transfer.progress", "*.*.rejected"].map((s) =>
+  const subs = ["disk.transferred", "chain.updated", "backup.completed", "backup.failed", "restore.completed", "restore.failed", "transfer.progress", "*.*.rejected"].map((s) =>
     nc.subscribe(s, {
       callback: (_e, m) => {
         seen.push({ subject: m.subject, event: m.json<Record<string, unknown>>() });
@@ -194,6 +200,25 @@ async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unk
         const timer = setTimeout(() => {
           waiters.delete(check);
           reject(new Error(`no outcome for ${id} within ${timeoutMs} ms; last log lines:\n${logLines.slice(-15).join("")}`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      });
+    },
+    async restore(body, timeoutMs = 120_000) {
+      const id = `r-${Math.random().toString(36).slice(2, 10)}`;
+      await js.publish("restore.requested", JSON.stringify({ id, correlationId: id, ...body }), { msgID: id });
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const hit = seen.find((x) => (x.subject === "restore.completed" || x.subject === "restore.failed") && x.event.correlationId === id);
+          if (!hit) return;
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve(hit);
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no restore outcome for ${id} within ${timeoutMs} ms; last log lines:\n${logLines.slice(-15).join("")}`));
         }, timeoutMs);
         waiters.add(check);
         check();

@@ -159,6 +159,7 @@ export async function waitForVmStatus(
 ): Promise<Vm> {
   const t = clock(engine, o, WAIT_DEFAULTS.vmStatusMs);
   let status = "unknown";
+  let launched = false;
   let lastError: unknown;
   for (;;) {
     let vm: Vm | undefined;
@@ -175,10 +176,14 @@ export async function waitForVmStatus(
         case "up":
         case "down":
           if (status === target) return vm;
+          // Back to down after it began launching: the start failed (the engine logs why).
+          if (target === "up" && status === "down" && launched) throw new VmStatusError(vmId, "down", target);
           break;
-        case "powering_up":
-        case "powering_down":
         case "wait_for_launch":
+        case "powering_up":
+          launched = true;
+          break;
+        case "powering_down":
         case "reboot_in_progress":
         case "image_locked":
         case "not_responding":

@@ -111,7 +111,8 @@ export interface Store {
    * retention already removed from the store are not brought back.
    */
   writeManifest(record: ChainRecord, o?: { signal?: AbortSignal }): Promise<ChainRecord>;
-  markVerified(vmName: string, pointId: string, v: { time: string; ok: boolean; detail?: string }): Promise<ChainRecord>;
+  /** Record a verification (or, with `what: "bootTested"`, a restore test) on a restore point. */
+  markVerified(vmName: string, pointId: string, v: { time: string; ok: boolean; detail?: string }, what?: "verified" | "bootTested"): Promise<ChainRecord>;
 
   /** A restore point by friendly number, 'latest' or id, with its chain inspected as untrusted input. */
   resolvePoint(vmName: string, ref: number | string, o?: { signal?: AbortSignal }): Promise<ResolvedPoint>;
@@ -340,10 +341,10 @@ export function openStore(o: StoreOptions): Store {
       }, wo.signal);
     },
 
-    async markVerified(vmName, pointId, v) {
+    async markVerified(vmName, pointId, v, what = "verified") {
       return withVmLock(vmName, "mark verified", async () => {
         const cur = await requireManifest(vmName);
-        const next = markVerified(cur, pointId, v);
+        const next = markVerified(cur, pointId, v, what);
         await writeManifestFile(paths, next);
         return next;
       });
@@ -445,6 +446,7 @@ function mergeFlags(mine: RestorePoint, theirs: RestorePoint): RestorePoint {
   let out = mine;
   if (theirs.checkpointReleased && !mine.checkpointReleased) out = { ...out, checkpointReleased: true };
   if (theirs.verified && (!mine.verified || theirs.verified.time > mine.verified.time)) out = { ...out, verified: theirs.verified };
+  if (theirs.bootTested && (!mine.bootTested || theirs.bootTested.time > mine.bootTested.time)) out = { ...out, bootTested: theirs.bootTested };
   return out;
 }
 

@@ -21,7 +21,7 @@ Options:
   --nats URL       with --kv: ${NATS_OPTION_HELP}
 
 Columns: # | time (UTC) | kind | chain (what it builds on, layers read to restore it) | size of its
-own layers | verified | reason for a full.
+own layers | verified | boot-tested (the last restore test: ferry restore <vm> --test) | reason for a full.
 Exit: 0 listed, 1 no restore points for the VM, 2 usage, 3 store or NATS unavailable, 4 bad VM name.
 `;
 
@@ -43,12 +43,13 @@ function table(rows: string[][]): string {
 
 export function renderCheckpoints(record: ChainRecord, points: PointSummary[], source: string): string {
   const head = `VM ${record.vm.name} (id ${record.vm.id}): ${points.length} restore point${points.length === 1 ? "" : "s"} — ${source}`;
-  const rows = [["#", "time (UTC)", "kind", "chain", "size", "verified", "reason"]];
+  const rows = [["#", "time (UTC)", "kind", "chain", "size", "verified", "boot-tested", "reason"]];
   for (const p of points) {
     const chain = p.parent !== undefined ? `on #${p.parent}, ${p.depth} layers` : p.depth > 1 ? `${p.depth} layers` : "self-contained";
     const verified = p.verified ? `${p.verified.ok ? "ok" : "FAILED"} ${p.verified.time.slice(0, 16).replace("T", " ")}` : "-";
     const mixed = p.kind === "incremental" && p.disks.some((d) => d.kind === "full") ? " (some disks full)" : "";
-    rows.push([String(p.number), p.time.slice(0, 19).replace("T", " "), `${p.kind}${mixed}`, chain, bytes(p.size), verified, p.reason ?? ""]);
+    const booted = p.bootTested ? `${p.bootTested.ok ? "ok" : "FAILED"} ${p.bootTested.time.slice(0, 10)}` : "-";
+    rows.push([String(p.number), p.time.slice(0, 19).replace("T", " "), `${p.kind}${mixed}`, chain, bytes(p.size), verified, booted, p.reason ?? ""]);
   }
   const lines = [head, "", table(rows)];
   if (record.pending) {

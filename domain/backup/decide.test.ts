@@ -92,4 +92,10 @@ describe("diskLayerMode", () => {
     expect(diskLayerMode({ backupMode: "incremental", engineBackupMode: "incremental", previousLayer: "a/b.qcow2", alias: "x" })).toEqual({ mode: "incremental" });
     expect(diskLayerMode({ backupMode: "incremental", engineBackupMode: "incremental", previousLayer: undefined, alias: "x" }).mode).toBe("full");
   });
+  it("decideMode - a chain with a point that failed verification is not built on: full with the reason, even when incremental is asked", () => {
+    const broken = { ...chain(), broken: "restore point 3 failed verification on 2025-01-30 02:00; the chain is not built on" };
+    const d = decideMode({ requested: "incremental", chain: broken, checkpoints: ok, policy: {}, now: tuesday, incrementalSupported: true });
+    expect(d.mode).toBe("full");
+    expect(d.reason).toMatch(/restore point 3 failed verification/);
+  });
 });

@@ -24,6 +24,8 @@ export interface ChainSummary {
   readonly lastFullTime?: string | undefined;
   /** Incrementals taken since the newest full. */
   readonly incrementalsSinceFull: number;
+  /** Why the current chain must not be built on (a point of it failed verification). */
+  readonly broken?: string | undefined;
   /** Checkpoint ids Ferry created (from its restore points). */
   readonly ownCheckpoints: readonly string[];
 }
@@ -78,6 +80,7 @@ export function decideMode(input: {
   if (requested === "full") return full("full backup requested");
   const last = chain.last;
   if (!last) return full("first backup of this VM (no chain yet)");
+  if (chain.broken) return full(chain.broken);
   if (!input.incrementalSupported) return full("incremental backup is not available on this engine or cluster");
   if (!last.checkpointId) return full(`the last restore point ${last.id} has no engine checkpoint`);
   const cp = checkpoints.find((c) => c.id === last.checkpointId);

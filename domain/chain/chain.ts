@@ -252,25 +252,37 @@ export function pointSize(point: RestorePoint): number {
  * What domain/backup/decide.ts needs to choose full or incremental
  * (shape of its ChainSummary).
  */
-export function summarizeChain(record: ChainRecord | undefined): {
+export function summarizeChain(
+  record: ChainRecord | undefined,
+  /** The store's manifest, whose verifications (`ferry verify`) are newer than KV's. */
+  verifiedIn?: ChainRecord,
+): {
   last?: { id: string; time: string; checkpointId?: string };
   lastFullTime?: string;
   incrementalsSinceFull: number;
   ownCheckpoints: string[];
+  broken?: string;
 } {
   if (!record) return { incrementalsSinceFull: 0, ownCheckpoints: [] };
   const points = visiblePoints(record);
   const last = points.at(-1);
   let lastFullTime: string | undefined;
   let incrementals = 0;
+  let broken: string | undefined;
+  const verification = new Map((verifiedIn?.restorePoints ?? []).map((p) => [p.id, p.verified]));
   for (let i = points.length - 1; i >= 0; i--) {
-    if (points[i]!.kind === "full") {
-      lastFullTime = points[i]!.time;
+    const p = points[i]!;
+    // A point of the current chain that failed verification: nothing may build on it.
+    const v = verification.get(p.id) ?? p.verified;
+    if (v && !v.ok && !broken) broken = `restore point ${p.seq} failed verification on ${v.time.slice(0, 16).replace("T", " ")}${v.detail ? ` (${v.detail.slice(0, 200)})` : ""}; the chain is not built on`;
+    if (p.kind === "full") {
+      lastFullTime = p.time;
       break;
     }
     incrementals++;
   }
   return {
+    ...(broken ? { broken } : {}),
     ...(last ? { last: { id: last.id, time: last.time, ...(last.checkpointId ? { checkpointId: last.checkpointId } : {}) } } : {}),
     ...(lastFullTime ? { lastFullTime } : {}),
     incrementalsSinceFull: incrementals,
@@ -368,9 +380,14 @@ export function addIncomingDisk(record: ChainRecord, input: IncomingDisk, now: D
   return { record: next, completed: next.restorePoints.at(-1)! };
 }
 
-export function markVerified(record: ChainRecord, pointId: string, verified: { time: string; ok: boolean; detail?: string }): ChainRecord {
+export function markVerified(
+  record: ChainRecord,
+  pointId: string,
+  verified: { time: string; ok: boolean; detail?: string },
+  what: "verified" | "bootTested" = "verified",
+): ChainRecord {
   if (!record.restorePoints.some((p) => p.id === pointId)) throw new ChainError("RESTORE_POINT_NOT_FOUND", `no restore point ${pointId}`);
-  const mark = (points: RestorePoint[]) => points.map((p) => (p.id === pointId ? { ...p, verified } : p));
+  const mark = (points: RestorePoint[]) => points.map((p) => (p.id === pointId ? { ...p, [what]: verified } : p));
   const next: ChainRecord = { ...record, restorePoints: mark(record.restorePoints), updatedAt: verified.time };
   if (record.pending) next.pending = { ...record.pending, target: { ...record.pending.target, restorePoints: mark(record.pending.target.restorePoints) } };
   return next;
@@ -407,6 +424,8 @@ export interface PointSummary {
   /** Bytes of everything a restore of it reads (its layers and all below). */
   chainSize: number;
   verified?: { time: string; ok: boolean; detail?: string };
+  /** The last restore test (booted on an engine). */
+  bootTested?: { time: string; ok: boolean; detail?: string };
   /** Why it is full, or why some of its disks are. */
   reason?: string;
   disks: { diskId: string; alias: string; kind: LayerKind; virtualSize: number; size: number; layer: string; parentLayer?: string; reason?: string }[];
@@ -434,6 +453,7 @@ export function describePoints(record: ChainRecord): PointSummary[] {
       size: pointSize(point),
       chainSize: chains.flat().reduce((n, l) => n + l.size, 0),
       ...(point.verified ? { verified: point.verified } : {}),
+      ...(point.bootTested ? { bootTested: point.bootTested } : {}),
       ...(reason ? { reason } : {}),
       disks: point.disks.map((d) => ({
         diskId: d.diskId,
@@ -466,6 +486,7 @@ export function syncFromStore(kv: ChainRecord | undefined, store: ChainRecord, n
     let out = p;
     if (k.checkpointReleased && !p.checkpointReleased) out = { ...out, checkpointReleased: true };
     if (k.verified && (!p.verified || k.verified.time > p.verified.time)) out = { ...out, verified: k.verified };
+    if (k.bootTested && (!p.bootTested || k.bootTested.time > p.bootTested.time)) out = { ...out, bootTested: k.bootTested };
     return out;
   });
   const newer = kv.restorePoints.filter((p) => p.seq > lastSeq && !store.restorePoints.some((s) => s.id === p.id));

@@ -72,6 +72,8 @@ export const restorePointSchema = z.object({
   runId: z.string().max(255).optional(),
   backupId: z.string().max(255).optional(),
   verified: verificationSchema.optional(),
+  /** The last restore test: the point restored on an engine and booted (`ferry restore --test`). */
+  bootTested: verificationSchema.optional(),
 });
 
 /** A restore point whose disks are still arriving (one disk.transferred per disk). KV only. */

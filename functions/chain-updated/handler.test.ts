@@ -32,7 +32,7 @@ describe("chain-updated handler", () => {
       async postEvent(e) { calls.push(`event ${e.severity} ${e.description}`); },
     };
     const handle = createChainUpdatedHandler({
-      chains, engineFor: async () => engine, policy: () => ({ keepLast: 5 }), clock: () => new Date("2025-01-31T02:10:00Z"),
+      chains, engineFor: async () => engine, policy: () => ({ keepLast: 5 }), replicates: () => false, clock: () => new Date("2025-01-31T02:10:00Z"),
       retention: { async apply() { calls.push("retention"); return { removed: ["rp-old"] }; } },
       pointInStore: async () => true,
       log: { info() {}, warn() {}, error() {} },
@@ -48,10 +48,27 @@ describe("chain-updated handler", () => {
     expect((await chains.read("vm-1"))?.restorePoints.find((p) => p.id === "rp0")?.checkpointReleased).toBe(true);
   });
 
+  it("chain-updated - a VM that replicates to DR gets a restore.requested (mode replicate) for the new point, valid by its contract", async () => {
+    const chains = chainsKv(memoryKv());
+    await chains.change({ id: "vm-1", name: "web01" }, (r) => point(r, 0));
+    const handle = createChainUpdatedHandler({
+      chains, policy: () => ({ keepLast: 5 }), replicates: (vm) => vm === "web01", clock: () => new Date("2025-01-31T02:10:00Z"),
+      engineFor: async () => ({ async removeCheckpoint() {}, async postEvent() {} }),
+      retention: { async apply() { return { removed: [] }; } },
+      pointInStore: async () => true,
+      log: { info() {}, warn() {}, error() {} },
+    });
+    const out = await handle({ id: "x", time: "2025-01-31T02:05:00Z", correlationId: "run-1", runId: "run-1", vm: { id: "vm-1", name: "web01" }, restorePoint: { id: "rp0", time: "2025-01-31T02:00:00Z", kind: "full", disks: [{ id: "d1", layer: { path: "web01/d1/x.full.qcow2", size: 1 }, checksum: sum }] } });
+    expect(out.map((o) => o.subject)).toEqual(["restore.requested", "backup.completed"]);
+    expect(out[0]!.event).toMatchObject({ vm: "web01", restorePoint: "rp0", target: "dr", mode: "replicate", correlationId: "run-1" });
+    const { restoreRequested } = await import("../../contracts/restore-requested.ts");
+    expect(restoreRequested.validateOutbound(out[0]!.event).ok).toBe(true);
+  });
+
   it("chain-updated - a permanent failure rethrows and posts nothing itself (functions/alerts alerts from backup.failed)", async () => {
     const calls: string[] = [];
     const handle = createChainUpdatedHandler({
-      chains: chainsKv(memoryKv()), policy: () => ({ keepLast: 5 }), clock: () => new Date(),
+      chains: chainsKv(memoryKv()), policy: () => ({ keepLast: 5 }), replicates: () => false, clock: () => new Date(),
       engineFor: async () => ({ async removeCheckpoint() {}, async postEvent(e) { calls.push(e.severity); } }),
       retention: { async apply() { const { PermanentError } = await import("../../contracts/errors.ts"); throw new PermanentError("STORE_BROKEN", "layer missing"); } },
       pointInStore: async () => true,
@@ -64,7 +81,7 @@ describe("chain-updated handler", () => {
   it("chain-updated - a point the store does not hold (a forged event) is refused: no retention, no audit event, no backup.completed", async () => {
     const calls: string[] = [];
     const handle = createChainUpdatedHandler({
-      chains: chainsKv(memoryKv()), policy: () => ({ keepLast: 5 }), clock: () => new Date(),
+      chains: chainsKv(memoryKv()), policy: () => ({ keepLast: 5 }), replicates: () => false, clock: () => new Date(),
       engineFor: async () => ({ async removeCheckpoint() { calls.push("remove"); }, async postEvent(e) { calls.push(e.severity); } }),
       retention: { async apply() { calls.push("retention"); return { removed: [] }; } },
       pointInStore: async (_vm, point) => { calls.push(`check ${point.id} ${point.disks.join(",")}`); return false; },

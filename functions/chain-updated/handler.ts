@@ -1,7 +1,8 @@
 /**
  * chain.updated → retention by the VM's policy (never breaking a kept point), release of engine
  * checkpoints Ferry no longer needs (only its own: the ones its chain records), the result in the
- * source engine's audit log, backup.completed. The restore point must be in the store: an event
+ * source engine's audit log, backup.completed — and, for a VM with replicateToDr, a
+ * restore.requested in mode replicate for the new point. The restore point must be in the store: an event
  * naming a point the store does not hold (forged, or from another deployment) announces nothing.
  * Retention runs under the run's VM lease (handed on by backup-requested), released at the end.
  * A failure for good is announced by the runtime (backup.failed) and alerted by functions/alerts.
@@ -35,6 +36,8 @@ export interface ChainUpdatedDeps {
   readonly pointInStore: PointInStore;
   readonly engineFor: (vmId: string, runId?: string) => Promise<ChainUpdatedEngine | undefined>;
   readonly policy: (vmName: string) => RetentionPolicy;
+  /** The VM keeps a DR copy (config vms.<vm>.replicateToDr): each new point is replicated. */
+  readonly replicates: (vmName: string) => boolean;
   readonly clock: () => Date;
   readonly log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void };
 }
@@ -90,7 +93,24 @@ export function createChainUpdatedHandler(deps: ChainUpdatedDeps) {
       })
       .catch((err: unknown) => deps.log.warn({ err, vm: ev.vm.name }, "could not post the result to the engine audit log"));
 
+    const replicate = deps.replicates(ev.vm.name)
+      ? [
+          {
+            subject: "restore.requested" as const,
+            event: {
+              id: `${ev.vm.id}:${ev.restorePoint.id}:restore.requested`,
+              time: now.toISOString(),
+              correlationId: ev.correlationId,
+              vm: ev.vm.name,
+              restorePoint: ev.restorePoint.id,
+              target: "dr",
+              mode: "replicate" as const,
+            },
+          },
+        ]
+      : [];
     return [
+      ...replicate,
       {
         subject: "backup.completed" as const,
         event: {

@@ -47,6 +47,7 @@ export function createChainUpdatedDeps(w: BackupWiring, log: Log, clock: () => D
     pointInStore: storePointCheck(w),
     engineFor: (_vmId, runId) => w.engineForRun(runId),
     policy: w.settings.retention,
+    replicates: w.settings.replicates ?? (() => false),
     clock,
     log,
   };

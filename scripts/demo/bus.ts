@@ -13,7 +13,7 @@ export interface BusEvent {
 }
 
 export interface Outcome {
-  readonly subject: "backup.completed" | "backup.failed" | "backup.requested.rejected";
+  readonly subject: "backup.completed" | "backup.failed" | "backup.requested.rejected" | "restore.completed" | "restore.failed" | "restore.requested.rejected";
   readonly event: Record<string, unknown>;
   /** disk.transferred events of the same request. */
   readonly disks: Record<string, unknown>[];
@@ -36,8 +36,8 @@ export interface Bus {
   close(): Promise<void>;
 }
 
-const SUBJECTS = ["backup.>", "disk.>", "chain.>", "transfer.progress"];
-const OUTCOMES = new Set(["backup.completed", "backup.failed", "backup.requested.rejected"]);
+const SUBJECTS = ["backup.>", "disk.>", "chain.>", "restore.>", "transfer.progress"];
+const OUTCOMES = new Set(["backup.completed", "backup.failed", "backup.requested.rejected", "restore.completed", "restore.failed", "restore.requested.rejected"]);
 
 export async function openBus(url: string): Promise<Bus> {
   const nc = await connect({ servers: url, name: "ferry-demo", reconnect: false, timeout: 10_000 });

@@ -43,6 +43,8 @@ export async function writeDemoConfig(o: {
     },
     store: { path: "./backups" },
     nats: { servers: [o.natsUrl], replicas: 1 },
+    // Where restore.requested puts VMs on the DR engine (the lab's default cluster and NFS domain).
+    restore: { cluster: "Default", storageDomain: "data" },
     defaults: {
       schedule: { days: "1111111", time: "02:00" },
       // No weekly full day: the demo's second backup must be incremental whatever the day.
