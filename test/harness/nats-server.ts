@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative, resolve } from "node:path";
 
 const SETPRIV = "/usr/bin/setpriv";
 
@@ -29,6 +29,12 @@ export interface NatsServerOptions {
   readonly bin?: string;
   /** Extra config file text appended to the generated config (accounts, limits, ...). */
   readonly extraConfig?: string;
+  /**
+   * A config file to include after the generated config (e.g. infra/nats/auth.conf), as the file
+   * itself: nats-server resolves includes relative to the including file, so it is referenced by
+   * its path relative to the store dir. `$VAR`s in it come from this process's environment.
+   */
+  readonly include?: string;
   /** Start timeout. Default 15 s (the machine is shared). */
   readonly timeoutMs?: number;
   /** Keep the store dir on stop (e.g. to restart on it). */
@@ -47,6 +53,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
       "port: -1",
       `jetstream { store_dir: ${JSON.stringify(join(dir, "js"))}, max_memory_store: 64MB, max_file_store: 4GB }`,
       opts.extraConfig ?? "",
+      opts.include ? `include ${JSON.stringify(relative(dir, resolve(opts.include)))}` : "",
     ].join("\n"),
   );
   // setpriv --pdeathsig: the server dies with the test worker even when afterAll never runs (a
