@@ -114,6 +114,8 @@ export async function download(p: DownloadParams): Promise<DownloadResult> {
       else if (action === BlockAction.reuse) digests.reuse(i);
     });
 
+    // Set first: a cancel can kill qemu-img after it made the file (the name is ours alone).
+    created = true;
     await qemuImg.create({
       path: tmp,
       format: "qcow2",
@@ -122,7 +124,6 @@ export async function download(p: DownloadParams): Promise<DownloadResult> {
       backing: backingPath ? { path: relativeBacking(output, backingPath), format: "qcow2" } : undefined,
       signal,
     });
-    created = true;
     await chmod(tmp, 0o600);
 
     sockDir = await mkdtemp(join(tmpdir(), "ferry-dl-"));

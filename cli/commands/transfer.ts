@@ -50,6 +50,49 @@ const MiB = 1024 * 1024;
 
 class UsageError extends Error {}
 
+/** 128 + the signal's number: what a shell reports for a command ended by that signal. */
+const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
+type StopSignal = keyof typeof SIGNAL_EXIT;
+
+class InterruptedError extends Error {
+  constructor(readonly signal: StopSignal) {
+    super(`interrupted by ${signal}`);
+  }
+}
+
+/**
+ * SIGINT and SIGTERM stop the transfer through its abort signal, so the dataplane removes the
+ * partial layer and its temp directory and stops its qemu-nbd before the process exits. The
+ * listeners stay installed (`on`, not `once`) until that cleanup is done: execa's exit hook
+ * (signal-exit, loaded with the first qemu-nbd) acts only when it is the last listener of a
+ * signal, and then kills the children and re-raises the signal, ending the process before any
+ * cleanup ran. A repeated signal during the cleanup is ignored.
+ */
+function stopOnSignals(io: CommandIO): { signal: AbortSignal; check(err: unknown): unknown; dispose(): void } {
+  const controller = new AbortController();
+  let caught: StopSignal | undefined;
+  const handlers = (Object.keys(SIGNAL_EXIT) as StopSignal[]).map((name) => {
+    const handler = () => {
+      caught ??= name;
+      if (!controller.signal.aborted) controller.abort(new InterruptedError(name));
+    };
+    process.on(name, handler);
+    return [name, handler] as const;
+  });
+  const follow = () => controller.abort(io.signal.reason);
+  if (io.signal.aborted) follow();
+  else io.signal.addEventListener("abort", follow, { once: true });
+  return {
+    signal: controller.signal,
+    /** The error to report: an interruption when a signal came, whatever the transfer then failed with. */
+    check: (err) => (caught ? new InterruptedError(caught) : err),
+    dispose() {
+      io.signal.removeEventListener("abort", follow);
+      for (const [name, handler] of handlers) process.off(name, handler);
+    },
+  };
+}
+
 function positionals(args: string[], n: number, names: string): string[] {
   if (args.length !== n) throw new UsageError(`expected ${names}`);
   return args;
@@ -171,6 +214,7 @@ async function runDownload(args: string[], io: CommandIO): Promise<number> {
   const caPem = await readCa(values.ca, io.cwd);
   const previousDigests = values["previous-digests"] ? await readDigestsFile(resolve(io.cwd, values["previous-digests"])) : undefined;
   const bar = progressReporter(io, "download");
+  const stop = stopOnSignals(io);
   try {
     const r = await download({
       transferUrl: url!,
@@ -181,7 +225,9 @@ async function runDownload(args: string[], io: CommandIO): Promise<number> {
       connections: parseConnections(values.connections),
       previousDigests,
       onProgress: (p) => bar.update(p),
-      signal: io.signal,
+      signal: stop.signal,
+    }).catch((err: unknown) => {
+      throw stop.check(err);
     });
     bar.end();
     if (values.digests) {
@@ -191,6 +237,7 @@ async function runDownload(args: string[], io: CommandIO): Promise<number> {
     return ExitCode.ok;
   } finally {
     bar.end();
+    stop.dispose();
   }
 }
 
@@ -210,6 +257,7 @@ async function runUpload(args: string[], io: CommandIO): Promise<number> {
   checkUrl(url!);
   const caPem = await readCa(values.ca, io.cwd);
   const bar = progressReporter(io, "upload");
+  const stop = stopOnSignals(io);
   try {
     const r = await upload({
       image: resolve(io.cwd, image!),
@@ -219,22 +267,33 @@ async function runUpload(args: string[], io: CommandIO): Promise<number> {
       connections: parseConnections(values.connections),
       diskIsZero: values["disk-is-zero"],
       onProgress: (p) => bar.update(p),
-      signal: io.signal,
+      signal: stop.signal,
+    }).catch((err: unknown) => {
+      throw stop.check(err);
     });
     bar.end();
     summary(io, values.json, { operation: "upload", ...r });
     return ExitCode.ok;
   } finally {
     bar.end();
+    stop.dispose();
   }
 }
 
 async function runChecksum(args: string[], io: CommandIO): Promise<number> {
   const { values, positionals: pos } = parseArgs({ args, allowPositionals: true, options: { format: { type: "string" } } });
   const [image] = positionals(pos, 1, "<image>");
-  const d = await digestLocalImage({ image: resolve(io.cwd, image!), format: parseFormat(values.format), signal: io.signal });
-  io.stdout.write(`${formatChecksumJson(checksumResult(d))}\n`);
-  return ExitCode.ok;
+  const format = parseFormat(values.format);
+  const stop = stopOnSignals(io);
+  try {
+    const d = await digestLocalImage({ image: resolve(io.cwd, image!), format, signal: stop.signal }).catch((err: unknown) => {
+      throw stop.check(err);
+    });
+    io.stdout.write(`${formatChecksumJson(checksumResult(d))}\n`);
+    return ExitCode.ok;
+  } finally {
+    stop.dispose();
+  }
 }
 
 const transfer: Command = {
@@ -255,6 +314,10 @@ const transfer: Command = {
           throw new UsageError(sub ? `unknown subcommand '${sub}'` : "missing subcommand");
       }
     } catch (err) {
+      if (err instanceof InterruptedError) {
+        io.stderr.write("ferry transfer: interrupted\n");
+        return SIGNAL_EXIT[err.signal];
+      }
       const urlHint = rest.find((a) => /^https?:\/\//.test(a));
       if (err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
         io.stderr.write(`ferry transfer: ${redactText((err as Error).message)}\n\n${usage}`);
