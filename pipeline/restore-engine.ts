@@ -5,13 +5,16 @@
  * off. Every wait is the adapter's typed state machine; closes are idempotent (gone = done).
  */
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
+  DiskTimeoutError,
   DuplicateEventError,
   NotFoundError,
   TransferFailedError,
   createDisk,
   finalizeTransfer,
   openTransfer,
+  waitForTransferFinished,
   waitForVmStatus,
   type AttachDisk,
   type EngineClient,
@@ -44,6 +47,13 @@ export interface RestoreEngine {
   finalizeTransfer(id: string, diskId: string, direction: "upload" | "download", signal?: AbortSignal): Promise<void>;
   /** Cancel a transfer (an upload's disk is then removed by the engine); one already gone is fine. */
   cancelTransfer(id: string): Promise<void>;
+  /** Cancel a transfer that is still active and wait until it is over (finished, or gone), so its disk is unlocked. */
+  closeTransfer(id: string): Promise<void>;
+  /**
+   * Close every transfer of a disk that is not over. A transfer id is the engine's, known only
+   * once the POST returns: a worker killed in between never journaled it, so cleanup asks the engine.
+   */
+  closeTransfersOf(diskId: string): Promise<void>;
   createVmFromOvf(o: { clusterId: string; name: string; ovf: string; signal?: AbortSignal | undefined }): Promise<TargetVm>;
   attachedDiskIds(vmId: string): Promise<string[]>;
   attachDisk(vmId: string, a: AttachDisk): Promise<void>;
@@ -106,6 +116,15 @@ export function createRestoreEngine(client: EngineClient, o: { name: string; caP
       );
     },
     async removeDisk(id) {
+      // A disk still being created or written is locked: wait for it (bounded), then remove it.
+      const deadline = performance.now() + 300_000;
+      for (;;) {
+        const d = await gone(client.disks.get(id));
+        if (!d) return;
+        if (d.status !== "locked") break;
+        if (performance.now() > deadline) throw new DiskTimeoutError(id, "locked");
+        await sleep(o.pollMs ?? 1000);
+      }
       await gone(client.disks.remove(id));
     },
     async openTransfer(diskId, direction, signal) {
@@ -123,6 +142,22 @@ export function createRestoreEngine(client: EngineClient, o: { name: string; caP
         await gone(client.imageTransfers.cancel(id));
       } catch (err) {
         if (!(err instanceof TransferFailedError)) throw err;
+      }
+    },
+    async closeTransfer(id) {
+      const t = await gone(client.imageTransfers.get(id));
+      if (!t || t.phase.startsWith("finished_")) return;
+      if (!t.phase.startsWith("finalizing_") && !t.phase.startsWith("cancelled")) await gone(client.imageTransfers.cancel(id));
+      try {
+        // A finalize or cancel in progress holds the disk locked until it is over.
+        await waitForTransferFinished(client, id, t.image?.id ?? t.disk?.id ?? "", wait(300_000));
+      } catch (err) {
+        if (!(err instanceof TransferFailedError)) throw err; // ended failed or cancelled: over all the same
+      }
+    },
+    async closeTransfersOf(diskId) {
+      for (const t of await client.imageTransfers.list()) {
+        if ((t.image?.id ?? t.disk?.id) === diskId && !t.phase.startsWith("finished_")) await this.closeTransfer(t.id);
       }
     },
     async createVmFromOvf(v) {

@@ -8,11 +8,15 @@ import type { RestoreEngine } from "./restore-engine.ts";
 import type { RestoreJournal, RestoreRun } from "./restore-journal.ts";
 
 export async function undoRestore(engine: RestoreEngine, run: RestoreRun, journal: RestoreJournal): Promise<void> {
-  for (const t of run.transfers) if (t.state === "open") await engine.cancelTransfer(t.id).catch(() => undefined);
+  // Transfers first: a disk stays locked until its transfer is over.
+  for (const t of run.transfers) if (t.state === "open") await engine.closeTransfer(t.id);
   if (run.vmId) {
     await engine.stopVm(run.vmId, { timeoutMs: 120_000 }).catch(() => undefined);
     await engine.removeVm(run.vmId);
   }
-  for (const d of run.disks) await engine.removeDisk(d.id);
+  for (const d of run.disks) {
+    await engine.closeTransfersOf(d.id);
+    await engine.removeDisk(d.id);
+  }
   await journal.change(run.runId, (cur) => cur && { ...cur, disks: [], transfers: [], vmId: undefined });
 }

@@ -30,6 +30,8 @@ export type Lab = Awaited<ReturnType<typeof startLab>>;
 export interface PipelineOptions {
   /** Run backup-requested in this process (default true; false for the SIGKILL test's child workers). */
   readonly backupWorker?: boolean;
+  /** Run restore-requested in this process (default true; false for the restore SIGKILL test's child workers). */
+  readonly restoreWorker?: boolean;
   readonly ackWaitMs?: number;
   readonly maxDeliver?: number;
   readonly backoffMs?: readonly number[];
@@ -128,8 +130,8 @@ async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unk
     chainUpdatedFunction(createChainUpdatedDeps(wiring, log, clock), { ackWaitMs: 20_000, maxDeliver: 3, backoffMs: [200, 500] }),
     // Failure alerts in the engine audit log come from their own function, as in production.
     alertsFunction(createAlertsFor(wiring, await kvm.open(buckets.alerts), log), { ackWaitMs: 10_000, maxDeliver: 5, backoffMs: [200, 500] }),
-    restoreRequestedFunction({ ...restoreFunctionDeps(wiring, log, clock), heartbeatMs: 2000 }, { ackWaitMs: 20_000, maxDeliver: 3, backoffMs: [500, 1000] }),
   ];
+  if (o.restoreWorker ?? true) defs.push(restoreRequestedFunction({ ...restoreFunctionDeps(wiring, log, clock), heartbeatMs: 2000 }, { ackWaitMs: 20_000, maxDeliver: 3, backoffMs: [500, 1000] }));
   if (o.backupWorker ?? true) defs.unshift(backupRequestedFunction({ ...deps.backupRequested, heartbeatMs: 2000 }, policy));
   const workerConfigFile = join(dir, "worker.json");
   await writeFile(workerConfigFile, JSON.stringify({ natsUrl: nats.url, settings: { ...settings, fullPolicy: undefined, retention: undefined }, policy }), { mode: 0o600 });

@@ -111,6 +111,7 @@ export function createRestoreHandler(deps: RestoreDeps) {
       // A previous attempt of this run died part-way: remove what it made, then start clean.
       if (run!.disks.length || run!.vmId || run!.transfers.some((t) => t.state === "open")) {
         await note("cleanup of an interrupted attempt", { disks: run!.disks.map((d) => d.id), vmId: run!.vmId });
+        deps.log.info({ runId, disks: run!.disks.length, transfers: run!.transfers.filter((t) => t.state === "open").length, vmId: run!.vmId }, "removing what an interrupted restore attempt created");
         await undo(engine, run!);
       }
       await change((r) => ({ ...r, phase: "started", attempt: r.attempt + 1, owner: deps.owner, disks: [], transfers: [], vmId: undefined, error: undefined }));
@@ -130,7 +131,7 @@ export function createRestoreHandler(deps: RestoreDeps) {
       for (const d of plan.disks) uploaded += await restoreDisk(engine, plan, d);
 
       let vmId: string | undefined;
-      let bootTest: { ok: boolean; seconds: number; detail?: string } | undefined;
+      let bootTest: { ok: boolean; seconds: number; why?: string } | undefined;
       if (!req.disks?.length) {
         if (plan.replaces) {
           await note("removing the VM being replaced", { vmId: plan.replaces.id });
@@ -145,17 +146,18 @@ export function createRestoreHandler(deps: RestoreDeps) {
             bootTest = { ok: true, seconds: (performance.now() - t0) / 1000 };
           } catch (err) {
             if (mode !== "test") throw new BootFailedError(name, err instanceof Error ? err.message : String(err));
-            bootTest = { ok: false, seconds: (performance.now() - t0) / 1000, detail: redactText(err instanceof Error ? err.message : String(err)).slice(0, 1000) };
+            bootTest = { ok: false, seconds: (performance.now() - t0) / 1000, why: redactText(err instanceof Error ? err.message : String(err)).slice(0, 1000) };
           }
           await note("started", bootTest);
         }
       }
       if (mode === "test") {
-        await deps.store.markVerified(req.vm, plan.point.id, { time: deps.clock().toISOString(), ok: bootTest!.ok, ...(bootTest!.detail ? { detail: bootTest!.detail } : {}) }, "bootTested");
+        const { ok, why } = bootTest!;
+        await deps.store.markVerified(req.vm, plan.point.id, { time: deps.clock().toISOString(), ok, ...(why ? { detail: why } : {}) }, "bootTested");
         await undo(engine, run!);
         await note("restore test done, VM and disks removed", { ok: bootTest!.ok });
         // The verdict is recorded and nothing is left; a boot that failed fails the run (one alert).
-        if (!bootTest!.ok) throw new BootFailedError(name, bootTest!.detail ?? "it did not reach up");
+        if (!ok) throw new BootFailedError(name, why ?? "it did not reach up");
       }
       const seconds = (deps.clock().getTime() - started.getTime()) / 1000;
       const completed = {
@@ -173,7 +175,7 @@ export function createRestoreHandler(deps: RestoreDeps) {
         bytes: uploaded,
         seconds,
         disks: run!.disks.map((d) => ({ alias: d.alias, sourceId: d.sourceId, ...(mode === "test" ? {} : { id: d.id }), checksum: d.checksum ?? "" })),
-        ...(bootTest && mode === "test" ? { bootTest } : {}),
+        ...(bootTest && mode === "test" ? { bootTest: { ok: bootTest.ok, seconds: bootTest.seconds, ...(bootTest.why ? { detail: bootTest.why } : {}) } } : {}),
       };
       await change((r) => ({ ...r, phase: "done", completed }));
       await note("done", { seconds, bytes: uploaded });
