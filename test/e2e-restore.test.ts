@@ -10,6 +10,32 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStore } from "../adapters/store/mod.ts";
 import { startPipeline, type Pipeline } from "./backup-support.ts";
 import { labState } from "./backup-lab.ts";
+import { PassThrough } from "node:stream";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { main } from "../cli/main.ts";
+
+async function ferry(env: Record<string, string>, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = "";
+  let err = "";
+  stdout.on("data", (b) => (out += String(b)));
+  stderr.on("data", (b) => (err += String(b)));
+  const code = await main(args, { stdout, stderr, env: { NATS_URL: p.nats.url, ...env }, cwd: p.dir, signal: new AbortController().signal });
+  return { code, out, err };
+}
+
+/** A config file for the commands that talk to the engines themselves (--dry-run). */
+async function configFile(): Promise<{ file: string; env: Record<string, string> }> {
+  const engine = (name: string) => {
+    const e = p.lab.engines[name]!;
+    return { url: e.url, user: e.user, passwordEnv: `FERRY_${name.toUpperCase()}_PASSWORD`, caFile: e.caFile };
+  };
+  const file = join(p.dir, "ferry-restore.json");
+  await writeFile(file, JSON.stringify({ engines: { prd: engine("prd"), dr: engine("dr") }, store: { path: p.storePath }, restore: { cluster: "Default", storageDomain: "data" } }), { mode: 0o600 });
+  return { file, env: { FERRY_PRD_PASSWORD: p.lab.engines.prd!.password, FERRY_DR_PASSWORD: p.lab.engines.dr!.password } };
+}
 
 const MiB = 1048576;
 let p: Pipeline;
@@ -133,5 +159,29 @@ describe("restore (lab PRD → DR)", () => {
     expect(await drState()).toEqual(before);
     const manifest = await openStore({ root: p.storePath }).readManifest("web01");
     expect(manifest?.restorePoints.at(-1)?.bootTested).toMatchObject({ ok: false });
+  });
+
+  it("ferry restore --dry-run prints the plan and changes nothing; a missing mapping is refused with every problem (exit 4)", async () => {
+    const before = await drState();
+    const c = await configFile();
+    const plan = await ferry(c.env, "restore", "web01", "--dry-run", "--json", "--config", c.file, "--map-network", "lan=dr-lan", "--name", "web01_plan");
+    expect(plan.code, plan.err).toBe(0);
+    const doc = JSON.parse(plan.out) as { name: string; storageDomain: string; disks: { alias: string; requiredBytes: number }[]; nics: { name: string; vnicProfile: string }[]; requiredBytes: number };
+    expect(doc).toMatchObject({ name: "web01_plan", storageDomain: "data" });
+    expect(doc.disks.map((d) => d.alias).sort()).toEqual(["web01_d1", "web01_d2"]);
+    expect(doc.nics).toEqual([{ name: "nic1", network: "lan", vnicProfile: "dr-lan" }, { name: "nic2", network: "ovirtmgmt", vnicProfile: "ovirtmgmt" }]);
+    expect(doc.requiredBytes).toBe(doc.disks.reduce((n, d) => n + d.requiredBytes, 0));
+    const refused = await ferry(c.env, "restore", "web01", "--dry-run", "--config", c.file, "--storage-domain", "nope");
+    expect(refused.code).toBe(4);
+    expect(refused.err).toMatch(/storage domain 'nope' does not exist on dr/);
+    expect(refused.err).toMatch(/network 'lan' of NIC nic1 has no vNIC profile on dr/);
+    expect(await drState()).toEqual(before);
+  });
+
+  it("ferry restore --wait restores through the bus and prints the outcome", async () => {
+    const r = await ferry({}, "restore", "web01", "--checkpoint", "1", "--name", "web01_cli", "--map-network", "lan=dr-lan", "--wait");
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/restore of web01 completed on dr: VM web01_cli \(\S+\); .* 2 disk\(s\) verified with imageio's checksum/);
+    expect(await p.wiring.engines.get("dr")!.client.vms.findByName("web01_cli")).toBeTruthy();
   });
 });

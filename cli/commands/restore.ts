@@ -5,14 +5,50 @@ import { locateStore } from "../../config/store-location.ts";
 import { ChainError, isSegment } from "../../domain/chain/mod.ts";
 import { EXPORT_FORMATS, ExportError, exportRestorePoint, type ExportFormat, type ExportProgress, type ExportResult } from "../../dataplane/export.ts";
 import { OutputExistsError } from "../../dataplane/layer-file.ts";
-import { ExitCode, type Command, type CommandIO, parseCommandLine } from "../command.ts";
+import { randomUUID } from "node:crypto";
+import { jetstream } from "@nats-io/jetstream";
+import type { NatsConnection, Subscription } from "@nats-io/nats-core";
+import { restoreRequested, type RestoreRequested } from "../../contracts/restore-requested.ts";
+import { isPermanent } from "../../contracts/errors.ts";
+import { createEngineClient } from "../../adapters/ovirt/mod.ts";
+import { ConfigError } from "../../config/load.ts";
+import { resolveConfig } from "../../config/session.ts";
+import { readCaFiles, settingsFromConfig } from "../../pipeline/composition.ts";
+import { planRestore, RestorePreflightError } from "../../pipeline/restore-plan.ts";
+import { createRestoreEngine } from "../../pipeline/restore-engine.ts";
+import { connectForCommand } from "./backup.ts";
+import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandLine } from "../command.ts";
 
-const usage = `Usage: ferry restore <vm> --to-dir DIR [--checkpoint N|latest|<id>] [--format qcow2|raw|ova] [--disk ALIAS]... [options]
+const usage = `Usage: ferry restore <vm> [--checkpoint N|latest|<id>] [--target ENGINE] [--name NAME] [--start] [--replace]
+                    [--disk ALIAS]... [--map-network NET=PROFILE]... [--storage-domain SD] [--cluster C]
+                    [--test] [--dry-run] [--wait] [--json] [--config FILE] [--nats URL]
+       ferry restore <vm> --to-dir DIR [--checkpoint N|latest|<id>] [--format qcow2|raw|ova] [--disk ALIAS]... [options]
 
-Restore without an engine: write a restore point's disks, flattened (the whole qcow2 chain read
-into one standalone image per disk), plus the OVF saved with the point, into DIR. Each disk is then
-read back and checked against the block checksum recorded at backup time.
+ONTO AN ENGINE (default): publishes restore.requested; the restore-requested function checks the
+target first (cluster, storage domain, a vNIC profile for every NIC's network, free space, the
+name), creates the disks, uploads the restore point through imageio, verifies every disk with
+imageio's checksum against the backup, and creates the VM from the saved OVF (name: the VM's
+plus restore.nameSuffix, default "_restored").
 
+  --target ENGINE   the engine to restore onto (default dr)
+  --name NAME       name of the new VM
+  --start           start it and wait for 'up'
+  --replace         a powered-off VM of that name is removed once the new disks are verified
+  --disk ALIAS      only this disk, as a floating disk (repeat for more)
+  --map-network N=P the NICs on network N get vNIC profile P on the target (repeat)
+  --storage-domain SD, --cluster C   where it goes (default: the config's restore.*)
+  --test            a restore test: restore under a temporary name, boot it, record the verdict
+                    on the restore point ('ferry checkpoints': boot-tested), remove it again
+  --dry-run         run only the preflight here (config: engines + store) and print the plan:
+                    what would be created, where, how many bytes; changes nothing
+  --wait            follow the restore: per-disk upload progress, then the outcome
+  --json            the outcome (or the request, or the plan) as JSON on stdout
+  --timeout MIN     give up waiting after MIN minutes (default 240)
+  --nats URL        ${NATS_OPTION_HELP}
+
+TO A DIRECTORY (--to-dir, no engine needed): write a restore point's disks, flattened (the whole
+qcow2 chain read into one standalone image per disk), plus the OVF saved with the point, into DIR.
+Each disk is then read back and checked against the block checksum recorded at backup time.
 Reads the backup store directly: works when NATS and the engines are down.
 
   qcow2 (default)  DIR/<alias>.qcow2 per disk + DIR/<vm>.ovf; sparse, not compressed
@@ -26,27 +62,36 @@ written under hidden temporary names in DIR and renamed only when every file is 
 interrupted (Ctrl-C, SIGTERM) or failed export leaves nothing behind. DIR is created (0700) when
 missing; files are 0600. Progress goes to stderr once a second for disks that take that long.
 
-Without --to-dir, 'ferry restore' will restore onto an engine (restore.requested); that path is
-not in this build yet.
-
-Options:
   --to-dir DIR     write the restore point here
-  --checkpoint N   the restore point: its number from 'ferry checkpoints', 'latest' (default), or its id
   --format F       qcow2 (default), raw or ova
-  --disk ALIAS     only this disk (by alias, or disk id); repeat for more. Default: every disk
   --force          replace existing output files (default: refuse, exit 1)
-  --json           one JSON document: {vm, point: {number, id, time, kind}, format, dir,
-                   files: [{disk, alias, path, bytes, checksum, ok}], ova?}
   --store DIR      the backup store (default: $BACKUP_DIR, else the config's store.path, else ./data/backups)
-  --config FILE    config file (for store.path)
 
-Exit: 0 written and verified, 1 a checksum mismatch, an output file exists (without --force) or
-the export failed, 2 usage (also: no --to-dir), 3 store unavailable, 4 unknown VM, restore point or
-disk, or a bad name (nothing written); 130 / 143 interrupted by SIGINT / SIGTERM (nothing written).
+Common:
+  --checkpoint N   the restore point: its number from 'ferry checkpoints', 'latest' (default), or its id
+  --config FILE    config file
+
+Exit: 0 done (restored and verified; or requested, without --wait; or the plan, with --dry-run),
+1 the restore failed (--wait), a checksum mismatch, an output file exists (without --force) or the
+export failed, 2 usage, 3 NATS, the store or an engine unavailable, 4 bad input or a preflight
+refusal (unknown VM, restore point, disk, mapping; nothing changed); 130 / 143 interrupted by
+SIGINT / SIGTERM (nothing written).
 `;
 
 const options = {
   "to-dir": { type: "string" },
+  target: { type: "string" },
+  name: { type: "string" },
+  start: { type: "boolean" },
+  replace: { type: "boolean" },
+  "map-network": { type: "string", multiple: true },
+  "storage-domain": { type: "string" },
+  cluster: { type: "string" },
+  test: { type: "boolean" },
+  "dry-run": { type: "boolean" },
+  wait: { type: "boolean" },
+  timeout: { type: "string" },
+  nats: { type: "string" },
   checkpoint: { type: "string" },
   format: { type: "string" },
   disk: { type: "string", multiple: true },
@@ -222,17 +267,205 @@ async function restoreToDir(vm: string, parsed: Parsed, io: CommandIO): Promise<
  * `ferry restore <vm>` without --to-dir: restore onto an engine through restore.requested.
  * Not in this build; the engine path replaces this function and leaves restoreToDir alone.
  */
-async function restoreOntoEngine(vm: string, _parsed: Parsed, io: CommandIO): Promise<number> {
-  io.stderr.write(
-    `ferry restore: restoring ${vm} onto an engine (restore.requested) is not available in this build; ` +
-      "use --to-dir DIR to write the restore point's disks and OVF to a directory ('ferry restore --help')\n",
-  );
-  return ExitCode.usage;
+/** The restore.requested this command line asks for; a string is a usage problem. */
+function restoreRequest(vm: string, v: Parsed["values"]): Record<string, unknown> | string {
+  const mappings: Record<string, Record<string, string>> = {};
+  for (const m of v["map-network"] ?? []) {
+    const eq = m.indexOf("=");
+    if (eq <= 0 || eq === m.length - 1) return `--map-network takes NETWORK=PROFILE (got '${m}')`;
+    (mappings.vnicProfiles ??= {})[m.slice(0, eq)] = m.slice(eq + 1);
+  }
+  if (v["storage-domain"]) mappings.storageDomains = { "*": v["storage-domain"] };
+  if (v.cluster) mappings.clusters = { "*": v.cluster };
+  const cp = v.checkpoint;
+  const id = `cli-${randomUUID()}`;
+  return {
+    id, time: new Date().toISOString(), correlationId: id, vm,
+    ...(cp === undefined || cp === "latest" ? {} : /^\d+$/.test(cp) ? { checkpoint: Number(cp) } : { restorePoint: cp }),
+    ...(v.target ? { target: v.target } : {}),
+    ...(v.name ? { name: v.name } : {}),
+    ...(v.start ? { start: true } : {}),
+    ...(v.replace ? { replace: true } : {}),
+    ...(v.disk?.length ? { disks: v.disk } : {}),
+    ...(Object.keys(mappings).length ? { mappings } : {}),
+    ...(v.test ? { mode: "test" } : {}),
+  };
+}
+
+async function restoreOntoEngine(vm: string, parsed: Parsed, io: CommandIO): Promise<number> {
+  const v = parsed.values;
+  if (v.format || v.force) {
+    io.stderr.write("ferry restore: --format and --force go with --to-dir\n");
+    return ExitCode.usage;
+  }
+  const timeoutMin = v.timeout === undefined ? 240 : Number(v.timeout);
+  if (!Number.isFinite(timeoutMin) || timeoutMin <= 0) {
+    io.stderr.write("ferry restore: --timeout must be a positive number of minutes\n");
+    return ExitCode.usage;
+  }
+  const request = restoreRequest(vm, v);
+  if (typeof request === "string") {
+    io.stderr.write(`ferry restore: ${request}\n`);
+    return ExitCode.usage;
+  }
+  const valid = restoreRequested.validate(request);
+  if (!valid.ok) {
+    io.stderr.write(`ferry restore: invalid request: ${valid.reason}\n`);
+    return ExitCode.invalid;
+  }
+  if (v["dry-run"]) return dryRun(valid.value, v, io);
+
+  const connected = await connectForCommand("restore", v, io, { maxReconnectAttempts: -1 });
+  if ("exit" in connected) return connected.exit;
+  const nc = connected.session.nc;
+  const subs: Subscription[] = [];
+  try {
+    const outcome = v.wait ? followRestore(nc, subs, request as { id: string; vm: string }, io, !!v.json, timeoutMin * 60_000) : undefined;
+    await jetstream(nc).publish("restore.requested", JSON.stringify(request), { msgID: String(request.id) });
+    if (!v.wait) {
+      if (v.json) io.stdout.write(`${JSON.stringify(request)}\n`);
+      else io.stdout.write(`restore of ${vm} requested (id ${String(request.id)}); follow it with: ferry events 'restore.>'\n`);
+      return ExitCode.ok;
+    }
+    return await outcome!;
+  } catch (err) {
+    io.stderr.write(`ferry restore: ${(err as Error).message}\n`);
+    return ExitCode.unavailable;
+  } finally {
+    for (const sub of subs) sub.unsubscribe();
+    await nc.drain().catch(() => undefined);
+  }
+}
+
+/** The preflight, run here against the target engine and the store: prints the plan, changes nothing. */
+async function dryRun(req: RestoreRequested, v: Parsed["values"], io: CommandIO): Promise<number> {
+  let config;
+  try {
+    config = await resolveConfig({ configFlag: v.config, env: io.env, cwd: io.cwd });
+  } catch (err) {
+    io.stderr.write(`ferry restore: ${(err as Error).message}\n`);
+    return err instanceof ConfigError ? ExitCode.invalid : ExitCode.unavailable;
+  }
+  const target = req.target ?? "dr";
+  const engine = config.engines[target];
+  if (!engine) {
+    io.stderr.write(`ferry restore: engine '${target}' is not in the config (engines: ${Object.keys(config.engines).join(", ") || "none"})\n`);
+    return ExitCode.invalid;
+  }
+  const caPems = await readCaFiles(config.engines);
+  const settings = settingsFromConfig(config, caPems).restore!;
+  const where = await locateStore({ flag: v.store, configFlag: v.config, env: io.env, cwd: io.cwd });
+  const client = createEngineClient({ url: engine.url, user: engine.user, password: engine.password, caPem: caPems[target], insecure: engine.insecure ?? false, correlationId: "ferry-restore-dry-run" });
+  try {
+    const plan = await planRestore(
+      { store: openStore({ root: where.root }), engine: createRestoreEngine(client, { name: target, caPem: caPems[target], insecure: engine.insecure }) },
+      {
+        vm: req.vm, point: req.restorePoint ?? req.checkpoint ?? "latest", target,
+        name: req.mode === "test" ? `${req.vm}-restoretest-…` : (req.name ?? `${req.vm}${settings.nameSuffix}`),
+        replace: req.replace ?? settings.replaceExisting, disks: req.disks, mappings: req.mappings, cluster: settings.cluster, storageDomain: settings.storageDomain,
+      },
+    );
+    const doc = {
+      vm: plan.vm.name, point: plan.point, target, name: plan.name, cluster: plan.cluster.name, storageDomain: plan.storageDomain.name,
+      disks: plan.disks.map((d) => ({ alias: d.alias, virtualSize: d.virtualSize, requiredBytes: d.requiredBytes, interface: d.interface, bootable: d.bootable })),
+      nics: plan.nics.map((n) => ({ name: n.name, network: n.network, vnicProfile: n.vnicProfile?.name ?? null })),
+      requiredBytes: plan.requiredBytes, ...(plan.storageDomain.available !== undefined ? { available: plan.storageDomain.available } : {}),
+      ...(plan.replaces ? { replaces: plan.replaces.id } : {}),
+    };
+    if (v.json) io.stdout.write(`${JSON.stringify(doc)}\n`);
+    else {
+      io.stdout.write(`restore plan (nothing was changed): restore point #${plan.point.number} of ${plan.vm.name} (${plan.point.time.slice(0, 19).replace("T", " ")} UTC, ${plan.point.kind})\n`);
+      io.stdout.write(`  onto ${target} as VM ${plan.name}${plan.replaces ? ` (replacing the powered-off VM ${plan.replaces.id})` : ""} in cluster ${plan.cluster.name}\n`);
+      io.stdout.write(`  storage domain ${plan.storageDomain.name}: ${bytes(plan.requiredBytes)} needed${plan.storageDomain.available !== undefined ? `, ${bytes(plan.storageDomain.available)} free` : ""}\n`);
+      for (const d of doc.disks) io.stdout.write(`  disk ${d.alias}: ${bytes(d.virtualSize)} virtual, ${bytes(d.requiredBytes)} to allocate, ${d.interface}${d.bootable ? ", bootable" : ""}\n`);
+      for (const n of doc.nics) io.stdout.write(`  NIC ${n.name}: network ${n.network || "(none)"} → vNIC profile ${n.vnicProfile ?? "(none)"}\n`);
+    }
+    return ExitCode.ok;
+  } catch (err) {
+    if (err instanceof RestorePreflightError) {
+      io.stderr.write(`ferry restore: the restore would be refused:\n${err.problems.map((p) => `  - ${p}`).join("\n")}\n`);
+      return ExitCode.invalid;
+    }
+    if (err instanceof StoreError || err instanceof ChainError) {
+      io.stderr.write(`ferry restore: ${err.message}\n`);
+      return err.code === "STORE_UNAVAILABLE" ? ExitCode.unavailable : ExitCode.invalid;
+    }
+    io.stderr.write(`ferry restore: ${(err as Error).message}\n`);
+    return isPermanent(err) ? ExitCode.failed : ExitCode.unavailable;
+  } finally {
+    await client.close().catch(() => undefined);
+  }
+}
+
+function followRestore(nc: NatsConnection, subs: Subscription[], request: { id: string; vm: string }, io: CommandIO, json: boolean, timeoutMs: number): Promise<number> {
+  const disks = new Map<string, { bytes: number; total: number }>();
+  const tty = (io.stderr as { isTTY?: boolean }).isTTY === true;
+  let lastLine = 0;
+  return new Promise<number>((resolve) => {
+    const done = (code: number) => {
+      clearTimeout(timer);
+      resolve(code);
+    };
+    const timer = setTimeout(() => {
+      io.stderr.write(`\nferry restore: no outcome after ${Math.round(timeoutMs / 60_000)} min; the restore may still be running\n`);
+      done(ExitCode.failed);
+    }, timeoutMs);
+    io.signal.addEventListener("abort", () => done(ExitCode.failed), { once: true });
+    const listen = (subject: string, on: (e: Record<string, unknown>) => void) => {
+      subs.push(
+        nc.subscribe(subject, {
+          callback: (_err, msg) => {
+            let e: Record<string, unknown>;
+            try {
+              e = msg.json<Record<string, unknown>>();
+            } catch {
+              return;
+            }
+            if (e.correlationId === request.id) on(e);
+          },
+        }),
+      );
+    };
+    listen("transfer.progress", (e) => {
+      disks.set(String(e.disk), { bytes: Number(e.bytes), total: Number(e.total) });
+      if (json) return;
+      const now = Date.now();
+      const line = `${request.vm}: ${[...disks].map(([id, p]) => `${id.slice(0, 8)} ${p.total ? Math.min(100, Math.floor((p.bytes / p.total) * 100)) : 100}% ${bytes(p.bytes)}/${bytes(p.total)}`).join("  ")}`;
+      if (tty) io.stderr.write(`\r${line}`);
+      else if (now - lastLine > 5000) {
+        lastLine = now;
+        io.stderr.write(`${line}\n`);
+      }
+    });
+    listen("restore.completed", (e) => {
+      if (tty && disks.size) io.stderr.write("\n");
+      if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
+      else {
+        const ds = (e.disks as { alias: string; checksum: string }[] | undefined) ?? [];
+        const boot = e.bootTest as { ok: boolean; seconds: number } | undefined;
+        io.stdout.write(
+          `restore of ${request.vm} completed on ${String(e.target)}: ${e.mode === "test" ? `restore test booted in ${boot?.seconds.toFixed(1)} s, removed again` : `VM ${String(e.name)}${e.vmId ? ` (${String(e.vmId)})` : ""}${e.started ? ", started" : ""}`}; ` +
+            `${bytes(Number(e.bytes))} uploaded in ${Number(e.seconds).toFixed(1)} s; ${ds.length} disk(s) verified with imageio's checksum\n`,
+        );
+      }
+      done(ExitCode.ok);
+    });
+    listen("restore.failed", (e) => {
+      if (tty && disks.size) io.stderr.write("\n");
+      if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
+      else io.stderr.write(`restore of ${request.vm} failed (${String(e.code)}): ${String(e.message)}\n`);
+      done(e.code === "RESTORE_PREFLIGHT" ? ExitCode.invalid : ExitCode.failed);
+    });
+    listen("restore.requested.rejected", (e) => {
+      io.stderr.write(`restore request rejected: ${String(e.reason)}\n`);
+      done(ExitCode.invalid);
+    });
+  });
 }
 
 const command: Command = {
   name: "restore",
-  summary: "write a restore point's disks (qcow2, raw or one OVA) and OVF to a directory, checked against the backup",
+  summary: "restore a restore point as a VM on an engine (restore.requested), or its disks to a directory (--to-dir)",
   usage,
   async run(args: string[], io: CommandIO): Promise<number> {
     const parsed = parseCommandLine("restore", args, options, io);
