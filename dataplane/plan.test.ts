@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   BlockAction,
   MiB,
+  restrictSegments,
   SegmentKind,
   blockSegments,
   downloadSegments,
@@ -118,5 +119,28 @@ describe("plan", () => {
     ];
     expect(uploadSegments(ext, { diskIsZero: false }).map((s) => s.kind)).toEqual(["copy", "zero", "zero", "copy"]);
     expect(uploadSegments(ext, { diskIsZero: true }).map((s) => s.kind)).toEqual(["copy", "skip-zero", "skip-zero", "copy"]);
+  });
+});
+
+describe("restrictSegments", () => {
+  it("restrictSegments - outside the ranges becomes keep (never bridged), inside keeps its kind", () => {
+    const segs = [
+      { offset: 0, length: 100, kind: SegmentKind.copy },
+      { offset: 100, length: 100, kind: SegmentKind.zero },
+      { offset: 200, length: 100, kind: SegmentKind.copy },
+    ];
+    expect(restrictSegments(segs, [{ offset: 50, length: 100 }, { offset: 250, length: 10 }])).toEqual([
+      { offset: 0, length: 50, kind: SegmentKind.keep },
+      { offset: 50, length: 50, kind: SegmentKind.copy },
+      { offset: 100, length: 50, kind: SegmentKind.zero },
+      { offset: 150, length: 50, kind: SegmentKind.keep },
+      { offset: 200, length: 50, kind: SegmentKind.keep },
+      { offset: 250, length: 10, kind: SegmentKind.copy },
+      { offset: 260, length: 40, kind: SegmentKind.keep },
+    ]);
+    // Two copy ranges with kept bytes between them are fetched separately: the kept bytes stay on the target.
+    const plan = planTransfer(restrictSegments([{ offset: 0, length: 8 * MiB, kind: SegmentKind.copy }], [{ offset: 0, length: 4096 }, { offset: 8192, length: 4096 }]), { blockSize: 4 * MiB, hash: false });
+    expect(plan.items.flatMap((i) => i.fetches)).toEqual([{ offset: 0, length: 4096 }, { offset: 8192, length: 4096 }]);
+    expect(plan.copyBytes).toBe(8192);
   });
 });

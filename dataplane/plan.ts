@@ -75,6 +75,31 @@ export interface TransferPlan {
 
 export class ExtentMapError extends PermanentError {}
 
+/**
+ * Segments limited to byte ranges: outside them everything becomes `keep` (left as it is on the
+ * target, never bridged by a coalesced fetch), inside them the segments stay as they are. For
+ * refreshing a copy in place with only what changed.
+ */
+export function restrictSegments(segments: readonly Segment[], ranges: readonly Range[]): Segment[] {
+  const sorted = [...ranges].filter((r) => r.length > 0).sort((a, b) => a.offset - b.offset);
+  const out: Segment[] = [];
+  for (const s of segments) {
+    let pos = s.offset;
+    const end = s.offset + s.length;
+    for (const r of sorted) {
+      const rs = Math.max(r.offset, s.offset);
+      const re = Math.min(r.offset + r.length, end);
+      if (re <= rs || re <= pos) continue;
+      const from = Math.max(rs, pos);
+      if (from > pos) out.push({ offset: pos, length: from - pos, kind: SegmentKind.keep });
+      out.push({ offset: from, length: re - from, kind: s.kind });
+      pos = re;
+    }
+    if (pos < end) out.push({ offset: pos, length: end - pos, kind: SegmentKind.keep });
+  }
+  return out;
+}
+
 /** Checks that segments tile [0, virtualSize) and merges neighbours of the same kind. */
 export function normalizeSegments(segments: readonly Segment[], virtualSize?: number): Segment[] {
   const out: Segment[] = [];
@@ -107,6 +132,8 @@ export interface PlanOptions {
   maxZeroSize?: number;
   /** Whether an unchanged block may take the previous point's digest. */
   canReuse?: (blockIndex: number) => boolean;
+  /** Compute block digests (default true). false: only copy and zero work, no checksum. */
+  hash?: boolean;
 }
 
 export function planTransfer(input: readonly Segment[], o: PlanOptions): TransferPlan {
@@ -147,7 +174,7 @@ export function planTransfer(input: readonly Segment[], o: PlanOptions): Transfe
       if (!readsAsZero(k)) allZero = false;
       if (k !== SegmentKind.keep) allKeep = false;
     }
-    blocks[b] = allZero ? BlockAction.zero : allKeep && canReuse(b) ? BlockAction.reuse : BlockAction.hash;
+    blocks[b] = allZero || o.hash === false ? BlockAction.zero : allKeep && canReuse(b) ? BlockAction.reuse : BlockAction.hash;
   }
 
   // Windows that copy data or hash a block become work items.

@@ -13,7 +13,7 @@ import { BLOCK_SIZE, DigestBuilder, checksumHex } from "./blkhash.ts";
 import { DEFAULT_CONNECTIONS } from "./download.ts";
 import { hashItemBlocks, type Fetched } from "./item-hash.ts";
 import { detectFormat, openLocalImage, readLocal, type LocalImage } from "./local-image.ts";
-import { BlockAction, PIECE_SIZE, planTransfer, uploadSegments } from "./plan.ts";
+import { BlockAction, PIECE_SIZE, planTransfer, restrictSegments, uploadSegments } from "./plan.ts";
 import { runPool, runStagedPool } from "./pool.ts";
 import { throttledProgress, type ProgressCallback } from "./progress.ts";
 
@@ -28,6 +28,12 @@ export interface UploadParams {
   connections?: number;
   /** The target disk is new and reads as zeroes: zero ranges need not be sent. */
   diskIsZero?: boolean;
+  /**
+   * Write only these byte ranges (their data, or zeroes where the image reads as zero) and leave
+   * the rest of the target as it is: refreshing a copy in place with what changed. No local
+   * checksum is computed then (`checksum` is empty): verify the target with imageio's.
+   */
+  only?: readonly { offset: number; length: number }[];
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
   pieceSize?: number;
@@ -85,8 +91,9 @@ export async function upload(p: UploadParams): Promise<UploadResult> {
         });
       }
     }
-    const segments = uploadSegments(await img.allocation(), { diskIsZero: !!p.diskIsZero });
-    const plan = planTransfer(segments, { blockSize: BLOCK_SIZE, pieceSize: p.pieceSize ?? PIECE_SIZE });
+    const all = uploadSegments(await img.allocation(), { diskIsZero: !!p.diskIsZero && !p.only });
+    const segments = p.only ? restrictSegments(all, p.only) : all;
+    const plan = planTransfer(segments, { blockSize: BLOCK_SIZE, pieceSize: p.pieceSize ?? PIECE_SIZE, hash: !p.only });
     const digests = new DigestBuilder(img.size, BLOCK_SIZE);
     plan.blocks.forEach((a, i) => {
       if (a === BlockAction.zero) digests.setZero(i);
@@ -143,7 +150,7 @@ export async function upload(p: UploadParams): Promise<UploadResult> {
       virtualSize: img.size,
       blockSize: BLOCK_SIZE,
       digests: d.digests,
-      checksum: checksumHex(d),
+      checksum: p.only ? "" : checksumHex(d),
       connections,
     };
   } catch (err) {

@@ -26,6 +26,7 @@ import type { ReconcileEngine } from "./ports.ts";
 import { createDeploymentId } from "./deployment.ts";
 import { createRestoreEngine, type RestoreEngine } from "./restore-engine.ts";
 import { createRestoreJournal, type RestoreJournal } from "./restore-journal.ts";
+import { createReplicas, type Replicas } from "./replica.ts";
 import type { RestoreSettings } from "./restore-plan.ts";
 
 export interface EngineSettings {
@@ -61,6 +62,8 @@ export interface BackupWiring {
   /** The restore side's port over the same engine clients. */
   readonly restoreEngines: ReadonlyMap<string, RestoreEngine>;
   readonly restoreJournal: RestoreJournal;
+  /** Which point each DR copy holds (mode replicate). */
+  readonly replicas: Replicas;
   /** backup-requested's port over the store; `store.volume` is the adapters/store Store itself. */
   readonly store: StorePort;
   readonly transfers: Transfers;
@@ -156,6 +159,7 @@ export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) 
     settings: s,
     restoreEngines,
     restoreJournal: createRestoreJournal(runsBucket),
+    replicas: createReplicas(runsBucket),
     deployment: await createDeploymentId(runsBucket),
     engines,
     store: createStorePort(openStore({ root: s.storePath })),
@@ -246,12 +250,15 @@ export function restoreFunctionDeps(w: BackupWiring, log: { info(o: object, m?: 
       resolvePoint: (vm: string, ref: number | string, o?: { signal?: AbortSignal }) => w.store.volume.resolvePoint(vm, ref, o),
       markVerified: (vm: string, id: string, v: { time: string; ok: boolean; detail?: string }, what?: "verified" | "bootTested") => w.store.volume.markVerified(vm, id, v, what),
       logDir: w.store.volume.paths.restoreLogs(),
+      readDigests: (rel: string) => w.store.volume.readDigests(rel),
+      absolute: (rel: string) => w.store.volume.absolute(rel),
     },
+    replicas: w.replicas,
     journal: w.restoreJournal,
     leases: w.leases,
-    async upload(o: { image: string; transferUrl: string; caPem?: string | undefined; onProgress: (bytes: number, total: number) => void; signal?: AbortSignal | undefined }) {
+    async upload(o: { image: string; transferUrl: string; caPem?: string | undefined; onProgress: (bytes: number, total: number) => void; signal?: AbortSignal | undefined; fresh: boolean; only?: readonly { offset: number; length: number }[] | undefined }) {
       const r = await upload({
-        image: o.image, format: "qcow2", transferUrl: o.transferUrl, connections, diskIsZero: true,
+        image: o.image, format: "qcow2", transferUrl: o.transferUrl, connections, diskIsZero: o.fresh, ...(o.only ? { only: o.only } : {}),
         ...(o.caPem ? { caPem: o.caPem } : {}), ...(o.signal ? { signal: o.signal } : {}),
         onProgress: (p: { bytes: number; total: number }) => o.onProgress(p.bytes, p.total),
       });

@@ -47,6 +47,8 @@ export interface PipelineOptions {
   readonly pollMs?: number;
   /** Lab engines to start (default ['prd']). */
   readonly labEngines?: string[];
+  /** VMs that replicate to DR (config vms.<vm>.replicateToDr). */
+  readonly replicates?: (vm: string) => boolean;
   /** Restore settings (defaults: cluster Default, storage domain data, no start). */
   readonly restore?: Partial<NonNullable<BackupSettings["restore"]>>;
 }
@@ -73,6 +75,8 @@ export interface Pipeline {
   /** Publish only; `outcome(id)` waits for it. */
   request(vm: string, o?: { mode?: "auto" | "full" | "incremental"; id?: string }): Promise<string>;
   outcome(id: string, timeoutMs?: number): Promise<Outcome>;
+  /** The restore.completed / restore.failed of a correlation id (e.g. the replication a backup caused). */
+  restoreOutcome(correlationId: string, timeoutMs?: number): Promise<{ subject: string; event: Record<string, unknown> }>;
   /** Publish a restore.requested (id and correlationId filled) and wait for its restore.completed / restore.failed. */
   restore(body: Record<string, unknown>, timeoutMs?: number): Promise<{ subject: string; event: Record<string, unknown> }>;
   /** Every event seen by subject. */
@@ -109,6 +113,7 @@ async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unk
     storePath,
     fullPolicy: o.fullPolicy ?? (() => ({})),
     retention: o.retention ?? (() => ({ keepLast: 1000 })),
+    ...(o.replicates ? { replicates: o.replicates } : {}),
     pollMs: o.pollMs ?? 100,
     connections: 4,
     // The workers here beat every 1-2 s: a killed worker's lease is free a few seconds later.
@@ -210,6 +215,9 @@ async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unk
     async restore(body, timeoutMs = 120_000) {
       const id = `r-${Math.random().toString(36).slice(2, 10)}`;
       await js.publish("restore.requested", JSON.stringify({ id, correlationId: id, ...body }), { msgID: id });
+      return pipeline.restoreOutcome(id, timeoutMs);
+    },
+    restoreOutcome(id, timeoutMs = 120_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
           const hit = seen.find((x) => (x.subject === "restore.completed" || x.subject === "restore.failed") && x.event.correlationId === id);

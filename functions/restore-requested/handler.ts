@@ -29,6 +29,7 @@ import { planRestore, type PlannedDisk, type RestorePlan, type RestoreSettings }
 import { newDiskId, type RestoreEngine } from "../../pipeline/restore-engine.ts";
 import type { RestoreJournal, RestoreRun, RestoreRunDisk } from "../../pipeline/restore-journal.ts";
 import { undoRestore } from "../../pipeline/restore-undo.ts";
+import { changedRanges, type Replicas } from "../../pipeline/replica.ts";
 import type { Leases } from "../../pipeline/vm-lease.ts";
 
 export interface RestoreDeps {
@@ -36,13 +37,27 @@ export interface RestoreDeps {
   readonly store: {
     resolvePoint(vmName: string, ref: number | string, o?: { signal?: AbortSignal }): Promise<ResolvedPoint>;
     markVerified(vmName: string, pointId: string, v: { time: string; ok: boolean; detail?: string }, what?: "verified" | "bootTested"): Promise<unknown>;
+    readDigests(rel: string): Promise<Buffer | undefined>;
+    absolute(rel: string): string;
     /** Directory of the restore logs (created by the store). */
     readonly logDir: string;
   };
   readonly journal: RestoreJournal;
   readonly leases: Leases;
   /** dataplane upload of a qcow2 chain into a transfer; returns its imageio-compatible checksum. */
-  readonly upload: (o: { image: string; transferUrl: string; caPem?: string | undefined; onProgress: (bytes: number, total: number) => void; signal?: AbortSignal | undefined }) => Promise<{ bytes: number; checksum: string }>;
+  readonly upload: (o: {
+    image: string;
+    transferUrl: string;
+    caPem?: string | undefined;
+    onProgress: (bytes: number, total: number) => void;
+    signal?: AbortSignal | undefined;
+    /** The target disk is new (reads as zeroes): zero ranges are skipped. */
+    fresh: boolean;
+    /** Only these byte ranges (refresh in place); no local checksum then. */
+    only?: readonly { offset: number; length: number }[] | undefined;
+  }) => Promise<{ bytes: number; checksum: string }>;
+  /** Which restore point the standing DR copy of each VM holds (mode replicate). */
+  readonly replicas: Replicas;
   /** imageio's checksum of a (download) transfer. */
   readonly checksum: (o: { transferUrl: string; caPem?: string | undefined; blockSize: number; signal?: AbortSignal | undefined }) => Promise<string>;
   readonly measure?: (image: string, signal?: AbortSignal) => Promise<number>;
@@ -115,6 +130,10 @@ export function createRestoreHandler(deps: RestoreDeps) {
         await undo(engine, run!);
       }
       await change((r) => ({ ...r, phase: "started", attempt: r.attempt + 1, owner: deps.owner, disks: [], transfers: [], vmId: undefined, error: undefined }));
+      if (mode === "replicate") {
+        const refreshed = await refreshReplica(engine);
+        if (refreshed) return [{ subject: "restore.completed", event: refreshed }];
+      }
 
       const plan = await planRestore(
         { store: deps.store, engine, ...(deps.measure ? { measure: deps.measure } : {}), signal: ctx.signal },
@@ -159,6 +178,9 @@ export function createRestoreHandler(deps: RestoreDeps) {
         // The verdict is recorded and nothing is left; a boot that failed fails the run (one alert).
         if (!ok) throw new BootFailedError(name, why ?? "it did not reach up");
       }
+      if (mode === "replicate" && vmId) {
+        await deps.replicas.put({ vm: req.vm, target, name, vmId, point: plan.point.id, disks: run!.disks.map((d) => ({ sourceId: d.sourceId, alias: d.alias, id: d.id, checksum: d.checksum ?? "" })) });
+      }
       const seconds = (deps.clock().getTime() - started.getTime()) / 1000;
       const completed = {
         id: `${runId}:restore.completed`,
@@ -194,6 +216,76 @@ export function createRestoreHandler(deps: RestoreDeps) {
       await lease.release().catch(() => undefined);
     }
 
+    /**
+     * Mode replicate, in place: the standing DR copy (powered off, never a running VM) gets only
+     * what changed since the point it holds; a DR disk whose checksum is not the one Ferry left
+     * (changed behind Ferry's back) gets a full upload. undefined: no usable copy (missing, other
+     * disks than the point's, or no state) — the caller restores it whole, replacing what is there.
+     */
+    async function refreshReplica(e: RestoreEngine): Promise<({ id: string } & Record<string, unknown>) | undefined> {
+      const existing = await e.findVm(name);
+      if (existing && existing.status !== "down") {
+        throw new PermanentError("REPLICA_RUNNING", `the DR copy ${name} on ${target} is ${existing.status}; a running VM is never overwritten (stop it, or remove it to have it rebuilt)`, { name, target });
+      }
+      const state = await deps.replicas.get(target, req.vm);
+      const to = await deps.store.resolvePoint(req.vm, req.restorePoint ?? req.checkpoint ?? "latest", ctx.signal ? { signal: ctx.signal } : {});
+      const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x) => b.includes(x));
+      if (!existing || !state || state.vmId !== existing.id || !same(state.disks.map((d) => d.sourceId), to.disks.map((d) => d.disk.diskId))) {
+        await note("no usable DR copy: a full restore replaces it", { existing: existing?.id, state: state?.point });
+        return undefined;
+      }
+      const attached = new Set(await e.attachedDiskIds(existing.id));
+      if (!state.disks.every((d) => attached.has(d.id))) {
+        await note("the DR copy lost a disk: a full restore replaces it");
+        return undefined;
+      }
+      if (state.point === to.point.id) await note("the DR copy already holds this point; checking it");
+      let uploaded = 0;
+      const disks: RestoreRunDisk[] = [];
+      for (const s of state.disks) {
+        const d = to.disks.find((x) => x.disk.diskId === s.sourceId)!;
+        const now = await withTransfer(e, s.id, "download", (url) => deps.checksum({ transferUrl: url, caPem: e.caPem, blockSize: d.disk.checksum.blockSize, signal: ctx.signal }));
+        let only: readonly { offset: number; length: number }[] | undefined;
+        if (now !== s.checksum) {
+          await note("the DR disk was changed behind Ferry's back: full upload", { alias: s.alias, id: s.id, found: now, expected: s.checksum });
+          deps.log.warn({ vm: req.vm, disk: s.alias, target }, "DR disk changed outside Ferry; uploading it whole");
+        } else {
+          only = await changedRanges(deps.store, req.vm, state.point, to, s.sourceId, ctx.signal);
+        }
+        if (!only || only.length) {
+          const up = await withTransfer(e, s.id, "upload", (url) =>
+            deps.upload({ image: d.top, transferUrl: url, caPem: e.caPem, signal: ctx.signal, fresh: false, only, onProgress: progressOf(s.id) }),
+          );
+          uploaded += up.bytes;
+          await note("DR disk refreshed", { alias: s.alias, id: s.id, bytes: up.bytes, ranges: only?.length ?? "all" });
+        }
+        const sum = await withTransfer(e, s.id, "download", (url) => deps.checksum({ transferUrl: url, caPem: e.caPem, blockSize: d.disk.checksum.blockSize, signal: ctx.signal }));
+        if (sum !== d.disk.checksum.value) throw new RestoreVerifyError(s.alias, "the refreshed DR disk's", sum, d.disk.checksum.value);
+        disks.push({ sourceId: s.sourceId, alias: s.alias, id: s.id, state: "verified", checksum: sum });
+      }
+      await deps.replicas.put({ vm: req.vm, target, name, vmId: existing.id, point: to.point.id, disks: disks.map((d) => ({ sourceId: d.sourceId, alias: d.alias, id: d.id, checksum: d.checksum! })) });
+      const seconds = (deps.clock().getTime() - started.getTime()) / 1000;
+      const completed = {
+        id: `${runId}:restore.completed`, time: deps.clock().toISOString(), correlationId: req.correlationId, vm: req.vm, runId,
+        restorePoint: to.point.id, target, mode, name, vmId: existing.id, bytes: uploaded, seconds,
+        disks: disks.map((d) => ({ alias: d.alias, sourceId: d.sourceId, id: d.id, checksum: d.checksum! })),
+      };
+      // The copy's disks are Ferry's to keep: nothing here is undone on a later failure.
+      await change((r) => ({ ...r, phase: "done", completed }));
+      await note("DR copy refreshed", { point: to.point.id, bytes: uploaded, seconds });
+      return completed;
+    }
+
+    function progressOf(diskId: string) {
+      let last = 0;
+      return (bytes: number, total: number) => {
+        const now = Date.now();
+        if (now - last < 1000 && bytes < total) return;
+        last = now;
+        ctx.progress?.({ id: `${runId}:${diskId}:${now}`, time: new Date(now).toISOString(), correlationId: req.correlationId, runId, vm: req.vm, disk: diskId, bytes, total, phase: "upload" });
+      };
+    }
+
     /** Create, upload and verify one disk; returns the bytes uploaded. */
     async function restoreDisk(e: RestoreEngine, plan: RestorePlan, d: PlannedDisk): Promise<number> {
       const id = newDiskId();
@@ -206,7 +298,7 @@ export function createRestoreHandler(deps: RestoreDeps) {
       const up = await withTransfer(e, id, "upload", async (url) => {
         let last = 0;
         return deps.upload({
-          image: d.top, transferUrl: url, caPem: e.caPem, signal: ctx.signal,
+          image: d.top, transferUrl: url, caPem: e.caPem, signal: ctx.signal, fresh: true,
           onProgress: (bytes, total) => {
             const now = Date.now();
             if (now - last < 1000 && bytes < total) return;
