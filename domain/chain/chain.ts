@@ -341,6 +341,20 @@ export function addRestorePoint(record: ChainRecord, input: NewRestorePoint, now
   return next;
 }
 
+/**
+ * The record with no incoming (incomplete) point but `id`. One backup run per VM at a time (the VM
+ * lease spans the run): when a run's disk arrives, any other incomplete point is from a run that
+ * ended without completing it, and nothing else would ever remove it. Same record when none.
+ */
+export function onlyIncoming(record: ChainRecord, id: string): ChainRecord {
+  const stale = (record.incoming ?? []).filter((p) => p.id !== id);
+  if (!stale.length) return record;
+  const keep = (record.incoming ?? []).filter((p) => p.id === id);
+  const next: ChainRecord = { ...record, incoming: keep };
+  if (!keep.length) delete next.incoming;
+  return next;
+}
+
 function dropIncoming(list: IncomingPoint[] | undefined, id: string): IncomingPoint[] | undefined {
   const rest = (list ?? []).filter((p) => p.id !== id);
   return rest.length ? rest : undefined;

@@ -48,6 +48,14 @@ describe("disk-transferred handler", () => {
     expect(manifests).toHaveLength(1);
   });
 
+  it("disk-transferred - an incomplete point of a run that ended is dropped when the next run's disk arrives", async () => {
+    const { chains, handle } = setup();
+    await handle(event("d1")); // run 1 never delivers d2
+    expect((await chains.read("vm-1"))?.incoming?.map((p) => p.id)).toEqual(["rp-20250131T020000Z"]);
+    await handle(event("d1", { id: "b2:d1:disk.transferred", backupId: "b2", runId: "run-2", restorePoint: "rp-20250201T020000Z", takenAt: "2025-02-01T02:00:00Z", layer: { path: "web01/d1/20250201T020000Z.cp2.full.qcow2", size: 4096 }, checkpointId: "cp2" }));
+    expect((await chains.read("vm-1"))?.incoming?.map((p) => p.id)).toEqual(["rp-20250201T020000Z"]);
+  });
+
   it("disk-transferred - a redelivered disk records nothing twice and re-announces with the same id", async () => {
     const { chains, handle } = setup();
     await handle(event("d1"));

@@ -9,7 +9,7 @@
  * the backup.failed the runtime publishes).
  */
 import type { DiskTransferred } from "../../contracts/disk-transferred.ts";
-import { addIncomingDisk, ovfPath, pointFileKey, type ChainRecord, type DiskLayer, type IncomingDisk, type RestorePoint, syncFromStore } from "../../domain/chain/mod.ts";
+import { addIncomingDisk, ovfPath, onlyIncoming, pointFileKey, type ChainRecord, type DiskLayer, type IncomingDisk, type RestorePoint, syncFromStore } from "../../domain/chain/mod.ts";
 import { PermanentError, TransientError, isPermanent } from "../../contracts/errors.ts";
 import type { ChainStore } from "../../pipeline/chain-view.ts";
 import type { Leases } from "../../pipeline/vm-lease.ts";
@@ -80,7 +80,8 @@ export function createDiskTransferredHandler(deps: DiskTransferredDeps) {
     };
     const withDisk = (cur: ChainRecord) => {
       const parentId = cur.restorePoints.find((p) => p.checkpointId && p.checkpointId === ev.fromCheckpointId)?.id;
-      return addIncomingDisk(cur, { ...incoming, ...(parentId ? { parentId } : {}) }, deps.clock());
+      // Incomplete points of earlier runs (which ended without completing them) go (KV values are capped).
+      return addIncomingDisk(onlyIncoming(cur, ev.restorePoint), { ...incoming, ...(parentId ? { parentId } : {}) }, deps.clock());
     };
 
     // Store first, KV second: the store is the record that survives a loss of the bus, so a point
