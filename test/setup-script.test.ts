@@ -39,7 +39,7 @@ function stub(file: string, body: string): void {
 function makeSandbox(o: {
   node?: string;
   nats?: string;
-  tools: ("qemu-img" | "qemu-nbd" | "nbdkit" | "nbdinfo" | "nbdcopy")[];
+  tools: ("qemu-img" | "qemu-nbd" | "nbdkit" | "nbdinfo" | "nbdcopy" | "promtool")[];
   nodeModules: "fresh" | "stale" | "missing";
   trixieFails?: boolean;
   aptListsStale?: boolean;
@@ -99,6 +99,7 @@ for a in "$@"; do
       else rm -f ${dir}/apt-lists-stale; fi
       exit 0;;
     download)
+      if [ "\${@: -1}" = prometheus ]; then echo 2.42.0 > prometheus_2.42.0+ds-5+deb12u1_amd64.deb; exit 0; fi
       if [ $private = 1 ]; then echo 2.10.27 > nats-server_2.10.27-1_amd64.deb
       else [ -e ${dir}/apt-lists-stale ] && { echo "E: Unable to locate package nats-server" >&2; exit 100; }; echo 2.9.10 > nats-server_2.9.10-1_amd64.deb; fi
       exit 0;;
@@ -118,6 +119,7 @@ done`,
     path.join(bin, "dpkg"),
     `echo "dpkg $*" >> ${calls}
 [ "$1" = -x ] || exit 1
+case "$2" in *prometheus_*) mkdir -p "$3/usr/bin"; printf '#!${BASH}\\necho "promtool, version %s"\\n' "$(cat "$2")" > "$3/usr/bin/promtool"; chmod +x "$3/usr/bin/promtool"; exit 0;; esac
 mkdir -p "$3/usr/sbin"
 printf '#!${BASH}\\necho "nats-server: v%s"\\n' "$(cat "$2")" > "$3/usr/sbin/nats-server"
 chmod +x "$3/usr/sbin/nats-server"`,
@@ -146,7 +148,7 @@ function runSetup(sb: Sandbox, args: string[], o: { asNobody?: boolean } = {}) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, ms: performance.now() - started, calls: readFileSync(sb.calls, "utf8") };
 }
 
-const ALL_TOOLS = ["qemu-img", "qemu-nbd", "nbdkit", "nbdinfo", "nbdcopy"] as const;
+const ALL_TOOLS = ["qemu-img", "qemu-nbd", "nbdkit", "nbdinfo", "nbdcopy", "promtool"] as const;
 
 describe("infra/setup.sh", () => {
   it("setup - prints nothing with --quiet and calls no installer when everything is present", () => {
@@ -197,6 +199,10 @@ describe("infra/setup.sh", () => {
     // apt packages in one install, without an update (the lists were fine).
     expect(calls).toContainEqual("apt-get install -y -q --no-install-recommends qemu-utils nbdkit libnbd-bin");
     expect(calls.filter((c) => c === "apt-get update -q")).toHaveLength(0);
+    // promtool: only the tool, out of Debian's prometheus package (no Prometheus server installed).
+    expect(calls).toContainEqual("apt-get -o APT::Sandbox::User=root download prometheus");
+    expect(calls).toContainEqual(expect.stringMatching(/^dpkg -x \S+prometheus_2\.42\.0\+ds-5\+deb12u1_amd64\.deb /));
+    expect(execFileSync(path.join(sb.bin, "promtool"), ["--version"], { encoding: "utf8" })).toContain("promtool, version 2.42.0");
     expect(calls).toContainEqual(expect.stringMatching(/^npm ci /));
     // --quiet prints only what it installs.
     for (const line of r.stdout.trim().split("\n")) expect(line).toMatch(/^ferry setup: (installing|node .* linked|nats-server .* installed)/);
