@@ -276,6 +276,19 @@ export const ConcurrencySchema = z
   })
   .describe("Limits.");
 
+/** `host:port` (an IPv6 host in brackets); port 0 = any free port (the URL is logged). */
+export const LISTEN_ADDRESS = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+
+export const MetricsSchema = z
+  .strictObject({
+    listen: z
+      .string()
+      .regex(LISTEN_ADDRESS, 'must be host:port, e.g. "127.0.0.1:9464" or "[::1]:9464"')
+      .refine((v) => Number(LISTEN_ADDRESS.exec(v)?.[2]) <= 65535, "the port must be 0..65535")
+      .describe('Where `ferry run` serves GET /metrics (Prometheus text format): host:port, e.g. "127.0.0.1:9464" (port 0 = any free port).'),
+  })
+  .describe("Prometheus metrics of `ferry run`. Without this section no metrics are served.");
+
 export interface Policy {
   enabled: boolean;
   engine: string;
@@ -322,6 +335,7 @@ const ConfigObject = z.strictObject({
   vms: z.record(vmName, PolicyInputSchema).default({}).describe("VMs to back up, by VM name, each with its policy."),
   restore: RestoreSchema.optional(),
   concurrency: ConcurrencySchema.prefault({}),
+  metrics: MetricsSchema.optional(),
 });
 
 /** The config file schema: parses the JSON, fills defaults, resolves each VM's policy. */
@@ -340,6 +354,7 @@ export type FerryConfig = z.infer<typeof FerryConfigSchema>;
 export type EngineConfig = FerryConfig["engines"][string];
 export type NatsConfig = FerryConfig["nats"];
 export type RestoreConfig = NonNullable<FerryConfig["restore"]>;
+export type MetricsConfig = NonNullable<FerryConfig["metrics"]>;
 
 export interface ConfigIssue {
   /** Path in the JSON document, e.g. ["engines", "prd", "url"]. */

@@ -152,6 +152,7 @@ async function runDemo(opts: DemoOptions, dirs: DemoDirs, r: Reporter, running: 
     r.line(`$ ferry run all --config ${show(config.file)}`);
     r.line(`pid ${f.pid}: ${f.functions.join(", ")} (one durable consumer each; streams and KV buckets provisioned)`);
     r.line(`JSON logs ${show(f.logFile)}`);
+    if (f.metricsUrl) r.line(`metrics   ${f.metricsUrl}  (Prometheus; try: curl -s ${f.metricsUrl} | grep ^ferry_vm_)`);
     return f;
   });
 
@@ -238,7 +239,7 @@ async function runDemo(opts: DemoOptions, dirs: DemoDirs, r: Reporter, running: 
     }
   });
 
-  printHandDriving(r, opts, dirs, nats, config);
+  printHandDriving(r, opts, dirs, nats, config, running.functions?.metricsUrl);
 }
 
 function expectCompleted(o: Outcome, kind: "full" | "incremental"): Outcome {
@@ -259,7 +260,7 @@ function printConfig(r: Reporter, c: DemoConfig, dirs: DemoDirs): void {
   r.line(`VMs       ${Object.entries(c.loaded.vms).map(([n, p]) => `${n} (retention ${JSON.stringify(p.retention)}, a full at least every ${p.full.maxChainLength} layers${p.full.weeklyDay ? ` and on ${p.full.weeklyDay}` : ""})`).join("; ")}`);
 }
 
-function printHandDriving(r: Reporter, opts: DemoOptions, dirs: DemoDirs, nats: DemoNats, c: DemoConfig): void {
+function printHandDriving(r: Reporter, opts: DemoOptions, dirs: DemoDirs, nats: DemoNats, c: DemoConfig, metricsUrl: string | undefined): void {
   r.heading(opts.keep ? "Drive it by hand (in another terminal, while this runs)" : "Drive it by hand (run the demo with --keep to keep everything up)");
   const lines = [
     `cd ${repoRoot.replace(/\/$/, "")}`,
@@ -272,6 +273,7 @@ function printHandDriving(r: Reporter, opts: DemoOptions, dirs: DemoDirs, nats: 
     `ferry checkpoints web01; ferry verify web01; ferry status`,
     `ferry publish restore.requested '{"vm":"web01","checkpoint":1,"name":"web01_first"}'`,
     `ferry lab status --data ${show(dirs.lab)}`,
+    ...(metricsUrl ? [`curl -s ${metricsUrl} | grep -E '^ferry_(vm|function)_'   # Prometheus metrics of ferry run`] : []),
   ];
   for (const l of lines) out.write(`  ${l}\n`);
 }

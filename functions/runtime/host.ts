@@ -2,6 +2,7 @@
  * What `ferry run` does, as a library call: provision streams and buckets (functions may open
  * buckets while they are built), build each selected function from its main.ts, and run them.
  */
+import { dirname, join } from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -9,6 +10,7 @@ import type { Logger } from "pino";
 import type { LoadedConfig } from "../../config/load.ts";
 import { provisionInfra } from "../../adapters/nats/provision.ts";
 import { discoverFunctions, loadFunction, selectFunctions } from "./discover.ts";
+import { vmMetricsSource } from "./metrics.ts";
 import { runFunctions, type RunOptions, type RunResult } from "./run.ts";
 
 export interface HostOptions extends Omit<RunOptions, "provision"> {
@@ -34,8 +36,22 @@ export async function hostFunctions(o: HostOptions): Promise<RunResult> {
   try {
     const defs = [];
     for (const fn of selected) defs.push(await loadFunction(fn, { ...ctx, log: o.log.child({ fn: fn.name }) }));
-    return await runFunctions(defs, { ...o, provision: false });
+    // config `metrics.listen`: GET /metrics with the functions' counters, the consumers, and the
+    // per-VM view `ferry status` shows.
+    const metrics = o.metrics ?? (o.config.metrics ? { listen: o.config.metrics.listen, sources: [vmMetricsSource(vmMetricsOptions(o))] } : undefined);
+    return await runFunctions(defs, { ...o, provision: false, ...(metrics ? { metrics } : {}) });
   } finally {
     done.abort(new Error("functions stopped"));
   }
+}
+
+function vmMetricsOptions(o: HostOptions) {
+  const policies = Object.fromEntries(Object.entries(o.config.vms).map(([name, p]) => [name, { enabled: p.enabled, schedule: p.schedule }]));
+  // The CA each engine is trusted with: its caFile, else certs/<name>-ca.pem beside the config file.
+  const caFiles: Record<string, string> = {};
+  for (const [name, e] of Object.entries(o.config.engines)) {
+    const file = e.caFile ?? (o.config.file ? join(dirname(o.config.file), "certs", `${name}-ca.pem`) : undefined);
+    if (file) caFiles[name] = file;
+  }
+  return { nc: o.nc, policies, caFiles };
 }

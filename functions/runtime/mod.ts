@@ -7,6 +7,7 @@ export { hostFunctions, type HostOptions } from "./host.ts";
 export { createPublisher, checkOutbound, ContractViolationError, PublishFailedError, type Publisher } from "./publisher.ts";
 export { backoffFor, errorLine, FunctionRunner, type RunnerStats } from "./runner.ts";
 export { Semaphore } from "./semaphore.ts";
+export { createRegistry, serveMetrics, vmMetricsSource, parseListen, type MetricsOptions, type MetricsServer, type MetricsSource, type VmMetricsOptions } from "./metrics.ts";
 export { SERVICE_NAME } from "./service.ts";
 export type {
   Delivery,

@@ -13,6 +13,7 @@ import { FunctionRunner } from "./runner.ts";
 import { Semaphore } from "./semaphore.ts";
 import { registerService } from "./service.ts";
 import { watchExhausted } from "./exhausted.ts";
+import { createRegistry, serveMetrics, type ConsumerRef, type MetricsOptions, type MetricsServer } from "./metrics.ts";
 import type { Subscription } from "@nats-io/nats-core";
 import type { FunctionDefinition } from "./types.ts";
 
@@ -34,8 +35,10 @@ export interface RunOptions {
   /** Drain and close `nc` at the end. Default true. */
   readonly drain?: boolean;
   readonly version?: string;
+  /** Serve GET /metrics (Prometheus) while the functions run (config `metrics.listen`). */
+  readonly metrics?: MetricsOptions;
   /** Called once consumers are ready and runners started (tests, readiness logs). */
-  readonly onReady?: (info: { serviceId: string }) => void;
+  readonly onReady?: (info: { serviceId: string; metricsUrl?: string }) => void;
 }
 
 export interface RunResult {
@@ -62,8 +65,10 @@ export async function runFunctions(defs: readonly FunctionDefinition[], o: RunOp
   const processSlots = new Semaphore(o.maxInFlight ?? Math.max(1, defs.reduce((n, d) => n + d.concurrency, 0)));
   const runners: FunctionRunner[] = [];
   const advisories: Subscription[] = [];
+  const consumers: ConsumerRef[] = [];
   for (const def of defs) {
     const consumerDef = durableConsumer(def);
+    consumers.push({ fn: def.name, stream: consumerDef.stream, durable: consumerDef.durableName });
     const change = await ensureConsumer(jsm, consumerDef, replicas);
     log.info({ fn: def.name, stream: consumerDef.stream, consumer: consumerDef.durableName, change }, "consumer ready");
     const consumer = await js.consumers.get(consumerDef.stream, consumerDef.durableName);
@@ -73,9 +78,11 @@ export async function runFunctions(defs: readonly FunctionDefinition[], o: RunOp
   }
 
   const service = await registerService(nc, runners, { version: o.version ?? "0.1.0", instance: `${process.pid}` });
+  const metricsStop = new AbortController();
+  const metrics = o.metrics ? await startMetrics(o.metrics, runners, jsm, consumers, log, metricsStop.signal) : undefined;
   for (const r of runners) r.start();
-  log.info({ functions: [...names], serviceId: service.id, pid: process.pid }, "functions running");
-  o.onReady?.({ serviceId: service.id });
+  log.info({ functions: [...names], serviceId: service.id, pid: process.pid, ...(metrics ? { metrics: metrics.url } : {}) }, "functions running");
+  o.onReady?.({ serviceId: service.id, ...(metrics ? { metricsUrl: metrics.url } : {}) });
 
   // Run until asked to stop, or until the connection is gone for good.
   let connectionError: Error | undefined;
@@ -98,6 +105,8 @@ export async function runFunctions(defs: readonly FunctionDefinition[], o: RunOp
   for (const sub of advisories) sub.unsubscribe();
   await Promise.all(runners.map((r) => r.stop(why === "closed" ? 0 : (o.graceMs ?? 30_000))));
   const handedBack = runners.reduce((n, r) => n + r.stats.handedBack, 0);
+  metricsStop.abort();
+  await metrics?.close();
   if (!nc.isClosed()) {
     await service.stop().catch((err: unknown) => log.warn({ err }, "service stop failed"));
     if (o.drain ?? true) {
@@ -110,4 +119,28 @@ export async function runFunctions(defs: readonly FunctionDefinition[], o: RunOp
   }
   log.info({ handedBack, connectionError: connectionError?.message }, "stopped");
   return { connectionError, handedBack };
+}
+
+/**
+ * The metrics endpoint of this process. An address that cannot be bound (another `ferry run` on
+ * this machine has it) is logged and the functions run without metrics: backups matter more.
+ */
+async function startMetrics(
+  o: MetricsOptions,
+  runners: readonly FunctionRunner[],
+  jsm: Awaited<ReturnType<typeof jetstreamManager>>,
+  consumers: readonly ConsumerRef[],
+  log: Logger,
+  signal: AbortSignal,
+): Promise<MetricsServer | undefined> {
+  const registry = createRegistry(runners, jsm, consumers, log);
+  try {
+    for (const source of o.sources ?? []) await source(registry, { log, signal });
+    const server = await serveMetrics(registry, o.listen, log);
+    log.info({ url: server.url, listen: o.listen }, "metrics listening");
+    return server;
+  } catch (err) {
+    log.error({ err, listen: o.listen }, `metrics: cannot serve on ${o.listen}; this process runs without /metrics`);
+    return undefined;
+  }
 }

@@ -20,6 +20,8 @@ export interface RunnerStats {
   retried: number;
   handedBack: number;
   inFlight: number;
+  /** Messages received again (delivery count > 1: a retry, or a redelivery after a crash or an ack timeout). */
+  redelivered: number;
   lastError?: string;
 }
 
@@ -66,7 +68,7 @@ export function errorLine(err: unknown): string {
 }
 
 export class FunctionRunner {
-  readonly stats: RunnerStats = { received: 0, acked: 0, rejected: 0, failed: 0, retried: 0, handedBack: 0, inFlight: 0 };
+  readonly stats: RunnerStats = { received: 0, acked: 0, rejected: 0, failed: 0, retried: 0, handedBack: 0, inFlight: 0, redelivered: 0 };
   readonly #inFlight = new Set<InFlight>();
   readonly #fetches = new Set<ConsumerMessages>();
   readonly #stopping = new AbortController();
@@ -140,6 +142,7 @@ export class FunctionRunner {
     const def = this.def;
     this.stats.received++;
     const dc = msg.info.deliveryCount;
+    if (dc > 1) this.stats.redelivered++;
     const baseLog = this.deps.log.child({ fn: def.name, subject: msg.subject, seq: msg.seq, deliveryCount: dc });
     const v = def.contract.validateText(msg.data);
     if (!v.ok) return this.#reject(msg, v.reason, v.errors, baseLog);

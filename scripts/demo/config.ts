@@ -45,6 +45,8 @@ export async function writeDemoConfig(o: {
     nats: { servers: [o.natsUrl], replicas: 1 },
     // Where restore.requested puts VMs on the DR engine (the lab's default cluster and NFS domain).
     restore: { cluster: "Default", storageDomain: "data" },
+    // GET /metrics of `ferry run` (Prometheus text format) on a free loopback port; the demo prints the URL.
+    metrics: { listen: "127.0.0.1:0" },
     defaults: {
       schedule: { days: "1111111", time: "02:00" },
       // No weekly full day: the demo's second backup must be incremental whatever the day.

@@ -17,6 +17,8 @@ export interface DemoFunctions {
   readonly pid: number;
   readonly logFile: string;
   readonly functions: readonly string[];
+  /** Where `ferry run` serves GET /metrics (config metrics.listen), when it does. */
+  readonly metricsUrl: string | undefined;
   /** Warnings and errors logged so far, newest last (for a failure report). */
   problems(max?: number): Promise<string[]>;
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -60,8 +62,8 @@ export async function startFunctions(o: { configFile: string; natsUrl: string; l
     return out.slice(-max);
   };
   try {
-    const functions = await waitRunning(child, o.timeoutMs, o.signal);
-    return { pid: child.pid ?? -1, logFile, functions, problems, stop };
+    const { functions, metricsUrl } = await waitRunning(child, o.timeoutMs, o.signal);
+    return { pid: child.pid ?? -1, logFile, functions, metricsUrl, problems, stop };
   } catch (err) {
     await stop();
     const tail = (await problems(10)).join("\n  ");
@@ -69,7 +71,7 @@ export async function startFunctions(o: { configFile: string; natsUrl: string; l
   }
 }
 
-function waitRunning(child: ChildProcess, timeoutMs: number, signal: AbortSignal): Promise<string[]> {
+function waitRunning(child: ChildProcess, timeoutMs: number, signal: AbortSignal): Promise<{ functions: string[]; metricsUrl: string | undefined }> {
   return new Promise((resolve, reject) => {
     let partial = "";
     const timer = setTimeout(() => finish(new Error(`'ferry run all' did not report "functions running" within ${timeoutMs / 1000} s`)), timeoutMs);
@@ -79,8 +81,8 @@ function waitRunning(child: ChildProcess, timeoutMs: number, signal: AbortSignal
       partial = lines.pop() ?? "";
       for (const line of lines) {
         try {
-          const l = JSON.parse(line) as { msg?: string; functions?: string[] };
-          if (l.msg === "functions running") return finish(undefined, l.functions ?? []);
+          const l = JSON.parse(line) as { msg?: string; functions?: string[]; metrics?: string };
+          if (l.msg === "functions running") return finish(undefined, { functions: l.functions ?? [], metricsUrl: l.metrics });
         } catch {
           // not a log line (a warning from node): ignore
         }
@@ -88,13 +90,13 @@ function waitRunning(child: ChildProcess, timeoutMs: number, signal: AbortSignal
     };
     const onExit = (code: number | null, sig: NodeJS.Signals | null) => finish(new Error(`'ferry run all' exited (${sig ?? `code ${code}`}) before it was running`));
     const onAbort = () => finish(new Error("aborted"));
-    function finish(err: Error | undefined, fns?: string[]) {
+    function finish(err: Error | undefined, running?: { functions: string[]; metricsUrl: string | undefined }) {
       clearTimeout(timer);
       child.stdout?.off("data", onData);
       child.off("exit", onExit);
       signal.removeEventListener("abort", onAbort);
       if (err) reject(err);
-      else resolve(fns ?? []);
+      else resolve(running ?? { functions: [], metricsUrl: undefined });
     }
     child.stdout?.on("data", onData);
     child.once("exit", onExit);
