@@ -5,9 +5,25 @@
  * which, and the operator compares the fingerprint.
  */
 import { X509Certificate } from "node:crypto";
+import { isIP } from "node:net";
+import { checkServerIdentity, connect as tlsConnect } from "node:tls";
 import { Agent, request } from "undici";
 import { EngineCaError } from "./errors.ts";
 import { isTlsFailure, parseEngineUrl } from "./transport.ts";
+
+/** The https answer did not verify with the CA already trusted (`caPem`): the engine's certificate is not signed by it. */
+export class CaNotVerifiedError extends EngineCaError {
+  constructor(engine: string, readonly tlsCode: string) {
+    super(engine, `TLS verification with the known CA failed (${tlsCode})`);
+  }
+}
+
+/** The engine could not be reached (connection refused, timeout, DNS): worth trying again later. */
+export class CaUnreachableError extends EngineCaError {
+  constructor(engine: string, detail: string) {
+    super(engine, `unreachable (${detail})`);
+  }
+}
 
 export const PKI_RESOURCE_PATH = "/ovirt-engine/services/pki-resource?resource=ca-certificate&format=X509-PEM-CA";
 
@@ -94,12 +110,117 @@ export async function fetchEngineCa(engineUrl: string, o: FetchEngineCaOptions =
       if (o.signal?.aborted) throw o.signal.reason;
       if (err instanceof EngineCaError) throw err;
       const code = (err as { code?: unknown }).code;
-      const why = isTlsFailure(err) ? "TLS verification with the known CA failed" : "unreachable";
-      throw new EngineCaError(display, `${why} (${typeof code === "string" ? code : (err as Error).message})`);
+      const detail = typeof code === "string" ? code : (err as Error).message;
+      if (isTlsFailure(err)) throw new CaNotVerifiedError(display, detail);
+      throw new CaUnreachableError(display, detail);
     }
     if (text.length > MAX_BYTES) throw new EngineCaError(display, "the answer is too large");
     return parseCaPem(text, display, !https ? "http" : o.caPem ? "https-verified" : "https-unverified");
   } finally {
     await dispatcher.close();
   }
+}
+
+/** Every certificate of a PEM bundle, in order (empty when there is none or one does not parse). */
+export function pemCertificates(pemText: string): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  for (const block of pemText.match(PEM_BLOCK) ?? []) {
+    try {
+      out.push(new X509Certificate(block));
+    } catch {
+      return [];
+    }
+  }
+  return out;
+}
+
+/**
+ * Does `candidate` chain to one of the `trusted` certificates: the same certificate, or one
+ * signed with a trusted certificate's key (a CA renewed with its key kept, as engine-setup does,
+ * or a new CA cross-signed by the old one)? A signature only the trusted key can make, so a
+ * fingerprint that changed this way is a renewal, not a replacement.
+ */
+export function chainsTo(candidate: X509Certificate, trusted: readonly X509Certificate[]): boolean {
+  return trusted.some((t) => {
+    if (t.fingerprint256 === candidate.fingerprint256) return true;
+    try {
+      return candidate.verify(t.publicKey);
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** A certificate as a TLS server presented it (ovirt-engine's, or an imageio daemon's). */
+export interface PeerCertificate {
+  readonly host: string;
+  readonly port: number;
+  readonly subject: string;
+  readonly issuer: string;
+  readonly fingerprint256: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  /** The chain verifies with the CA given (and the name matches the host). */
+  readonly verified: boolean;
+  /** Why it does not verify (an OpenSSL code such as UNABLE_TO_VERIFY_LEAF_SIGNATURE), when it does not. */
+  readonly verifyError?: string | undefined;
+}
+
+/**
+ * Open a TLS connection to `url`'s host and port only to read the certificate it presents (no
+ * HTTP request): its subject and expiry, and whether it verifies with `caPem`. A connection that
+ * cannot be made throws CaUnreachableError; a certificate that does not verify is still returned.
+ */
+export async function peerCertificate(url: string, o: { caPem?: string | undefined; timeoutMs?: number | undefined; signal?: AbortSignal | undefined } = {}): Promise<PeerCertificate> {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new EngineCaError(url, "not a URL");
+  }
+  if (u.protocol !== "https:") throw new EngineCaError(u.origin, "not an https URL");
+  const host = u.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(u.port || 443);
+  const timeout = o.timeoutMs ?? 10_000;
+  return await new Promise<PeerCertificate>((resolveP, rejectP) => {
+    const socket = tlsConnect({
+      host,
+      port,
+      ...(isIP(host) ? {} : { servername: host }),
+      ...(o.caPem ? { ca: o.caPem } : {}),
+      rejectUnauthorized: false,
+    });
+    const done = (err: Error | undefined, value?: PeerCertificate) => {
+      clearTimeout(timer);
+      o.signal?.removeEventListener("abort", onAbort);
+      socket.destroy();
+      if (err) rejectP(err);
+      else resolveP(value!);
+    };
+    const onAbort = () => done(o.signal!.reason instanceof Error ? o.signal!.reason : new Error("aborted"));
+    const timer = setTimeout(() => done(new CaUnreachableError(`${host}:${port}`, `no TLS handshake within ${timeout} ms`)), timeout);
+    o.signal?.addEventListener("abort", onAbort, { once: true });
+    socket.once("error", (err: Error) => {
+      const code = (err as { code?: unknown }).code;
+      done(new CaUnreachableError(`${host}:${port}`, typeof code === "string" ? code : err.message));
+    });
+    socket.once("secureConnect", () => {
+      const x = socket.getPeerX509Certificate();
+      if (!x) return done(new EngineCaError(`${host}:${port}`, "the server presented no certificate"));
+      const nameError = checkServerIdentity(host, x.toLegacyObject());
+      const chainError = socket.authorized ? undefined : String(socket.authorizationError ?? "UNTRUSTED");
+      const verifyError = chainError ?? (nameError ? ((nameError as { code?: string }).code ?? "ERR_TLS_CERT_ALTNAME_INVALID") : undefined);
+      done(undefined, {
+        host,
+        port,
+        subject: x.subject.replace(/\n/g, ", "),
+        issuer: x.issuer.replace(/\n/g, ", "),
+        fingerprint256: x.fingerprint256,
+        notBefore: new Date(x.validFrom),
+        notAfter: new Date(x.validTo),
+        verified: verifyError === undefined,
+        ...(verifyError ? { verifyError } : {}),
+      });
+    });
+  });
 }

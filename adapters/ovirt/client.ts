@@ -93,6 +93,19 @@ export class EngineClient {
     return { major, minor, full: v?.full_version ?? `${major}.${minor}` };
   }
 
+  /** The engine CA PEM TLS is verified with now (shared by every view of this session). */
+  get caPem(): string | undefined {
+    return this.#session.caPem;
+  }
+
+  /**
+   * Trust `pem` from now on, for this client and every view of its session (a renewed or newly
+   * accepted engine CA, no restart needed). Returns false when it is already the one in use.
+   */
+  setCa(pem: string | undefined): boolean {
+    return this.#session.setCa(pem);
+  }
+
   /** Logs in now (otherwise the first call does): surfaces bad credentials or TLS early. */
   async login(o: CallOptions = {}): Promise<void> {
     await this.#session.token(o.signal);

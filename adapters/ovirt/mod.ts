@@ -5,7 +5,7 @@
 export { createEngineClient, EngineClient, type EngineClientOptions } from "./client.ts";
 export type { SessionOptions } from "./transport.ts";
 export { sanitizeCorrelationId } from "./transport.ts";
-export { fetchEngineCa, parseCaPem, PKI_RESOURCE_PATH, type EngineCa, type FetchEngineCaOptions } from "./ca.ts";
+export { CaNotVerifiedError, CaUnreachableError, chainsTo, fetchEngineCa, parseCaPem, peerCertificate, pemCertificates, PKI_RESOURCE_PATH, type EngineCa, type FetchEngineCaOptions, type PeerCertificate } from "./ca.ts";
 export type { CallOptions, CreateVmFromOvf, AttachDisk } from "./ops-vms.ts";
 export type { CreateDisk, UpdateDisk } from "./ops-disks.ts";
 export type { AddNic, UpdateNic } from "./ops-nics.ts";

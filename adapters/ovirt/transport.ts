@@ -49,6 +49,13 @@ export interface SessionOptions {
   readonly password: string;
   /** PEM of the engine CA; TLS is verified against it. Without it, the system trust store is used. */
   readonly caPem?: string | undefined;
+  /**
+   * Asked when a request fails TLS verification: re-read the CA the caller trusts now and return
+   * its PEM. A PEM other than the one in use replaces it (`setCa`) and the request is sent once
+   * more (a failed handshake never reached the engine, so this is safe for any method); the same
+   * PEM, or none, and the TLS error stands. So a CA renewed on disk is picked up without a restart.
+   */
+  readonly refreshCa?: (() => Promise<string | undefined>) | undefined;
   /** Skip TLS verification. Only as an explicit choice the caller logs (see `EngineClient.insecure`). */
   readonly insecure?: boolean | undefined;
   /** Keep-alive connections to the engine (default 4). */
@@ -152,7 +159,11 @@ export class EngineSession {
   readonly #origin: string;
   readonly #prefix: string;
   readonly #password: string;
-  readonly #pool: Pool;
+  #pool: Pool;
+  #caPem: string | undefined;
+  readonly #connections: number;
+  readonly #connectTimeoutMs: number;
+  readonly #refreshCa: (() => Promise<string | undefined>) | undefined;
   readonly #timeoutMs: number;
   readonly #getRetries: number;
   readonly #retryDelayMs: number;
@@ -175,16 +186,43 @@ export class EngineSession {
     this.#timeoutMs = o.requestTimeoutMs ?? 120_000;
     this.#getRetries = o.getRetries ?? 2;
     this.#retryDelayMs = o.retryDelayMs ?? 250;
-    this.#pool = new Pool(origin, {
-      connections: o.connections ?? 4,
+    this.#connections = o.connections ?? 4;
+    this.#connectTimeoutMs = o.connectTimeoutMs ?? 10_000;
+    this.#refreshCa = o.refreshCa;
+    this.#caPem = o.caPem;
+    this.#pool = this.#newPool();
+  }
+
+  #newPool(): Pool {
+    return new Pool(this.#origin, {
+      connections: this.#connections,
       pipelining: 1,
       keepAliveTimeout: 10_000,
       connect: {
-        timeout: o.connectTimeoutMs ?? 10_000,
+        timeout: this.#connectTimeoutMs,
         rejectUnauthorized: !this.insecure,
-        ...(o.caPem ? { ca: o.caPem } : {}),
+        ...(this.#caPem ? { ca: this.#caPem } : {}),
       },
     });
+  }
+
+  /** The PEM TLS is verified with now (undefined: the system trust store). */
+  get caPem(): string | undefined {
+    return this.#caPem;
+  }
+
+  /**
+   * Verify TLS with `pem` from now on: new connections use it (a new pool); requests already
+   * under way finish on the old connections, which are then closed. Returns false when `pem` is
+   * the one in use (nothing changes).
+   */
+  setCa(pem: string | undefined): boolean {
+    if (pem === this.#caPem) return false;
+    this.#caPem = pem;
+    const old = this.#pool;
+    this.#pool = this.#newPool();
+    void old.close().catch(() => undefined);
+    return true;
   }
 
   /** Sends one HTTP request; network failures become typed errors with a redacted cause. */
@@ -195,9 +233,11 @@ export class EngineSession {
     body: string | undefined,
     what: string,
     signal: AbortSignal | undefined,
+    retried = false,
   ): Promise<RawResponse> {
+    const pool = this.#pool;
     try {
-      const res = await this.#pool.request({
+      const res = await pool.request({
         method,
         path: fullPath,
         headers,
@@ -212,10 +252,28 @@ export class EngineSession {
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       if (err instanceof TransientError || err instanceof PermanentError) throw err;
+      if (isTlsFailure(err) && !retried && (await this.#caChangedSince(pool))) {
+        return this.#raw(method, fullPath, headers, body, what, signal, true);
+      }
       const cause = safeCause(err, (s) => this.scrub(s));
       if (isTlsFailure(err)) throw new EngineTlsError(this.engine, cause);
       throw new EngineUnavailableError(this.engine, what, cause);
     }
+  }
+
+  /**
+   * After a TLS failure on `pool`: is there another CA to try? Yes when the pool was replaced
+   * meanwhile (another request already picked up a new CA), or when the caller's `refreshCa`
+   * hands back a PEM other than the one in use.
+   */
+  async #caChangedSince(pool: Pool): Promise<boolean> {
+    if (this.insecure) return false;
+    if (this.#pool !== pool) return true;
+    if (!this.#refreshCa) return false;
+    const pem = await this.#refreshCa().catch(() => undefined);
+    if (pem === undefined) return false;
+    this.setCa(pem);
+    return this.#pool !== pool;
   }
 
   /** Removes the password, any token of this session and the usual secret shapes from engine text. */
