@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { X509Certificate } from "node:crypto";
+import { randomBytes, X509Certificate } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -28,8 +28,15 @@ async function openssl(args: string[], cwd: string): Promise<void> {
   await run("openssl", args, { cwd });
 }
 
-/** Create (or replace, for a CA rotation) the CA and server certificate under `dir`. */
-export async function createPki(dir: string, o: { name: string; days?: number; generation?: number }): Promise<LabPki> {
+/**
+ * Create (or replace, for a CA rotation) the CA and server certificate under `dir`.
+ *
+ * `renew` (a rotation that chains, as engine-setup renews the engine CA): the new CA certificate
+ * keeps the previous generation's key and subject with a new validity and serial, so it is
+ * signed by the key Ferry already trusts. Without it (a replacement) the CA gets a new key and a
+ * new subject, and nothing signed by the old CA verifies with it, or the other way round.
+ */
+export async function createPki(dir: string, o: { name: string; days?: number; generation?: number; renew?: LabPki }): Promise<LabPki> {
   await mkdir(dir, { recursive: true });
   const gen = o.generation ?? 1;
   const days = String(o.days ?? 365);
@@ -39,9 +46,11 @@ export async function createPki(dir: string, o: { name: string; days?: number; g
   const csr = join(dir, `engine-${gen}.csr`);
   const cert = join(dir, `engine-${gen}.pem`);
   const ext = join(dir, `engine-${gen}.ext`);
-  await openssl(["genrsa", "-out", caKey, "2048"], dir);
+  const subject = o.renew ? opensslSubject(new X509Certificate(o.renew.caPem).subject) : `/C=US/O=ferry-lab/CN=${o.name}-ca-${gen}.lab`;
+  if (o.renew) await writeFile(caKey, o.renew.caKeyPem, { mode: 0o600 });
+  else await openssl(["genrsa", "-out", caKey, "2048"], dir);
   await openssl(
-    ["req", "-x509", "-new", "-key", caKey, "-sha256", "-days", days, "-subj", `/C=US/O=ferry-lab/CN=${o.name}-ca-${gen}.lab`, "-out", caCert],
+    ["req", "-x509", "-new", "-key", caKey, "-sha256", "-days", days, "-subj", subject, "-set_serial", `0x${randomBytes(8).toString("hex")}`, "-out", caCert],
     dir,
   );
   await openssl(["genrsa", "-out", key, "2048"], dir);
@@ -64,6 +73,11 @@ export async function createPki(dir: string, o: { name: string; days?: number; g
   // Stable names point at the current generation (what `ferry lab up` prints).
   await writeFile(join(dir, "ca.pem"), pki.caPem);
   return { ...pki, caFile: join(dir, "ca.pem") };
+}
+
+/** `C=US\nO=ferry-lab\nCN=x` (X509Certificate.subject) → `/C=US/O=ferry-lab/CN=x` (openssl -subj). */
+function opensslSubject(subject: string): string {
+  return `/${subject.split("\n").join("/")}`;
 }
 
 async function loadPki(caFile: string, caKeyFile: string, certFile: string, keyFile: string): Promise<LabPki> {

@@ -20,7 +20,7 @@ import type { BootDevice, NicInterface } from "./engine/model.ts";
  *   POST /ferry-lab/vms/{vm}/invalidate-checkpoints
  *   POST /ferry-lab/disks/{disk}/write           {offset, length, pattern? | seed? | zero?}
  *   POST /ferry-lab/disks/{disk}/export          {path, format, atBackup?, atSnapshot?}
- *   POST /ferry-lab/rotate-ca
+ *   POST /ferry-lab/rotate-ca                    {mode?: "replace"|"renew", days?}   (default replace: a new CA key; renew keeps key and subject)
  *   POST /ferry-lab/backup-support              {mode: "hybrid"|"no-incremental"|"none"}
  *   POST /ferry-lab/networks                     {name, vnicProfiles?: [names]}   (default: one profile named like the network)
  *   POST /ferry-lab/clusters                     {name}
@@ -184,8 +184,13 @@ async function dispatch(
       const atSnapshot = text(b, "atSnapshot", false);
       return c.exportImage(p[1]!, text(b, "path")!, { format, ...(atBackup ? { atBackup } : {}), ...(atSnapshot ? { atSnapshot } : {}) });
     }
-    case "POST rotate-ca":
-      return c.rotateCa();
+    case "POST rotate-ca": {
+      const mode = b.mode;
+      if (mode !== undefined && mode !== "replace" && mode !== "renew") throw new InputError("mode: expected replace or renew");
+      const days = b.days;
+      if (days !== undefined && (typeof days !== "number" || !Number.isInteger(days) || days < 1 || days > 36500)) throw new InputError("days: expected a whole number of days");
+      return c.rotateCa({ ...(mode ? { mode } : {}), ...(typeof days === "number" ? { days } : {}) });
+    }
     case "POST backup-support": {
       const mode = b.mode;
       if (mode !== "hybrid" && mode !== "no-incremental" && mode !== "none") throw new InputError("mode: expected hybrid, no-incremental or none");

@@ -140,6 +140,27 @@ export interface LabFaults {
   clear(): void;
 }
 
+/**
+ * A CA rotation: `replace` (default) makes a new CA key (nothing signed by the old CA verifies
+ * with the new one: a client must be told to trust it); `renew` keeps the CA key and subject with
+ * a new validity, as engine-setup renews an engine CA (the new CA chains to the old one). `days`:
+ * validity of the new CA and certificates (default 365).
+ */
+export interface RotateCaOptions {
+  readonly mode?: "replace" | "renew" | undefined;
+  readonly days?: number | undefined;
+}
+
+export interface RotatedCa {
+  /** The engine certificate's SHA-256 fingerprint (what TLS presents). */
+  readonly fingerprint256: string;
+  /** The engine certificate's expiry. */
+  readonly notAfter: string;
+  /** The new CA's SHA-256 fingerprint (what pki-resource serves). */
+  readonly caFingerprint256: string;
+  readonly mode: "replace" | "renew";
+}
+
 export interface LabControl {
   createVm(o: LabVmInput): Promise<{
     id: string;
@@ -154,7 +175,7 @@ export interface LabControl {
   restoreSnapshot(vmId: string, snapshotId: string): Promise<void>;
   invalidateCheckpoints(vmId: string): Promise<number>;
   setVmStatus(vmId: string, status: "up" | "down"): Promise<void>;
-  rotateCa(): Promise<{ fingerprint256: string; notAfter: string }>;
+  rotateCa(o?: RotateCaOptions): Promise<RotatedCa>;
   setBackupSupport(mode: BackupSupport): void;
   /** A logical network (attached to every cluster) with vNIC profiles; default one profile of the same name. */
   addNetwork(o: { name: string; vnicProfiles?: string[] }): { id: string; name: string; vnicProfiles: Array<{ id: string; name: string }> };
@@ -194,7 +215,7 @@ export interface LabStatus {
 export interface ControlDeps {
   engine: Engine;
   transfers: Transfers;
-  rotateCa(): Promise<{ fingerprint256: string; notAfter: string }>;
+  rotateCa(o?: RotateCaOptions): Promise<RotatedCa>;
   revokeTokens(): number;
   backupSupport: { mode: BackupSupport };
   /** imageio's own faults object, if the daemon has one. */
@@ -466,7 +487,7 @@ export function createLabControl(d: ControlDeps): LabControl {
       if (status === "up") vm.status = "up";
     },
 
-    rotateCa: () => d.rotateCa(),
+    rotateCa: (o) => d.rotateCa(o),
     setBackupSupport(mode) {
       d.backupSupport.mode = mode;
     },

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, X509Certificate } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer, type Server } from "node:http";
@@ -39,6 +39,8 @@ export interface EngineOptions {
   backupSupport?: BackupSupport;
   /** Called with unexpected request errors (the client gets a 500 fault). */
   onError?: (err: unknown) => void;
+  /** Validity of the CA and the engine/imageio certificates made at start, in days (default 365). */
+  caDays?: number;
 }
 
 export interface LabEngine {
@@ -131,7 +133,7 @@ export async function startEngine(o: EngineOptions): Promise<LabEngine> {
   const password = await loadPassword(o.dataDir, o.password);
   const pkiDir = join(o.dataDir, "pki");
   let generation = 1;
-  let pki: LabPki = await createPki(pkiDir, { name: o.name, generation });
+  let pki: LabPki = await createPki(pkiDir, { name: o.name, generation, ...(o.caDays ? { days: o.caDays } : {}) });
   const loaded = await Engine.loadState(o.dataDir);
   const st: EngineState = loaded ?? Engine.freshState();
   const storage = new DiskStorage(o.dataDir);
@@ -175,22 +177,26 @@ export async function startEngine(o: EngineOptions): Promise<LabEngine> {
     backupSupport,
     revokeTokens: () => sessions.revokeAll(),
     imageioFaults: () => imageio.faults,
-    async rotateCa() {
+    async rotateCa(r = {}) {
       // The imageio daemon's certificate is issued by the engine CA too; it is restarted with a new
       // one, which changes its port, so open transfers must be finished first.
       const open = engine.openTransfers();
       if (open.length) throw new ControlError(409, `finish the ${open.length} open transfer(s) before rotating the CA`);
       generation++;
-      const next = await createPki(pkiDir, { name: o.name, generation });
+      // "replace" (default): a new CA key; "renew": the same key and subject, a new validity (chains to the old CA).
+      const next = await createPki(pkiDir, { name: o.name, generation, ...(r.days ? { days: r.days } : {}), ...(r.mode === "renew" ? { renew: pki } : {}) });
       const nextImageio = await factory({ host, port: 0, tls: { cert: next.certPem, key: next.keyPem }, maxConnections: 8 });
       const old = imageio;
       pki = next;
       imageio = nextImageio;
       engine.imageio = nextImageio;
       https?.setSecureContext({ cert: pki.certPem, key: pki.keyPem });
+      // As when engine-setup restarts the web server: kept-alive connections end, the next
+      // request shakes hands with the new certificate (requests under way still finish).
+      https?.closeIdleConnections();
       await old.close();
-      engine.audit("EXTERNAL_EVENT_NORMAL", `The engine CA was renewed (fingerprint ${pki.fingerprint256}).`);
-      return { fingerprint256: pki.fingerprint256, notAfter: pki.notAfter };
+      engine.audit("EXTERNAL_EVENT_NORMAL", `The engine CA was ${r.mode === "renew" ? "renewed" : "replaced"} (fingerprint ${pki.fingerprint256}).`);
+      return { fingerprint256: pki.fingerprint256, notAfter: pki.notAfter, caFingerprint256: new X509Certificate(pki.caPem).fingerprint256, mode: r.mode ?? "replace" };
     },
   });
 
