@@ -10,6 +10,10 @@ import { execa } from "execa";
 import { Agent, request } from "undici";
 import { connect, credsAuthenticator, type ConnectionOptions } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { buckets } from "../infra/streams/mod.ts";
+import { engineCertStatus, type EngineCertStatus } from "../pipeline/cert-status.ts";
+import { certEnginesOf } from "../pipeline/trust.ts";
 import { natsSettings, serverList } from "../adapters/nats/settings.ts";
 import { redactText } from "../adapters/secrets.ts";
 import { formatIssue, formatPath } from "./issues.ts";
@@ -19,7 +23,7 @@ import { locateConfig } from "./locate.ts";
 export type CheckStatus = "ok" | "warn" | "fail";
 
 export interface CheckResult {
-  /** Stable id: node, nats-server, nats, qemu-img, qemu-nbd, nbdkit, config, engine:<name>, store. */
+  /** Stable id: node, nats-server, nats, qemu-img, qemu-nbd, nbdkit, config, engine:<name>, cert:<name>, store. */
   name: string;
   status: CheckStatus;
   /** What was found, in plain words. */
@@ -29,7 +33,7 @@ export interface CheckResult {
 }
 
 /** Groups selectable with `ferry doctor --check a,b`. */
-export const CHECK_GROUPS = ["node", "nats-server", "nats", "qemu", "nbdkit", "config", "engines", "store"] as const;
+export const CHECK_GROUPS = ["node", "nats-server", "nats", "qemu", "nbdkit", "config", "engines", "certs", "store"] as const;
 export type CheckGroup = (typeof CHECK_GROUPS)[number];
 
 export interface DoctorOptions {
@@ -268,6 +272,78 @@ export async function checkEngine(name: string, engine: ResolvedEngine, o: Docto
   }
 }
 
+const days = (n: number) => `${n} day${n === 1 ? "" : "s"}`;
+
+/** One `cert:<name>` result from what `ferry cert list` shows for the engine. */
+export function certCheckResult(s: EngineCertStatus, warnDays: number): CheckResult {
+  const id = `cert:${s.engine}`;
+  if (s.insecure) return warn(id, `engine ${s.engine}: TLS is not verified (insecure: true), no CA is checked`, `fetch and accept its CA: ferry cert fetch ${s.engine}, then drop insecure`);
+  const parts: string[] = [];
+  if (s.trusted) parts.push(`CA sha256 ${s.trusted.fingerprint.slice(0, 11)}… (${s.trusted.subject}) until ${s.trusted.notAfter.slice(0, 10)}, ${days(s.trusted.daysLeft)} left`);
+  if (s.engineCert) parts.push(`engine certificate until ${s.engineCert.notAfter.slice(0, 10)}, ${days(s.engineCert.daysLeft)} left`);
+  const live = s.hosts.filter((h) => h.live);
+  if (live.length) {
+    const soonest = live.reduce((a, b) => (a.daysLeft <= b.daysLeft ? a : b));
+    parts.push(`${live.length} imageio host${live.length === 1 ? "" : "s"}, soonest ${soonest.host}:${soonest.port} until ${soonest.notAfter.slice(0, 10)}, ${days(soonest.daysLeft)} left`);
+  }
+  const seen = `engine ${s.engine}: ${parts.join("; ") || "nothing could be read"}`;
+  if (!s.trusted) {
+    const served = s.served ? `; it serves sha256 ${s.served.fingerprint}` : "";
+    return warn(id, `engine ${s.engine}: ${s.trustedProblem ?? "no trusted CA"}${served}`, `ferry cert fetch ${s.engine} (check the fingerprint), then ferry cert fetch ${s.engine} --accept <fingerprint>`);
+  }
+  if (s.engineCert && !s.engineCert.verified) {
+    const served = s.served && s.served.fingerprint !== s.trusted.fingerprint ? ` It serves another CA, sha256 ${s.served.fingerprint}${s.served.chains ? " (renews the trusted one)" : " (does not chain to the trusted one)"}.` : "";
+    return fail(
+      id,
+      `engine ${s.engine}: its certificate does not verify with the trusted CA in ${s.caPath} (sha256 ${s.trusted.fingerprint}, ${s.engineCert.verifyError ?? "untrusted"}): backups cannot reach it.${served}`,
+      `check what it serves with ferry cert fetch ${s.engine}; if it is the engine's new CA: ferry cert fetch ${s.engine} --accept <fingerprint> (running functions switch without a restart)`,
+    );
+  }
+  const expired = [s.trusted, s.engineCert, ...live].filter((x): x is NonNullable<typeof x> => !!x && x.daysLeft < 0);
+  if (expired.length) return fail(id, `${seen}: expired`, "renew the engine CA / certificates on the engine (engine-setup; hosts: Enroll Certificate)");
+  if (s.due.length) {
+    const renewal = s.served && s.served.fingerprint !== s.trusted.fingerprint && s.served.chains;
+    return warn(
+      id,
+      `${seen}; due: ${s.due.join("; ")}`,
+      renewal
+        ? "the engine serves a renewed CA: ferry cert check (the cert-expiring function stores it; no restart needed)"
+        : `ferry cert check asks the cert-expiring function (it renews or alerts); certificates expiring within ${warnDays} days are renewed on the engine`,
+    );
+  }
+  if (s.record && s.record.fingerprint !== s.trusted.fingerprint) {
+    return warn(id, `${seen}; KV ferry-certs records another CA (sha256 ${s.record.fingerprint}, accepted by ${s.record.acceptedBy} at ${s.record.acceptedAt})`, "ferry cert list shows both; the newer one is taken on the next cert.renewed");
+  }
+  return ok(id, seen);
+}
+
+/** The certificates of every engine: trusted CA, served CA, engine and imageio host certificates (KV ferry-certs when NATS is reachable). */
+export async function checkCerts(config: LoadedConfig, o: DoctorOptions, nats: NatsTarget): Promise<CheckResult[]> {
+  const engines = certEnginesOf(config, o.cwd);
+  if (!Object.keys(engines).length) return [];
+  const timeout = o.timeoutMs ?? 5000;
+  let nc: Awaited<ReturnType<typeof connect>> | undefined;
+  let kv: Awaited<ReturnType<Kvm["open"]>> | undefined;
+  try {
+    let opts: ConnectionOptions = { servers: [...nats.servers], timeout, reconnect: false, name: "ferry-doctor-certs" };
+    if (nats.credsFile) opts = { ...opts, authenticator: credsAuthenticator(await readFile(nats.credsFile)) };
+    if (nats.user) opts = { ...opts, user: nats.user, ...(nats.password ? { pass: nats.password } : {}) };
+    nc = await connect(opts);
+    kv = await new Kvm(nc).open(buckets.certs);
+  } catch {
+    // Without NATS (its own check says why) the imageio hosts and the KV record are not known.
+  }
+  try {
+    return await Promise.all(
+      Object.entries(engines).map(async ([name, e]) =>
+        certCheckResult(await engineCertStatus(name, e, { warnDays: config.certs.warnDays, kv, timeoutMs: timeout, ...(o.signal ? { signal: o.signal } : {}) }), config.certs.warnDays),
+      ),
+    );
+  } finally {
+    await nc?.close().catch(() => undefined);
+  }
+}
+
 function gib(bytes: number): string {
   return `${(bytes / GIB).toFixed(1)} GiB`;
 }
@@ -363,8 +439,12 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
   if (config) {
     const later: Promise<CheckResult>[] = [];
     if (want("engines")) for (const [name, engine] of Object.entries(config.engines)) later.push(checkEngine(name, engine, o));
+    const certs = want("certs")
+      ? checkCerts(config, o, natsCfg).catch((err: unknown) => [fail("certs", `certificates could not be checked: ${redactText((err as Error).message)}`, "see ferry cert list")])
+      : Promise.resolve([]);
     if (want("store")) later.push(checkStore(config.store.path));
-    checks.push(...(await Promise.all(later)));
+    const [rest, certResults] = await Promise.all([Promise.all(later), certs]);
+    checks.push(...rest.filter((c) => c.name !== "store"), ...certResults, ...rest.filter((c) => c.name === "store"));
   }
   return { ok: checks.every((c) => c.status !== "fail"), checks };
 }

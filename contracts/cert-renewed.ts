@@ -22,7 +22,14 @@ export const certRenewed = defineContract({
     fingerprint: z.string().min(1).max(200).describe("SHA-256 fingerprint of the CA certificate."),
     notAfter: isoTime.describe("Expiry of the CA certificate."),
     changed: z.boolean().optional().describe("Whether the CA differs from the stored one."),
+    previous: z.string().min(1).max(200).optional().describe("SHA-256 fingerprint of the CA trusted before, when it changed."),
+    acceptedBy: z
+      .string()
+      .min(1)
+      .max(255)
+      .optional()
+      .describe("Who accepted it: 'renewal' (fetched over TLS verified with the trusted CA and chaining to it), 'config' (the fingerprint pinned in the config), or the operator (user@host of `ferry cert fetch --accept`)."),
   }),
-  examples: { valid: [example, { ...example, changed: true }], invalid: [{}, { ...example, notAfter: "soon" }] },
+  examples: { valid: [example, { ...example, changed: true }, { ...example, changed: true, previous: "sha256:01:02", acceptedBy: "renewal" }], invalid: [{}, { ...example, notAfter: "soon" }] },
 });
 export type CertRenewed = Infer<typeof certRenewed>;

@@ -74,6 +74,8 @@ export const CONFIG_DEFAULTS = Object.freeze({
   backupsPerEngine: 2,
   /** concurrency.connections: parallel HTTP connections per disk transfer */
   connections: 4,
+  /** certs.warnDays: a CA or certificate expiring within this many days gets cert.expiring (ferry cert check) */
+  certWarnDays: 30,
   /** Not a config key: how long a VM lease (KV ferry-leases) held by a working step lives without renewal, in ms. */
   leaseTtlMs: 60_000,
   /** Not a config key: how long a VM lease handed from one step of a run to the next waits for it, in ms. */
@@ -118,6 +120,9 @@ export function normaliseEngineUrl(value: string): string {
   return `${url.protocol}//${url.host}`;
 }
 
+/** `AB:CD:...` (32 pairs; case and an optional `sha256:` prefix do not matter). */
+export const CA_FINGERPRINT = /^(?:sha256:)?[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31}$/;
+
 const engineUrl = z
   .string()
   .regex(/^https:\/\//, "must be an https URL")
@@ -135,6 +140,11 @@ export const EngineSchema = z
     passwordFile: filePath.optional().describe("File whose content (trimmed) is the password."),
     password: z.string().min(1).optional().describe("Literal password: allowed, but warned about. Prefer passwordEnv."),
     caFile: filePath.optional().describe("PEM file with the engine CA. Without it the system trust store is used."),
+    caFingerprint: z
+      .string()
+      .regex(CA_FINGERPRINT, "must be a SHA-256 fingerprint as ferry cert fetch prints it (32 hex pairs separated by ':')")
+      .optional()
+      .describe("SHA-256 fingerprint of the engine CA to trust without asking: a CA the engine serves with it is stored on first contact, or when it replaces the trusted one."),
     insecure: z.boolean().default(CONFIG_DEFAULTS.insecure).describe("Skip TLS verification. Only for labs; logged at every start."),
   })
   .describe("One oVirt / OLVM engine.");
@@ -276,6 +286,14 @@ export const ConcurrencySchema = z
   })
   .describe("Limits.");
 
+export const CertsSchema = z
+  .strictObject({
+    warnDays: positiveInt(3650)
+      .default(CONFIG_DEFAULTS.certWarnDays)
+      .describe("ferry cert check asks for a renewal (cert.expiring) when an engine's CA, its certificate or an imageio host certificate expires within this many days."),
+  })
+  .describe("Engine certificates.");
+
 /** `host:port` (an IPv6 host in brackets); port 0 = any free port (the URL is logged). */
 export const LISTEN_ADDRESS = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
@@ -335,6 +353,7 @@ const ConfigObject = z.strictObject({
   vms: z.record(vmName, PolicyInputSchema).default({}).describe("VMs to back up, by VM name, each with its policy."),
   restore: RestoreSchema.optional(),
   concurrency: ConcurrencySchema.prefault({}),
+  certs: CertsSchema.prefault({}),
   metrics: MetricsSchema.optional(),
 });
 

@@ -3,6 +3,7 @@ import { backupCompleted } from "./backup-completed.ts";
 import { backupFailed } from "./backup-failed.ts";
 import { backupRequested } from "./backup-requested.ts";
 import { certExpiring } from "./cert-expiring.ts";
+import { certFailed } from "./cert-failed.ts";
 import { certRenewed } from "./cert-renewed.ts";
 import { chainUpdated } from "./chain-updated.ts";
 import type { Contract } from "./define.ts";
@@ -24,6 +25,7 @@ export { backupFailed, type BackupFailed } from "./backup-failed.ts";
 export { restoreCompleted, type RestoreCompleted } from "./restore-completed.ts";
 export { restoreFailed, type RestoreFailed } from "./restore-failed.ts";
 export { certRenewed, type CertRenewed } from "./cert-renewed.ts";
+export { certFailed, type CertFailed } from "./cert-failed.ts";
 export { transferProgress, type TransferProgress } from "./transfer-progress.ts";
 export { rejected, rejectedSubject, REJECTED_PAYLOAD_MAX, type Rejected } from "./rejected.ts";
 
@@ -39,6 +41,7 @@ export const subjects = {
   restoreCompleted: "restore.completed",
   restoreFailed: "restore.failed",
   certRenewed: "cert.renewed",
+  certFailed: "cert.failed",
   transferProgress: "transfer.progress",
 } as const;
 export type Subject = (typeof subjects)[keyof typeof subjects];
@@ -55,6 +58,7 @@ export const contracts: Readonly<Record<Subject, Contract<any, any>>> = Object.f
   "restore.completed": restoreCompleted,
   "restore.failed": restoreFailed,
   "cert.renewed": certRenewed,
+  "cert.failed": certFailed,
   "transfer.progress": transferProgress,
 });
 
@@ -70,11 +74,13 @@ export function contractFor(subject: string): Contract<any, any> | undefined {
 
 /**
  * Which `*.failed` event answers a failure while handling `subject` (a step of a backup fails
- * the backup). Undefined when the pipeline has no failure event for it (cert.expiring: logged).
+ * the backup). cert.expiring → cert.failed, built by functions/cert-expiring itself (its input
+ * names an engine, not a VM, and the alert may have to go to another engine).
  */
-export const failureSubjects: Readonly<Partial<Record<Subject, "backup.failed" | "restore.failed">>> = Object.freeze({
+export const failureSubjects: Readonly<Partial<Record<Subject, "backup.failed" | "restore.failed" | "cert.failed">>> = Object.freeze({
   "backup.requested": "backup.failed",
   "disk.transferred": "backup.failed",
   "chain.updated": "backup.failed",
   "restore.requested": "restore.failed",
+  "cert.expiring": "cert.failed",
 });

@@ -28,6 +28,8 @@ import { createRestoreEngine, type RestoreEngine } from "./restore-engine.ts";
 import { createRestoreJournal, type RestoreJournal } from "./restore-journal.ts";
 import { createReplicas, type Replicas } from "./replica.ts";
 import type { RestoreSettings } from "./restore-plan.ts";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { createTrustStore, trustEnginesOf, type TrustStore } from "./trust.ts";
 
 export interface EngineSettings {
   readonly url: string;
@@ -74,6 +76,8 @@ export interface BackupWiring {
   /** This deployment's mark on the engine objects it creates (one per KV domain, pipeline/deployment.ts). */
   readonly deployment: string;
   readonly settings: BackupSettings;
+  /** The engine CAs in use, swapped at run time (pipeline/trust.ts); absent when built with fixed CAs. */
+  readonly trust?: TrustStore | undefined;
   /** The engine a backup run used (its journal), else the default 'prd'. */
   engineForRun(runId: string | undefined): Promise<PortEngine | undefined>;
   close(): Promise<void>;
@@ -120,20 +124,25 @@ export async function readCaFiles(engines: Readonly<Record<string, { caFile?: st
   return out;
 }
 
-export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) => Promise<KV>): Promise<BackupWiring> {
+export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) => Promise<KV>, trust?: TrustStore): Promise<BackupWiring> {
   const engines = new Map<string, PortEngine>();
   const restoreEngines = new Map<string, RestoreEngine>();
   for (const [name, e] of Object.entries(s.engines)) {
-    const client = createEngineClient({ url: e.url, user: e.user, password: e.password, caPem: e.caPem, insecure: e.insecure ?? false, correlationId: `ferry-${name}` });
-    engines.set(name, createEnginePort(client, { name, caPem: e.caPem, pollMs: s.pollMs }));
-    restoreEngines.set(name, createRestoreEngine(client, { name, caPem: e.caPem, insecure: e.insecure, pollMs: s.pollMs }));
+    // With a trust store the CA is read at each use and swapped at run time (cert.renewed, or
+    // re-read once after a TLS failure): a renewed engine CA needs no restart (pipeline/trust.ts).
+    const caPem = trust ? () => trust.pem(name) : e.caPem;
+    const client = createEngineClient({ url: e.url, user: e.user, password: e.password, caPem: trust ? trust.pem(name) : e.caPem, refreshCa: trust?.refresher(name), insecure: e.insecure ?? false, correlationId: `ferry-${name}` });
+    trust?.attach(name, client);
+    engines.set(name, createEnginePort(client, { name, caPem, pollMs: s.pollMs }));
+    restoreEngines.set(name, createRestoreEngine(client, { name, caPem, insecure: e.insecure, pollMs: s.pollMs }));
   }
+  const withTrust = <T>(url: string, caPem: string | undefined, run: (caPem: string | undefined) => Promise<T>): Promise<T> => (trust ? trust.imageio(url, caPem, run) : run(caPem));
   const connections = s.connections ?? CONFIG_DEFAULTS.connections;
   const transfers: Transfers = {
     async download(o) {
-      const r = await download({
+      const r = await withTrust(o.transferUrl, o.caPem, (caPem) => download({
         transferUrl: o.transferUrl,
-        ...(o.caPem ? { caPem: o.caPem } : {}),
+        ...(caPem ? { caPem } : {}),
         output: o.output,
         ...(o.backing ? { backing: o.backing } : {}),
         incremental: o.incremental,
@@ -141,11 +150,11 @@ export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) 
         ...(o.previousDigests ? { previousDigests: o.previousDigests } : {}),
         ...(o.onProgress ? { onProgress: (p: { bytes: number; total: number }) => o.onProgress!(p.bytes, p.total) } : {}),
         ...(o.signal ? { signal: o.signal } : {}),
-      });
+      }));
       return { bytes: r.bytes, seconds: r.seconds, virtualSize: r.virtualSize, digests: r.digests, checksum: r.checksum };
     },
     async sourceChecksum(o) {
-      const io = await openImageio(o.transferUrl, { ...(o.caPem ? { caPem: o.caPem } : {}), maxConnections: 1, ...(o.signal ? { signal: o.signal } : {}) });
+      const io = await withTrust(o.transferUrl, o.caPem, (caPem) => openImageio(o.transferUrl, { ...(caPem ? { caPem } : {}), maxConnections: 1, ...(o.signal ? { signal: o.signal } : {}) }));
       try {
         return (await io.checksum({ algorithm: "sha256", blockSize: o.blockSize })).checksum;
       } finally {
@@ -157,6 +166,7 @@ export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) 
   const runs = createRunJournal(runsBucket);
   return {
     settings: s,
+    ...(trust ? { trust } : {}),
     restoreEngines,
     restoreJournal: createRestoreJournal(runsBucket),
     replicas: createReplicas(runsBucket),
@@ -173,6 +183,7 @@ export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) 
       return engines.get(run?.engine ?? CONFIG_DEFAULTS.engine);
     },
     async close() {
+      trust?.close();
       for (const e of engines.values()) await e.client.close().catch(() => undefined);
     },
   };
@@ -215,9 +226,12 @@ export function backupFunctionDeps(w: BackupWiring, log: { info(o: object, m?: s
 
 /** What a function's main.ts gets from the runtime (functions/runtime FunctionContext). */
 export interface PipelineContext {
-  readonly config: Parameters<typeof settingsFromConfig>[0] & { readonly engines: Readonly<Record<string, { caFile?: string | undefined }>> };
+  readonly config: Parameters<typeof settingsFromConfig>[0] & { readonly engines: Readonly<Record<string, { caFile?: string | undefined }>>; readonly file?: string | undefined };
   readonly kvm: { open(bucket: string): Promise<KV> };
   readonly signal: AbortSignal;
+  /** To follow cert.renewed (every process reloads its trusted CAs). */
+  readonly nc?: Pick<NatsConnection, "subscribe">;
+  readonly log?: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
 }
 
 const perProcess = new WeakMap<object, Promise<BackupWiring>>();
@@ -230,8 +244,10 @@ export function pipelineFor(ctx: PipelineContext): Promise<BackupWiring> {
   let p = perProcess.get(ctx.config);
   if (!p) {
     p = (async () => {
-      const settings = settingsFromConfig(ctx.config, await readCaFiles(ctx.config.engines));
-      const wiring = await buildBackupWiring(settings, (b) => ctx.kvm.open(b));
+      const trust = await createTrustStore({ engines: trustEnginesOf(ctx.config), kv: await ctx.kvm.open(buckets.certs), log: ctx.log });
+      if (ctx.nc) trust.follow(ctx.nc);
+      const settings = settingsFromConfig(ctx.config, Object.fromEntries(Object.keys(ctx.config.engines).map((n) => [n, trust.pem(n)])));
+      const wiring = await buildBackupWiring(settings, (b) => ctx.kvm.open(b), trust);
       ctx.signal.addEventListener("abort", () => void wiring.close(), { once: true });
       return wiring;
     })();

@@ -26,7 +26,8 @@ import type { EngineBackup, ReconcileEngine } from "./ports.ts";
 
 export interface EnginePortOptions {
   readonly name: string;
-  readonly caPem?: string | undefined;
+  /** The engine CA for imageio transfers; a function is asked at each use (pipeline/trust.ts: a renewed CA without a restart). */
+  readonly caPem?: string | (() => string | undefined) | undefined;
   /** Poll interval of every wait (default: the client's). */
   readonly pollMs?: number | undefined;
   readonly readyTimeoutMs?: number;
@@ -63,7 +64,9 @@ export function createEnginePort(client: EngineClient, o: EnginePortOptions): En
 
   const port: EnginePort = {
     name: o.name,
-    caPem: o.caPem,
+    get caPem() {
+      return typeof o.caPem === "function" ? o.caPem() : o.caPem;
+    },
     client,
 
     async findVm(nameOrId) {

@@ -77,13 +77,19 @@ async function gone<T>(p: Promise<T>): Promise<T | undefined> {
   }
 }
 
-export function createRestoreEngine(client: EngineClient, o: { name: string; caPem?: string | undefined; insecure?: boolean | undefined; pollMs?: number | undefined }): RestoreEngine {
+/** `caPem`: the engine CA, or a function asked at each use (pipeline/trust.ts: a renewed CA without a restart). */
+export function createRestoreEngine(client: EngineClient, o: { name: string; caPem?: string | (() => string | undefined) | undefined; insecure?: boolean | undefined; pollMs?: number | undefined }): RestoreEngine {
+  const ca = () => (typeof o.caPem === "function" ? o.caPem() : o.caPem);
   const wait = (timeoutMs?: number, signal?: AbortSignal) => ({ intervalMs: o.pollMs, ...(timeoutMs ? { timeoutMs } : {}), signal });
   const vm = (v: { id: string; name: string; status: string }): TargetVm => ({ id: v.id, name: v.name, status: v.status });
   return {
     name: o.name,
-    caPem: o.caPem,
-    trusted: !!o.caPem || o.insecure === true,
+    get caPem() {
+      return ca();
+    },
+    get trusted() {
+      return !!ca() || o.insecure === true;
+    },
     async findCluster(name) {
       const c = await client.clusters.findByName(name);
       return c && { id: c.id, name: c.name };

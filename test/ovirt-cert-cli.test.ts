@@ -1,6 +1,7 @@
 /**
  * `ferry cert fetch` against a lab engine: plain http bootstrap, https with and without a known CA,
- * --out and --json, and the exit codes for bad usage and an unreachable engine.
+ * --out (only with --accept of the fingerprint) and --json, and the exit codes for bad usage and
+ * an unreachable engine. Engines of a config, KV and cert.renewed: test/cert-*.test.ts.
  */
 import { X509Certificate } from "node:crypto";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
@@ -39,11 +40,16 @@ afterAll(async () => {
 });
 
 describe("ferry cert fetch", () => {
-  it("ferry cert fetch - prints the fingerprint and notAfter and writes --out", async () => {
-    const r = await ferry("cert", "fetch", prd.plainUrl, "--out", "engine-ca.pem");
-    expect(r.code).toBe(ExitCode.ok);
+  it("ferry cert fetch - prints the fingerprint and notAfter; writes --out only with --accept of that fingerprint", async () => {
     const cert = new X509Certificate(prd.caPem);
-    expect(r.stdout).toContain(`sha256:      ${cert.fingerprint256}`);
+    const shown = await ferry("cert", "fetch", prd.plainUrl, "--out", "engine-ca.pem");
+    expect(shown.code).toBe(ExitCode.failed);
+    expect(shown.stdout).toContain(`sha256:      ${cert.fingerprint256}`);
+    expect(shown.stdout).toContain(`not stored: check the fingerprint on the engine, then run: ferry cert fetch ${prd.plainUrl} --out engine-ca.pem --accept ${cert.fingerprint256}`);
+    await expect(stat(join(dir, "engine-ca.pem"))).rejects.toThrow();
+    expect((await ferry("cert", "fetch", prd.plainUrl, "--out", "engine-ca.pem", "--accept", "AB:CD")).code).toBe(ExitCode.invalid);
+    const r = await ferry("cert", "fetch", prd.plainUrl, "--out", "engine-ca.pem", "--accept", cert.fingerprint256.toLowerCase());
+    expect(r.code, r.stderr).toBe(ExitCode.ok);
     expect(r.stdout).toContain(`not after:   ${new Date(cert.validTo).toISOString()}`);
     const saved = await readFile(join(dir, "engine-ca.pem"), "utf8");
     expect(new X509Certificate(saved).fingerprint256).toBe(cert.fingerprint256);

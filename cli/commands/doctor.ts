@@ -12,6 +12,9 @@ Checks that this machine can run Ferry and says what to do about anything missin
   nbdkit       nbdkit (optional)
   config       the config file is valid (see ferry config validate)
   engines      each engine answers on https with its CA (HTTP 401 without login counts as reachable)
+  certs        per engine: the trusted CA, the CA the engine serves, the engine's and the imageio hosts'
+               certificates (KV ferry-certs), with days left; fails when the engine's certificate does
+               not verify with the trusted CA, warns within certs.warnDays (as ferry cert list / check)
   store        the backup store exists and is writable; free space
 
 --check runs only the named groups (e.g. --check nats,store for a container healthcheck).
@@ -28,7 +31,7 @@ function line(c: CheckResult): string {
 
 const command: Command = {
   name: "doctor",
-  summary: "Check this machine: Node, nats-server, NATS + JetStream, qemu, config, engines, store",
+  summary: "Check this machine: Node, nats-server, NATS + JetStream, qemu, config, engines, certificates, store",
   usage,
   async run(args, io) {
     let values: { config?: string; check?: string; timeout?: string; json?: boolean };

@@ -9,6 +9,10 @@ import { locateConfig } from "../../config/locate.ts";
 import { assertTimeZone, runSchedule, type ScheduledVm, type SlotClaims, type SlotPublisher, type SlotResult } from "../../domain/schedule/mod.ts";
 import { createPublisher } from "../../functions/runtime/mod.ts";
 import { ExitCode, NATS_OPTION_HELP, warnTo, type Command, type CommandIO } from "../command.ts";
+import { Kvm } from "@nats-io/kv";
+import { ensureBucket } from "../../adapters/nats/mod.ts";
+import { bucketDefinitions, buckets } from "../../infra/streams/mod.ts";
+import { formatCheckResult, loadCertConfig, runCertCheck } from "./cert.ts";
 
 const usage = `Usage: ferry schedule [options]
 
@@ -26,7 +30,8 @@ Options:
   --since ISO       look back to this time instead of --window
   --tz ZONE         time zone the schedules are written in (default: the machine's, $TZ)
   --dry-run         only print what is due; publish nothing (no NATS needed)
-  --daemon          keep running: check every minute until interrupted
+  --daemon          keep running: check every minute until interrupted; once a day (at start and
+                    after midnight) also run the certificate check of \`ferry cert check\`
   --nats URL        ${NATS_OPTION_HELP}
   --json            one JSON line per slot: {vm, slot, key, status}
 
@@ -187,8 +192,34 @@ const command: Command = {
       }
       io.stderr.write(`ferry schedule: running (${loaded.vms.length} VMs from ${loaded.file}, zone ${timeZone}); Ctrl-C to stop\n`);
       let from = new Date(Date.now() - windowMs);
+      // The daily certificate check (ferry cert check): at start, then once per local day.
+      let certDay = "";
+      let certRunning: Promise<void> | undefined;
+      const certCheck = async (day: string): Promise<void> => {
+        const cfg = await loadCertConfig(v.config, io);
+        if (!Object.keys(cfg.engines).length) return void (certDay = day);
+        await ensureBucket(nc!, await jetstreamManager(nc!), bucketDefinitions.find((b) => b.name === buckets.certs)!, loaded.nats.replicas);
+        const pub = createPublisher(nc!, jetstream(nc!));
+        const results = await runCertCheck({
+          engines: cfg.engines,
+          warnDays: cfg.warnDays,
+          kv: await new Kvm(nc!).open(buckets.certs),
+          publish: async (subject, event) => pub.publish({ subject, event }),
+          signal: io.signal,
+        });
+        for (const r of results) io.stderr.write(`ferry schedule: cert ${formatCheckResult(r)}\n`);
+        // A check that could not publish is tried again next minute.
+        if (!results.some((r) => r.status === "failed")) certDay = day;
+      };
       while (!io.signal.aborted) {
         const to = new Date();
+        const day = new Intl.DateTimeFormat("en-CA", { timeZone }).format(to);
+        // In the background: engines that do not answer never hold up a backup slot.
+        if (!dryRun && day !== certDay && !certRunning) {
+          certRunning = certCheck(day)
+            .catch((err: unknown) => void io.stderr.write(`ferry schedule: certificate check: ${(err as Error).message}\n`))
+            .finally(() => (certRunning = undefined));
+        }
         let next = to;
         try {
           // A slot that failed to publish is tried again next minute (claims and msgIDs keep the
@@ -206,6 +237,7 @@ const command: Command = {
           io.signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
         });
       }
+      await certRunning;
       return ExitCode.ok;
     } catch (err) {
       io.stderr.write(`ferry schedule: ${(err as Error).message}\n`);

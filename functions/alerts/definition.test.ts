@@ -15,7 +15,7 @@ describe("alerts definition", () => {
     const c = durableConsumer(def);
     expect(c).toMatchObject({ stream: "FERRY_EVENTS", durableName: "alerts", filterSubject: "*.failed", ackWaitMs: 30_000, maxDeliver: 20 });
     expect(c.backoffMs).toEqual([30_000, 30_000, 60_000, 300_000]);
-    expect(failureSubjectsAll).toEqual(["backup.failed", "restore.failed"]);
+    expect(failureSubjectsAll).toEqual(["backup.failed", "cert.failed", "restore.failed"]);
     expect(subjectsSelected(ALERTS_SUBJECT).sort()).toEqual(failureSubjectsAll);
   });
 

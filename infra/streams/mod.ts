@@ -29,6 +29,7 @@ const eventSubjects = [
   "restore.completed",
   "restore.failed",
   "cert.renewed",
+  "cert.failed",
 ] as const;
 // Listed one by one: a `*.*.rejected` wildcard would overlap the KV streams ($KV.<bucket>.<key>).
 const rejectedSubjects = [...commandSubjects, ...eventSubjects].map((s) => `${s}.rejected`);
