@@ -374,6 +374,11 @@ export async function runCertCheck(o: {
       }
     }
     const caNotAfter = s.trusted?.notAfter;
+    if (!s.due.length && s.engineProblem) {
+      // Nothing could be judged: not "ok".
+      results.push({ engine: name, status: "skipped", due: [`the engine could not be reached: ${s.engineProblem}`], ...(caNotAfter ? { caNotAfter } : {}) });
+      continue;
+    }
     if (!s.due.length) {
       results.push({ engine: name, status: "ok", due: [], ...(caNotAfter ? { caNotAfter } : {}) });
       continue;
