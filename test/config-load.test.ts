@@ -281,6 +281,7 @@ describe("loadConfig", () => {
       cluster: "Default",
       storageDomain: "sd",
       nameSuffix: "_restored",
+      replicaSuffix: "_dr",
       start: false,
       replaceExisting: false,
       timeoutMinutes: 60,
