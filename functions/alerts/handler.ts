@@ -84,7 +84,9 @@ export function summaryCustomId(engine: string, windowStart: number): number {
 }
 
 export function alertDescription(subject: string, ev: Pick<FailureEvent, "vm" | "code" | "message">): string {
-  return redactText(`Ferry: ${kindOf(subject)} of VM ${ev.vm} failed (${ev.code}): ${ev.message}`).slice(0, DESCRIPTION_MAX);
+  // cert.failed is about an engine's certificates, not a VM (its `vm` field carries the engine name).
+  const what = kindOf(subject) === "cert" ? `certificate check of engine ${ev.vm}` : `${kindOf(subject)} of VM ${ev.vm}`;
+  return redactText(`Ferry: ${what} failed (${ev.code}): ${ev.message}`).slice(0, DESCRIPTION_MAX);
 }
 
 /** The command the summary points to: every failure still in FERRY_EVENTS (cli/commands/events.ts). */
