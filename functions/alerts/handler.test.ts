@@ -222,8 +222,8 @@ describe("alerts rate limit", () => {
 describe("alert wording", () => {
   it("alerts - a cert.failed alert names the engine's certificate check, not a VM", async () => {
     const { alertDescription } = await import("./handler.ts");
-    const d = alertDescription("cert.failed", { id: "x", time: "2025-01-31T02:00:00Z", correlationId: "c", vm: "prd", code: "CA_CHANGED", message: "the engine serves another CA" });
+    const d = alertDescription("cert.failed", { vm: "prd", code: "CA_CHANGED", message: "the engine serves another CA" });
     expect(d).toBe("Ferry: certificate check of engine prd failed (CA_CHANGED): the engine serves another CA");
-    expect(alertDescription("backup.failed", { id: "x", time: "2025-01-31T02:00:00Z", correlationId: "c", vm: "web01", code: "E", message: "m" })).toBe("Ferry: backup of VM web01 failed (E): m");
+    expect(alertDescription("backup.failed", { vm: "web01", code: "E", message: "m" })).toBe("Ferry: backup of VM web01 failed (E): m");
   });
 });
