@@ -209,7 +209,7 @@ describe("engine CA trust - lab, nats-server, one functions process", () => {
     await new Promise((r) => setTimeout(r, 3000));
     expect(seen.filter((s) => s.subject === "cert.failed" && s.event.code === "CA_NOT_TRUSTED")).toHaveLength(1);
     expect(alerts(dr).filter((a) => a.includes("CA_NOT_TRUSTED"))).toHaveLength(1);
-    expect(alerts(dr)[0]).toMatch(/^Ferry: cert of VM prd failed \(CA_NOT_TRUSTED\): engine prd: its TLS certificate does not verify/);
+    expect(alerts(dr)[0]).toMatch(/^Ferry: certificate check of engine prd failed \(CA_NOT_TRUSTED\): engine prd: its TLS certificate does not verify/);
     const doctor = await ferry("doctor", "--check", "certs");
     expect(doctor.code).toBe(3);
     expect(doctor.stdout).toMatch(/FAIL {2}engine prd: its certificate does not verify with the trusted CA in .*prd-ca\.pem/);
