@@ -62,8 +62,8 @@ describe("store cli", () => {
     expect(r.code).toBe(0);
     const lines = r.out.split("\n");
     expect(lines[0]).toBe(`VM web01 (id vm-cli-1): 4 restore points — from the store ${store.root} (read directly, works without the bus)`);
-    expect(lines[2]).toMatch(/^#\s+time \(UTC\)\s+kind\s+chain\s+size\s+verified\s+reason$/);
-    expect(lines[3]).toMatch(/^1\s+2025-01-10 02:00:00\s+full\s+self-contained\s+\S+ \S+\s+-\s+first backup$/);
+    expect(lines[2]).toMatch(/^#\s+time \(UTC\)\s+kind\s+chain\s+size\s+verified\s+boot-tested\s+reason$/);
+    expect(lines[3]).toMatch(/^1\s+2025-01-10 02:00:00\s+full\s+self-contained\s+\S+ \S+\s+-\s+-\s+first backup$/);
     expect(lines[4]).toMatch(/^2\s+2025-01-11 02:00:00\s+incremental\s+on #1, 2 layers/);
     expect(lines[5]).toMatch(/^3\s+2025-01-12 02:00:00\s+incremental \(some disks full\)\s+on #2, 3 layers/);
     expect(lines[6]).toMatch(/^4\s+2025-01-13 02:00:00\s+full\s+self-contained.*max chain length$/);
