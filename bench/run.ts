@@ -15,14 +15,14 @@
  */
 import { cpus, totalmem } from "node:os";
 import { execa } from "execa";
-import { benchConfig, createBenchContext, type BenchContext } from "./context.ts";
+import { benchConfig, createBenchContext, type BenchConfig, type BenchContext } from "./context.ts";
 import * as download from "./download.ts";
 import * as incremental from "./incremental.ts";
 import * as upload from "./upload.ts";
 
 interface Section {
   name: string;
-  run(ctx: () => Promise<BenchContext>): Promise<object>;
+  run(ctx: () => Promise<BenchContext>, config: BenchConfig): Promise<object>;
 }
 
 const withContext = (m: { name: string; run(ctx: BenchContext): Promise<Record<string, unknown>> }): Section => ({
@@ -36,6 +36,8 @@ const SECTIONS: Section[] = [
   withContext(incremental),
   // Imported when run, so a missing dependency of the pipeline fails this section only.
   { name: "nightly", run: async () => (await import("./nightly.ts")).runNightly() },
+  // Restore and DR replication through the pipeline (bench/restore.ts); brings its own lab pair.
+  { name: "restore", run: async (_ctx, config) => (await import("./restore.ts")).run({ config, log }) },
 ];
 
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
@@ -64,7 +66,7 @@ async function main(): Promise<void> {
     for (const s of sections) {
       try {
         log(`section ${s.name}`);
-        report[s.name] = await withTimeout(s.run(getCtx), sectionTimeoutMs, s.name);
+        report[s.name] = await withTimeout(s.run(getCtx, config), sectionTimeoutMs, s.name);
       } catch (err) {
         log(`${s.name} failed: ${err instanceof Error ? err.message : String(err)}`);
         report[s.name] = { error: err instanceof Error ? err.message : String(err) };
@@ -120,6 +122,11 @@ function targets(r: Record<string, unknown>): Record<string, unknown> {
       smallestVsFull,
       pass: (fit.r2 ?? 0) >= 0.9 && (fit.secondsPerDirtyGiB ?? 0) > 0 && (smallestVsFull === null || smallestVsFull < 0.25),
     };
+  }
+  // A replication refresh uploads about what changed: bytes uploaded / bytes changed ≤ 1.2.
+  const refresh = (r.restore as { replication?: { refresh?: { bytesPerChangedByte?: number } } } | undefined)?.replication?.refresh;
+  if (refresh?.bytesPerChangedByte !== undefined) {
+    out.replicationBytesPerChangedByte = { value: refresh.bytesPerChangedByte, target: 1.2, pass: refresh.bytesPerChangedByte <= 1.2 };
   }
   return out;
 }
