@@ -11,7 +11,7 @@ import { openStore } from "../adapters/store/mod.ts";
 import { startPipeline, type Pipeline } from "./backup-support.ts";
 import { labState } from "./backup-lab.ts";
 import { PassThrough } from "node:stream";
-import { writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { main } from "../cli/main.ts";
 
@@ -99,6 +99,12 @@ describe("restore (lab PRD → DR)", () => {
     // Incremental backup enabled on the copies, so the DR VM can itself be backed up.
     for (const d of disks) expect((await client.disks.get(d.id)).backup).toBe("incremental");
     expect(await labState(p, "dr")).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
+    // Every step is in the run's restore log in the store.
+    const logs = await readdir(join(p.storePath, "restore-logs"));
+    const mine = logs.find((f) => f.includes(String(out.event.runId).replace(/[^A-Za-z0-9._-]/g, "_")));
+    expect(mine, logs.join(", ")).toBeTruthy();
+    const steps = (await readFile(join(p.storePath, "restore-logs", mine!), "utf8")).trim().split("\n").map((l) => JSON.parse(l).step);
+    expect(steps).toEqual(expect.arrayContaining(["preflight ok", "disk restored and verified", "VM created", "done"]));
   });
 
   it("restore - an older point under another name has that point's data", async () => {

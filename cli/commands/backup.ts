@@ -5,6 +5,7 @@ import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import { backupRequested } from "../../contracts/backup-requested.ts";
 import { ConfigError } from "../../config/load.ts";
 import { openSession, type Session } from "../../config/session.ts";
+import { followRequest } from "../follow.ts";
 import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandLine, warnTo } from "../command.ts";
 
 const usage = `Usage: ferry backup <vm> [--full] [--wait] [--json] [--engine NAME] [--timeout MIN] [--config FILE] [--nats URL]
@@ -134,31 +135,14 @@ function waitForOutcome(nc: NatsConnection, subs: Subscription[], request: { id:
   const disks = new Map<string, DiskProgress>();
   const tty = (io.stderr as { isTTY?: boolean }).isTTY === true;
   let lastLine = 0;
-  return new Promise<number>((resolve) => {
-    const done = (code: number) => {
-      clearTimeout(timer);
-      resolve(code);
-    };
-    const timer = setTimeout(() => {
-      io.stderr.write(`\nferry backup: no outcome after ${Math.round(timeoutMs / 60_000)} min; the backup may still be running\n`);
-      done(ExitCode.failed);
-    }, timeoutMs);
-    io.signal.addEventListener("abort", () => done(ExitCode.failed), { once: true });
-    const listen = (subject: string, on: (e: Record<string, unknown>) => void) => {
-      const sub = nc.subscribe(subject, {
-        callback: (_err, msg) => {
-          let e: Record<string, unknown>;
-          try {
-            e = msg.json<Record<string, unknown>>();
-          } catch {
-            return;
-          }
-          if (e.correlationId === request.id) on(e);
-        },
-      });
-      subs.push(sub);
-    };
-    listen("transfer.progress", (e) => {
+  const endProgress = () => {
+    if (tty && disks.size) io.stderr.write("\n");
+  };
+  return followRequest(nc, subs, io, {
+    id: request.id,
+    what: "backup",
+    timeoutMs,
+    onProgress: (e) => {
       disks.set(String(e.disk), { bytes: Number(e.bytes), total: Number(e.total) });
       if (json) return;
       const now = Date.now();
@@ -167,31 +151,31 @@ function waitForOutcome(nc: NatsConnection, subs: Subscription[], request: { id:
         lastLine = now;
         io.stderr.write(`${progressLine(request.vm, disks)}\n`);
       }
-    });
-    listen("backup.completed", (e) => {
-      if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
-      else {
-        if (tty && disks.size) io.stderr.write("\n");
-        const removed = (e.retention as { removed?: string[] } | undefined)?.removed ?? [];
-        io.stdout.write(
-          `backup of ${request.vm} completed: restore point ${String(e.restorePoint)} (${String(e.kind)}), ${mib(Number(e.bytes))} written in ${Number(e.seconds).toFixed(1)} s` +
-            `${removed.length ? `, retention removed ${removed.length}` : ""}\n`,
-        );
-      }
-      done(ExitCode.ok);
-    });
-    listen("backup.failed", (e) => {
-      if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
-      else {
-        if (tty && disks.size) io.stderr.write("\n");
-        io.stderr.write(`backup of ${request.vm} failed (${String(e.code)}): ${String(e.message)}\n`);
-      }
-      done(ExitCode.failed);
-    });
-    listen("backup.requested.rejected", (e) => {
-      io.stderr.write(`backup request rejected: ${String(e.reason)}\n`);
-      done(ExitCode.invalid);
-    });
+    },
+    outcomes: {
+      "backup.completed": (e) => {
+        endProgress();
+        if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
+        else {
+          const removed = (e.retention as { removed?: string[] } | undefined)?.removed ?? [];
+          io.stdout.write(
+            `backup of ${request.vm} completed: restore point ${String(e.restorePoint)} (${String(e.kind)}), ${mib(Number(e.bytes))} written in ${Number(e.seconds).toFixed(1)} s` +
+              `${removed.length ? `, retention removed ${removed.length}` : ""}\n`,
+          );
+        }
+        return ExitCode.ok;
+      },
+      "backup.failed": (e) => {
+        endProgress();
+        if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
+        else io.stderr.write(`backup of ${request.vm} failed (${String(e.code)}): ${String(e.message)}\n`);
+        return ExitCode.failed;
+      },
+      "backup.requested.rejected": (e) => {
+        io.stderr.write(`backup request rejected: ${String(e.reason)}\n`);
+        return ExitCode.invalid;
+      },
+    },
   });
 }
 

@@ -3,6 +3,7 @@ import { openChainsKv, openStore } from "../../adapters/store/mod.ts";
 import { openSession, type Session } from "../../config/session.ts";
 import { locateStore } from "../../config/store-location.ts";
 import { describePoints, isSegment, type ChainRecord, type PointSummary } from "../../domain/chain/mod.ts";
+import { bytes } from "../format.ts";
 import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandLine, warnTo } from "../command.ts";
 
 const usage = `Usage: ferry checkpoints <vm> [options]
@@ -24,17 +25,6 @@ Columns: # | time (UTC) | kind | chain (what it builds on, layers read to restor
 own layers | verified | boot-tested (the last restore test: ferry restore <vm> --test) | reason for a full.
 Exit: 0 listed, 1 no restore points for the VM, 2 usage, 3 store or NATS unavailable, 4 bad VM name.
 `;
-
-function bytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
-}
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));

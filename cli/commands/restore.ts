@@ -17,6 +17,8 @@ import { readCaFiles, settingsFromConfig } from "../../pipeline/composition.ts";
 import { planRestore, RestorePreflightError } from "../../pipeline/restore-plan.ts";
 import { createRestoreEngine } from "../../pipeline/restore-engine.ts";
 import { connectForCommand } from "./backup.ts";
+import { bytes } from "../format.ts";
+import { followRequest } from "../follow.ts";
 import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandLine } from "../command.ts";
 
 const usage = `Usage: ferry restore <vm> [--checkpoint N|latest|<id>] [--target ENGINE] [--name NAME] [--start] [--replace]
@@ -102,17 +104,6 @@ const options = {
 } as const;
 
 type Parsed = NonNullable<ReturnType<typeof parseCommandLine<typeof options>>>;
-
-function bytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
-}
 
 const PHASE: Record<ExportProgress["phase"], string> = { convert: "written", pack: "packed", verify: "checked" };
 
@@ -401,32 +392,14 @@ function followRestore(nc: NatsConnection, subs: Subscription[], request: { id: 
   const disks = new Map<string, { bytes: number; total: number }>();
   const tty = (io.stderr as { isTTY?: boolean }).isTTY === true;
   let lastLine = 0;
-  return new Promise<number>((resolve) => {
-    const done = (code: number) => {
-      clearTimeout(timer);
-      resolve(code);
-    };
-    const timer = setTimeout(() => {
-      io.stderr.write(`\nferry restore: no outcome after ${Math.round(timeoutMs / 60_000)} min; the restore may still be running\n`);
-      done(ExitCode.failed);
-    }, timeoutMs);
-    io.signal.addEventListener("abort", () => done(ExitCode.failed), { once: true });
-    const listen = (subject: string, on: (e: Record<string, unknown>) => void) => {
-      subs.push(
-        nc.subscribe(subject, {
-          callback: (_err, msg) => {
-            let e: Record<string, unknown>;
-            try {
-              e = msg.json<Record<string, unknown>>();
-            } catch {
-              return;
-            }
-            if (e.correlationId === request.id) on(e);
-          },
-        }),
-      );
-    };
-    listen("transfer.progress", (e) => {
+  const endProgress = () => {
+    if (tty && disks.size) io.stderr.write("\n");
+  };
+  return followRequest(nc, subs, io, {
+    id: request.id,
+    what: "restore",
+    timeoutMs,
+    onProgress: (e) => {
       disks.set(String(e.disk), { bytes: Number(e.bytes), total: Number(e.total) });
       if (json) return;
       const now = Date.now();
@@ -436,30 +409,32 @@ function followRestore(nc: NatsConnection, subs: Subscription[], request: { id: 
         lastLine = now;
         io.stderr.write(`${line}\n`);
       }
-    });
-    listen("restore.completed", (e) => {
-      if (tty && disks.size) io.stderr.write("\n");
-      if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
-      else {
-        const ds = (e.disks as { alias: string; checksum: string }[] | undefined) ?? [];
-        const boot = e.bootTest as { ok: boolean; seconds: number } | undefined;
-        io.stdout.write(
-          `restore of ${request.vm} completed on ${String(e.target)}: ${e.mode === "test" ? `restore test booted in ${boot?.seconds.toFixed(1)} s, removed again` : `VM ${String(e.name)}${e.vmId ? ` (${String(e.vmId)})` : ""}${e.started ? ", started" : ""}`}; ` +
-            `${bytes(Number(e.bytes))} uploaded in ${Number(e.seconds).toFixed(1)} s; ${ds.length} disk(s) verified with imageio's checksum\n`,
-        );
-      }
-      done(ExitCode.ok);
-    });
-    listen("restore.failed", (e) => {
-      if (tty && disks.size) io.stderr.write("\n");
-      if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
-      else io.stderr.write(`restore of ${request.vm} failed (${String(e.code)}): ${String(e.message)}\n`);
-      done(e.code === "RESTORE_PREFLIGHT" ? ExitCode.invalid : ExitCode.failed);
-    });
-    listen("restore.requested.rejected", (e) => {
-      io.stderr.write(`restore request rejected: ${String(e.reason)}\n`);
-      done(ExitCode.invalid);
-    });
+    },
+    outcomes: {
+      "restore.completed": (e) => {
+        endProgress();
+        if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
+        else {
+          const ds = (e.disks as { alias: string; checksum: string }[] | undefined) ?? [];
+          const boot = e.bootTest as { ok: boolean; seconds: number } | undefined;
+          io.stdout.write(
+            `restore of ${request.vm} completed on ${String(e.target)}: ${e.mode === "test" ? `restore test booted in ${boot?.seconds.toFixed(1)} s, removed again` : `VM ${String(e.name)}${e.vmId ? ` (${String(e.vmId)})` : ""}${e.started ? ", started" : ""}`}; ` +
+              `${bytes(Number(e.bytes))} uploaded in ${Number(e.seconds).toFixed(1)} s; ${ds.length} disk(s) verified with imageio's checksum\n`,
+          );
+        }
+        return ExitCode.ok;
+      },
+      "restore.failed": (e) => {
+        endProgress();
+        if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
+        else io.stderr.write(`restore of ${request.vm} failed (${String(e.code)}): ${String(e.message)}\n`);
+        return e.code === "RESTORE_PREFLIGHT" ? ExitCode.invalid : ExitCode.failed;
+      },
+      "restore.requested.rejected": (e) => {
+        io.stderr.write(`restore request rejected: ${String(e.reason)}\n`);
+        return ExitCode.invalid;
+      },
+    },
   });
 }
 

@@ -16,7 +16,7 @@
  * behind and any previous DR VM untouched; a redelivery starts clean. A log of every step goes to
  * `<store>/restore-logs/`.
  */
-import { appendFile } from "node:fs/promises";
+import { appendFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { PermanentError, errorCode, isPermanent } from "../../contracts/errors.ts";
 import type { RestoreRequested } from "../../contracts/restore-requested.ts";
@@ -103,8 +103,14 @@ export function createRestoreHandler(deps: RestoreDeps) {
       : (req.name ?? `${req.vm}${mode === "replicate" ? deps.settings.replicaSuffix : deps.settings.nameSuffix}`);
     const replace = mode === "replicate" ? true : (req.replace ?? deps.settings.replaceExisting);
     const logFile = join(deps.store.logDir, `${compactTime(started.toISOString())}-${req.vm}-${runId.replace(/[^A-Za-z0-9._-]/g, "_")}.log`);
+    let logDir: Promise<unknown> | undefined;
     const note = async (step: string, o: object = {}) => {
-      await appendFile(logFile, `${JSON.stringify({ time: deps.clock().toISOString(), runId, step, ...o })}\n`, { mode: 0o600 }).catch(() => undefined);
+      // The store creates restore-logs/ only when initialised; a running pipeline may not have.
+      logDir ??= mkdir(deps.store.logDir, { recursive: true, mode: 0o700 });
+      await logDir.catch(() => undefined);
+      await appendFile(logFile, `${JSON.stringify({ time: deps.clock().toISOString(), runId, step, ...o })}\n`, { mode: 0o600 }).catch((err: unknown) => {
+        deps.log.warn({ err, logFile }, "could not write the restore log");
+      });
     };
 
     // One restore per target VM name at a time (a second request for it waits, VM_BUSY).
