@@ -142,8 +142,9 @@ describe("infra/nats", () => {
     try {
       // checkAPI off: until the meta leader is elected the API does not answer yet.
       const jsm = await jetstreamManager(nc, { timeout: 5000, checkAPI: false });
-      // The meta leader needs a moment after the routes connect.
-      const deadline = Date.now() + 40_000;
+      // The meta leader needs a moment after the routes connect (on a loaded CI machine, longer: one
+      // election round can time out and start again).
+      const deadline = Date.now() + 80_000;
       let info;
       for (;;) {
         try {
