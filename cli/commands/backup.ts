@@ -56,21 +56,8 @@ export async function connectForCommand(
   }
 }
 
-interface DiskProgress {
-  bytes: number;
-  total: number;
-}
-
 function mib(n: number): string {
   return `${(n / 1048576).toFixed(1)} MiB`;
-}
-
-export function progressLine(vm: string, disks: ReadonlyMap<string, DiskProgress>): string {
-  const parts = [...disks].map(([id, p]) => {
-    const pct = p.total > 0 ? Math.min(100, Math.floor((p.bytes / p.total) * 100)) : 100;
-    return `${id.slice(0, 8)} ${String(pct).padStart(3)}% ${mib(p.bytes)}/${mib(p.total)}`;
-  });
-  return `${vm}: ${parts.join("  ")}`;
 }
 
 const command: Command = {
@@ -132,29 +119,13 @@ const command: Command = {
 };
 
 function waitForOutcome(nc: NatsConnection, subs: Subscription[], request: { id: string; vm: string }, io: CommandIO, json: boolean, timeoutMs: number): Promise<number> {
-  const disks = new Map<string, DiskProgress>();
-  const tty = (io.stderr as { isTTY?: boolean }).isTTY === true;
-  let lastLine = 0;
-  const endProgress = () => {
-    if (tty && disks.size) io.stderr.write("\n");
-  };
   return followRequest(nc, subs, io, {
     id: request.id,
     what: "backup",
     timeoutMs,
-    onProgress: (e) => {
-      disks.set(String(e.disk), { bytes: Number(e.bytes), total: Number(e.total) });
-      if (json) return;
-      const now = Date.now();
-      if (tty) io.stderr.write(`\r${progressLine(request.vm, disks)}`);
-      else if (now - lastLine > 5000) {
-        lastLine = now;
-        io.stderr.write(`${progressLine(request.vm, disks)}\n`);
-      }
-    },
+    progressOf: json ? undefined : request.vm,
     outcomes: {
       "backup.completed": (e) => {
-        endProgress();
         if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
         else {
           const removed = (e.retention as { removed?: string[] } | undefined)?.removed ?? [];
@@ -166,7 +137,6 @@ function waitForOutcome(nc: NatsConnection, subs: Subscription[], request: { id:
         return ExitCode.ok;
       },
       "backup.failed": (e) => {
-        endProgress();
         if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
         else io.stderr.write(`backup of ${request.vm} failed (${String(e.code)}): ${String(e.message)}\n`);
         return ExitCode.failed;

@@ -389,30 +389,13 @@ async function dryRun(req: RestoreRequested, v: Parsed["values"], io: CommandIO)
 }
 
 function followRestore(nc: NatsConnection, subs: Subscription[], request: { id: string; vm: string }, io: CommandIO, json: boolean, timeoutMs: number): Promise<number> {
-  const disks = new Map<string, { bytes: number; total: number }>();
-  const tty = (io.stderr as { isTTY?: boolean }).isTTY === true;
-  let lastLine = 0;
-  const endProgress = () => {
-    if (tty && disks.size) io.stderr.write("\n");
-  };
   return followRequest(nc, subs, io, {
     id: request.id,
     what: "restore",
     timeoutMs,
-    onProgress: (e) => {
-      disks.set(String(e.disk), { bytes: Number(e.bytes), total: Number(e.total) });
-      if (json) return;
-      const now = Date.now();
-      const line = `${request.vm}: ${[...disks].map(([id, p]) => `${id.slice(0, 8)} ${p.total ? Math.min(100, Math.floor((p.bytes / p.total) * 100)) : 100}% ${bytes(p.bytes)}/${bytes(p.total)}`).join("  ")}`;
-      if (tty) io.stderr.write(`\r${line}`);
-      else if (now - lastLine > 5000) {
-        lastLine = now;
-        io.stderr.write(`${line}\n`);
-      }
-    },
+    progressOf: json ? undefined : request.vm,
     outcomes: {
       "restore.completed": (e) => {
-        endProgress();
         if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
         else {
           const ds = (e.disks as { alias: string; checksum: string }[] | undefined) ?? [];
@@ -425,7 +408,6 @@ function followRestore(nc: NatsConnection, subs: Subscription[], request: { id: 
         return ExitCode.ok;
       },
       "restore.failed": (e) => {
-        endProgress();
         if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
         else io.stderr.write(`restore of ${request.vm} failed (${String(e.code)}): ${String(e.message)}\n`);
         return e.code === "RESTORE_PREFLIGHT" ? ExitCode.invalid : ExitCode.failed;
