@@ -5,7 +5,8 @@
  *   MAX_DELIVERIES path publishes exactly one backup.failed, and the engine gets exactly one alert;
  * - a storm of 100 failures within a minute: at most 10 alerts plus one summary on the engine.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { killWorker, startWorkerProcess } from "./harness/worker-process.ts";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,27 +24,10 @@ const workers: ChildProcess[] = [];
 const alertProcs: FerryProcess[] = [];
 
 function startWorker(): Promise<ChildProcess> {
-  // node with tsx's loader, so the SIGKILL hits the worker itself (see e2e-backup-kill.test.ts).
-  const child = spawn(process.execPath, ["--import", "tsx", worker, p.workerConfigFile], { stdio: ["ignore", "pipe", "inherit"] });
-  workers.push(child);
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("worker did not start")), 30_000);
-    child.stdout!.on("data", (b: Buffer) => {
-      if (String(b).includes("ready")) {
-        clearTimeout(t);
-        resolve(child);
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`worker exited with ${code}`)));
-  });
+  return startWorkerProcess(worker, p.workerConfigFile, workers);
 }
 
-async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGKILL");
-  await exited;
-}
+const kill = killWorker;
 
 async function until<T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -5,7 +5,8 @@
  * open transfer and no locked disk, and the store has no partial layer.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { killWorker, startWorkerProcess } from "./harness/worker-process.ts";
 import { readdir } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,20 +20,7 @@ let p: Pipeline;
 const children: ChildProcess[] = [];
 
 function startWorker(): Promise<ChildProcess> {
-  // node itself with tsx's loader (not the tsx CLI, which would put a wrapper process in between and
-  // the SIGKILL would hit the wrapper, not the worker).
-  const child = spawn(process.execPath, ["--import", "tsx", worker, p.workerConfigFile], { stdio: ["ignore", "pipe", "inherit"] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("worker did not start")), 30_000);
-    child.stdout!.on("data", (b: Buffer) => {
-      if (String(b).includes("ready")) {
-        clearTimeout(t);
-        resolve(child);
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`worker exited with ${code}`)));
-  });
+  return startWorkerProcess(worker, p.workerConfigFile, children);
 }
 
 async function filesUnder(dir: string): Promise<string[]> {

@@ -5,8 +5,8 @@
  * nothing else: no locked disk, no open transfer, no disk of the first attempt.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync, openSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { killWorker, startWorkerProcess } from "./harness/worker-process.ts";
 import { fileURLToPath } from "node:url";
 import { startPipeline, type Pipeline } from "./backup-support.ts";
 import { labState } from "./backup-lab.ts";
@@ -18,21 +18,7 @@ let p: Pipeline;
 const children: ChildProcess[] = [];
 
 function startWorker(): Promise<ChildProcess> {
-  // node with tsx's loader, so the SIGKILL hits the worker itself (see e2e-backup-kill.test.ts).
-  const err = process.env.FERRY_TEST_WORKER_LOG ? openSync(process.env.FERRY_TEST_WORKER_LOG, "a") : "inherit";
-  const child = spawn(process.execPath, ["--import", "tsx", worker, p.workerConfigFile], { stdio: ["ignore", "pipe", err] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("worker did not start")), 30_000);
-    child.stdout!.on("data", (b: Buffer) => {
-      if (process.env.FERRY_TEST_WORKER_LOG) appendFileSync(process.env.FERRY_TEST_WORKER_LOG, b);
-      if (String(b).includes("ready")) {
-        clearTimeout(t);
-        resolve(child);
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`worker exited with ${code}`)));
-  });
+  return startWorkerProcess(worker, p.workerConfigFile, children);
 }
 
 beforeAll(async () => {
