@@ -8,6 +8,7 @@ import { certRenewed } from "./cert-renewed.ts";
 import { chainUpdated } from "./chain-updated.ts";
 import type { Contract } from "./define.ts";
 import { diskTransferred } from "./disk-transferred.ts";
+import { ovirtEvent } from "./ovirt-event.ts";
 import { rejected } from "./rejected.ts";
 import { restoreCompleted } from "./restore-completed.ts";
 import { restoreFailed } from "./restore-failed.ts";
@@ -27,6 +28,7 @@ export { restoreFailed, type RestoreFailed } from "./restore-failed.ts";
 export { certRenewed, type CertRenewed } from "./cert-renewed.ts";
 export { certFailed, type CertFailed } from "./cert-failed.ts";
 export { transferProgress, type TransferProgress } from "./transfer-progress.ts";
+export { ovirtEvent, ovirtEventKinds, chainBreakingKinds, type OvirtEvent, type OvirtEventKind } from "./ovirt-event.ts";
 export { rejected, rejectedSubject, REJECTED_PAYLOAD_MAX, type Rejected } from "./rejected.ts";
 
 /** Every subject name, for code that must not misspell one. */
@@ -43,6 +45,7 @@ export const subjects = {
   certRenewed: "cert.renewed",
   certFailed: "cert.failed",
   transferProgress: "transfer.progress",
+  ovirtEvent: "ovirt.event",
 } as const;
 export type Subject = (typeof subjects)[keyof typeof subjects];
 
@@ -60,6 +63,7 @@ export const contracts: Readonly<Record<Subject, Contract<any, any>>> = Object.f
   "cert.renewed": certRenewed,
   "cert.failed": certFailed,
   "transfer.progress": transferProgress,
+  "ovirt.event": ovirtEvent,
 });
 
 /** All contracts including the generic rejected one (e.g. for schema generation). */

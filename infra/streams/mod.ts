@@ -30,6 +30,7 @@ const eventSubjects = [
   "restore.failed",
   "cert.renewed",
   "cert.failed",
+  "ovirt.event",
 ] as const;
 // Listed one by one: a `*.*.rejected` wildcard would overlap the KV streams ($KV.<bucket>.<key>).
 const rejectedSubjects = [...commandSubjects, ...eventSubjects].map((s) => `${s}.rejected`);
