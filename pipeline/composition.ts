@@ -20,6 +20,8 @@ import type { Transfers } from "./ports.ts";
 import type { KV } from "@nats-io/kv";
 import { chainsKv, openStore, type ChainsKv } from "../adapters/store/mod.ts";
 import { chainViewOf } from "./chain-view.ts";
+import { createChainGuard, ferryCorrelationId, type ChainGuard } from "./chain-guard.ts";
+import { healingChains } from "./chain-heal.ts";
 import { createRunJournal, type RunJournal } from "./run-journal.ts";
 import { createLeases, type Leases } from "./vm-lease.ts";
 import type { ReconcileEngine } from "./ports.ts";
@@ -44,6 +46,8 @@ export interface BackupSettings {
   readonly storePath: string;
   readonly fullPolicy: (vmName: string) => FullPolicy;
   readonly retention: (vmName: string) => RetentionPolicy;
+  /** The config's timeZone: the calendar of retention's days/weeks/months (the full policy carries it too). */
+  readonly timeZone?: string | undefined;
   /** Parallel connections per disk transfer. */
   readonly connections?: number;
   readonly pollMs?: number;
@@ -72,6 +76,8 @@ export interface BackupWiring {
   readonly runs: RunJournal;
   readonly leases: Leases;
   readonly chains: ChainsKv;
+  /** KV ferry-guard: engine-event marks that make a VM's next backup full (pipeline/chain-guard.ts). */
+  readonly guard: ChainGuard;
   readonly owner: string;
   /** This deployment's mark on the engine objects it creates (one per KV domain, pipeline/deployment.ts). */
   readonly deployment: string;
@@ -87,6 +93,7 @@ const ISO_DAY = { monday: 1, tuesday: 2, wednesday: 3, thursday: 4, friday: 5, s
 
 /** Config policy → the settings the backup functions need. */
 export function settingsFromConfig(config: {
+  timeZone?: string | undefined;
   engines: Readonly<Record<string, { url: string; user: string; password: string; caFile?: string | undefined; insecure?: boolean }>>;
   store: { path: string };
   vms: Readonly<Record<string, { full: { weeklyDay?: keyof typeof ISO_DAY | undefined; maxChainLength: number; everyDays?: number | undefined }; retention: RetentionPolicy; replicateToDr?: boolean }>>;
@@ -110,8 +117,10 @@ export function settingsFromConfig(config: {
     storePath: config.store.path,
     fullPolicy: (vm) => {
       const f = config.vms[vm]?.full;
-      return f ? { weeklyFullDay: f.weeklyDay ? ISO_DAY[f.weeklyDay] : undefined, maxChainLength: f.maxChainLength, fullEveryDays: f.everyDays } : { maxChainLength: CONFIG_DEFAULTS.maxChainLength };
+      const zone = config.timeZone ? { timeZone: config.timeZone } : {};
+      return f ? { weeklyFullDay: f.weeklyDay ? ISO_DAY[f.weeklyDay] : undefined, maxChainLength: f.maxChainLength, fullEveryDays: f.everyDays, ...zone } : { maxChainLength: CONFIG_DEFAULTS.maxChainLength, ...zone };
     },
+    ...(config.timeZone ? { timeZone: config.timeZone } : {}),
     retention: (vm) => config.vms[vm]?.retention ?? CONFIG_DEFAULTS.retention,
     replicates: (vm) => config.vms[vm]?.replicateToDr ?? CONFIG_DEFAULTS.replicateToDr,
     connections: config.concurrency?.connections,
@@ -124,14 +133,14 @@ export async function readCaFiles(engines: Readonly<Record<string, { caFile?: st
   return out;
 }
 
-export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) => Promise<KV>, trust?: TrustStore): Promise<BackupWiring> {
+export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) => Promise<KV>, trust?: TrustStore, log?: PipelineContext["log"]): Promise<BackupWiring> {
   const engines = new Map<string, PortEngine>();
   const restoreEngines = new Map<string, RestoreEngine>();
   for (const [name, e] of Object.entries(s.engines)) {
     // With a trust store the CA is read at each use and swapped at run time (cert.renewed, or
     // re-read once after a TLS failure): a renewed engine CA needs no restart (pipeline/trust.ts).
     const caPem = trust ? () => trust.pem(name) : e.caPem;
-    const client = createEngineClient({ url: e.url, user: e.user, password: e.password, caPem: trust ? trust.pem(name) : e.caPem, refreshCa: trust?.refresher(name), insecure: e.insecure ?? false, correlationId: `ferry-${name}` });
+    const client = createEngineClient({ url: e.url, user: e.user, password: e.password, caPem: trust ? trust.pem(name) : e.caPem, refreshCa: trust?.refresher(name), insecure: e.insecure ?? false, correlationId: ferryCorrelationId(name) });
     trust?.attach(name, client);
     engines.set(name, createEnginePort(client, { name, caPem, pollMs: s.pollMs }));
     restoreEngines.set(name, createRestoreEngine(client, { name, caPem, insecure: e.insecure, pollMs: s.pollMs }));
@@ -164,6 +173,7 @@ export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) 
   };
   const runsBucket = await kv(buckets.runs);
   const runs = createRunJournal(runsBucket);
+  const store = createStorePort(openStore({ root: s.storePath }));
   return {
     settings: s,
     ...(trust ? { trust } : {}),
@@ -172,11 +182,13 @@ export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) 
     replicas: createReplicas(runsBucket),
     deployment: await createDeploymentId(runsBucket),
     engines,
-    store: createStorePort(openStore({ root: s.storePath })),
+    store,
     transfers,
     runs,
     leases: createLeases(await kv(buckets.leases), { ttlMs: s.leaseTtlMs ?? CONFIG_DEFAULTS.leaseTtlMs, handOffTtlMs: s.handOffTtlMs ?? CONFIG_DEFAULTS.handOffTtlMs }),
-    chains: chainsKv(await kv(buckets.chains)),
+    // A VM with restore points in the store but no KV record (the bus lost its data) is healed on read.
+    chains: healingChains(chainsKv(await kv(buckets.chains)), store.volume, { log }),
+    guard: createChainGuard(await kv(buckets.guard)),
     owner: `${hostname()}:${process.pid}`,
     async engineForRun(runId) {
       const run = runId ? await runs.get(runId).catch(() => undefined) : undefined;
@@ -198,7 +210,7 @@ export function backupFunctionDeps(w: BackupWiring, log: { info(o: object, m?: s
       engines: (n: string) => w.engines.get(n),
       chains: {
         // The store's manifest carries the verdicts of `ferry verify`: a chain that failed one is not built on.
-        view: async (vmId: string, vmName: string) => chainViewOf(await w.chains.read(vmId), await w.store.volume.readManifest(vmName).catch(() => undefined)),
+        view: async (vmId: string, vmName: string) => chainViewOf(await w.chains.read(vmId), await w.store.volume.readManifest(vmName).catch(() => undefined), await w.guard.mark(vmId)),
       },
       runs: w.runs,
       leases: w.leases,
@@ -247,7 +259,7 @@ export function pipelineFor(ctx: PipelineContext): Promise<BackupWiring> {
       const trust = await createTrustStore({ engines: trustEnginesOf(ctx.config), kv: await ctx.kvm.open(buckets.certs), log: ctx.log });
       if (ctx.nc) trust.follow(ctx.nc);
       const settings = settingsFromConfig(ctx.config, Object.fromEntries(Object.keys(ctx.config.engines).map((n) => [n, trust.pem(n)])));
-      const wiring = await buildBackupWiring(settings, (b) => ctx.kvm.open(b), trust);
+      const wiring = await buildBackupWiring(settings, (b) => ctx.kvm.open(b), trust, ctx.log);
       ctx.signal.addEventListener("abort", () => void wiring.close(), { once: true });
       return wiring;
     })();

@@ -51,6 +51,10 @@ export interface PipelineOptions {
   readonly replicates?: (vm: string) => boolean;
   /** Restore settings (defaults: cluster Default, storage domain data, no start). */
   readonly restore?: Partial<NonNullable<BackupSettings["restore"]>>;
+  /** Run on the lab and store of a pipeline stopped with `stop({ keep: true })` (a new nats-server: the bus lost its data). */
+  readonly reuse?: { readonly lab: Lab; readonly dir: string };
+  /** Extra settings (e.g. the reconciler's orphan grace, the scrub). */
+  readonly settings?: Partial<BackupSettings>;
 }
 
 export interface Outcome {
@@ -83,13 +87,14 @@ export interface Pipeline {
   readonly seen: { subject: string; event: Record<string, unknown> }[];
   /** The newest pipeline log lines (pino JSON, at most 2000), for diagnostics. */
   readonly logLines: readonly string[];
-  stop(): Promise<void>;
+  /** `keep`: leave the lab running and the store in place (for `reuse`). */
+  stop(o?: { keep?: boolean }): Promise<void>;
 }
 
 export async function startPipeline(o: PipelineOptions = {}): Promise<Pipeline> {
-  const dir = await mkdtemp(join(tmpdir(), "ferry-e2e-"));
+  const dir = o.reuse?.dir ?? (await mkdtemp(join(tmpdir(), "ferry-e2e-")));
   // What is started so far, undone in reverse if the start fails (no nats-server or lab left behind).
-  const undo: (() => Promise<unknown>)[] = [() => rm(dir, { recursive: true, force: true })];
+  const undo: (() => Promise<unknown>)[] = o.reuse ? [] : [() => rm(dir, { recursive: true, force: true })];
   try {
     return await startIn(dir, o, undo);
   } catch (err) {
@@ -101,8 +106,8 @@ export async function startPipeline(o: PipelineOptions = {}): Promise<Pipeline> 
 async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unknown>)[]): Promise<Pipeline> {
   const nats = await startNatsServer();
   undo.push(() => nats.stop());
-  const lab = await startLab({ dataDir: join(dir, "lab"), engines: o.labEngines ?? ["prd"], ...(o.labTimings ? { engineOptions: { timings: o.labTimings } } : {}) });
-  undo.push(() => lab.stop());
+  const lab = o.reuse?.lab ?? (await startLab({ dataDir: join(dir, "lab"), engines: o.labEngines ?? ["prd"], ...(o.labTimings ? { engineOptions: { timings: o.labTimings } } : {}) }));
+  if (!o.reuse) undo.push(() => lab.stop());
   const storePath = join(dir, "store");
   const nc = await connectNats({ servers: nats.url, name: "ferry-e2e" });
   undo.push(() => nc.close());
@@ -118,15 +123,16 @@ async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unk
     connections: 4,
     // The workers here beat every 1-2 s: a killed worker's lease is free a few seconds later.
     leaseTtlMs: 6000,
+    ...o.settings,
   };
   const kvm = new Kvm(nc);
-  const wiring = await buildBackupWiring(settings, (b) => kvm.open(b));
-  undo.push(() => wiring.close());
   const logLines: string[] = [];
   const log = createLogger({
     level: o.logLevel ?? "info",
     destination: new Writable({ write(chunk, _e, cb) { logLines.push(String(chunk)); if (logLines.length > 2000) logLines.shift(); cb(); } }) as never,
   });
+  const wiring = await buildBackupWiring(settings, (b) => kvm.open(b), undefined, log);
+  undo.push(() => wiring.close());
   const clock = o.clock ?? (() => new Date());
   const deps = backupFunctionDeps(wiring, log, clock);
   const policy = { ackWaitMs: o.ackWaitMs ?? 20_000, maxDeliver: o.maxDeliver ?? 3, backoffMs: o.backoffMs ?? [500, 1000, 2000], concurrency: o.backupConcurrency ?? 1 };
@@ -238,14 +244,16 @@ async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unk
       const id = await pipeline.request(vm, r);
       return pipeline.outcome(id, r.timeoutMs);
     },
-    async stop() {
+    async stop(so = {}) {
       for (const s of subs) s.unsubscribe();
       ac.abort();
       await running.catch(() => undefined);
       await wiring.close();
       await nc.close().catch(() => undefined);
-      await lab.stop().catch(() => undefined);
       await nats.stop();
+      // A reused lab and store belong to the first pipeline: it removes them.
+      if (so.keep || o.reuse) return;
+      await lab.stop().catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
     },
   };
