@@ -16,6 +16,7 @@
 import { z } from "zod";
 import { CRON_SHAPE, cronProblem } from "../domain/schedule/cron.ts";
 import { DAYS_MASK, TIME_OF_DAY, type Schedule } from "../domain/schedule/slots.ts";
+import { localTimeZone, timeZoneProblem } from "../domain/schedule/zoned.ts";
 
 export { cronProblem, type Schedule };
 
@@ -76,6 +77,10 @@ export const CONFIG_DEFAULTS = Object.freeze({
   connections: 4,
   /** certs.warnDays: a CA or certificate expiring within this many days gets cert.expiring (ferry cert check) */
   certWarnDays: 30,
+  /** summary.enabled: `ferry schedule --daemon` posts the daily summary to each engine's audit log */
+  summaryEnabled: true,
+  /** summary.time: local time (in timeZone) of the daily summary */
+  summaryTime: "07:00",
   /** Not a config key: how long a VM lease (KV ferry-leases) held by a working step lives without renewal, in ms. */
   leaseTtlMs: 60_000,
   /** Not a config key: how long a VM lease handed from one step of a run to the next waits for it, in ms. */
@@ -294,6 +299,29 @@ export const CertsSchema = z
   })
   .describe("Engine certificates.");
 
+export const SummarySchema = z
+  .strictObject({
+    enabled: z.boolean().default(CONFIG_DEFAULTS.summaryEnabled).describe("Post the daily summary (VMs protected, failed, overdue, bytes stored) to each engine's audit log from `ferry schedule --daemon`."),
+    time: z
+      .string()
+      .regex(TIME_OF_DAY, 'must be a time of day "HH:MM" (24 hours, e.g. "07:00")')
+      .default(CONFIG_DEFAULTS.summaryTime)
+      .describe('When the daily summary is posted, "HH:MM" in timeZone. Default "07:00".'),
+  })
+  .describe("The daily summary in the engines' audit logs (ferry summary).");
+
+/**
+ * An IANA zone Intl knows, written back in its canonical spelling ("europe/berlin" →
+ * "Europe/Berlin") so every reader of the parsed config compares the same name.
+ */
+const timeZoneName = z
+  .string()
+  .superRefine((value, ctx) => {
+    const problem = timeZoneProblem(value);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  })
+  .transform((value) => new Intl.DateTimeFormat("en-US", { timeZone: value }).resolvedOptions().timeZone);
+
 /** `host:port` (an IPv6 host in brackets); port 0 = any free port (the URL is logged). */
 export const LISTEN_ADDRESS = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
@@ -343,6 +371,11 @@ export function resolvePolicy(vm: PolicyInput, defaults: PolicyInput = {}): Poli
 
 const ConfigObject = z.strictObject({
   $schema: z.string().optional().describe("Path or URL of contracts/config.schema.json, for editors."),
+  timeZone: timeZoneName
+    .optional()
+    .describe(
+      'IANA time zone (e.g. "Europe/Berlin", "UTC") of everything calendar-based: schedules, the weekly full day, retention\'s days/weeks/months and the daily summary. Default: the machine\'s zone ($TZ, else /etc/localtime).',
+    ),
   engines: z
     .record(engineName, EngineSchema)
     .default({})
@@ -355,11 +388,14 @@ const ConfigObject = z.strictObject({
   concurrency: ConcurrencySchema.prefault({}),
   certs: CertsSchema.prefault({}),
   metrics: MetricsSchema.optional(),
+  summary: SummarySchema.prefault({}),
 });
 
 /** The config file schema: parses the JSON, fills defaults, resolves each VM's policy. */
-export const FerryConfigSchema = ConfigObject.transform(({ defaults, vms, $schema: _schema, ...rest }) => ({
+export const FerryConfigSchema = ConfigObject.transform(({ defaults, vms, $schema: _schema, timeZone, ...rest }) => ({
   ...rest,
+  // Resolved here, once: every reader of the parsed config uses the same zone.
+  timeZone: timeZone ?? localTimeZone(),
   vms: Object.fromEntries(Object.entries(vms).map(([name, p]) => [name, resolvePolicy(p, defaults)])) as Record<
     string,
     Policy

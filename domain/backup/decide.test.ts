@@ -53,6 +53,26 @@ describe("decideMode", () => {
     expect(decideMode({ ...base, chain: chain({ lastFullTime: "2024-05-06T01:00:00Z" }), policy: { weeklyFullDay: 1 }, now: monday }).mode).toBe("incremental");
   });
 
+  it("decideMode - the weekly full day is the local day of the configured zone, near midnight and across DST", () => {
+    const base = { requested: "auto" as const, checkpoints: ok, incrementalSupported: true };
+    const at = (iso: string, lastFullTime = "2026-03-20T02:00:00Z", timeZone = "Europe/Berlin") =>
+      decideMode({ ...base, chain: chain({ last: { id: "rp1", time: lastFullTime, checkpointId: "cp1" }, lastFullTime }), policy: { weeklyFullDay: 1, timeZone }, now: new Date(iso) });
+    // Monday 2026-03-30 00:30 in Berlin (CEST, UTC+2) is still Sunday 22:30 in UTC: it is Monday here.
+    expect(at("2026-03-29T22:30:00Z").reason).toMatch(/weekly full day \(monday\)/);
+    expect(at("2026-03-29T22:30:00Z", undefined, "UTC").mode).toBe("incremental");
+    // Sunday 23:30 in Berlin on the spring-forward day (21:30 UTC) is Sunday: no weekly full yet.
+    expect(at("2026-03-29T21:30:00Z").mode).toBe("incremental");
+    // Monday 2026-10-26 00:30 right after the fall-back (CET, UTC+1) = Sunday 23:30 UTC: Monday in Berlin.
+    expect(at("2026-10-25T23:30:00Z").mode).toBe("full");
+    // A full taken at 00:10 Berlin on that Monday (Sunday 23:10 UTC) is today's: a later Monday run stays incremental…
+    expect(at("2026-10-26T10:00:00Z", "2026-10-25T23:10:00Z").mode).toBe("incremental");
+    // …whereas in UTC that full was Sunday's and Monday 10:00 would take another one.
+    expect(at("2026-10-26T10:00:00Z", "2026-10-25T23:10:00Z", "UTC").mode).toBe("full");
+    // New York: Monday 2026-11-02 20:30 EST is Tuesday 01:30 UTC, still Monday locally.
+    expect(at("2026-11-03T01:30:00Z", undefined, "America/New_York").mode).toBe("full");
+    expect(at("2026-11-03T01:30:00Z", undefined, "UTC").mode).toBe("incremental");
+  });
+
   it("decideMode - explicit full and an engine without incremental give a full", () => {
     expect(decideMode({ requested: "full", chain: chain(), checkpoints: ok, policy: {}, now: tuesday, incrementalSupported: true }).reason).toMatch(/requested/);
     expect(decideMode({ requested: "incremental", chain: chain(), checkpoints: ok, policy: {}, now: tuesday, incrementalSupported: false }).reason).toMatch(/not available/);

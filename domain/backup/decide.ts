@@ -2,6 +2,7 @@
  * The pure decisions of a backup run: full or incremental, which disks, and why.
  * No I/O here, so every rule of issue 4 (fallbacks with reasons) is unit-testable.
  */
+import { localDateKey, localTime } from "../schedule/zoned.ts";
 
 export type RequestedMode = "auto" | "full" | "incremental";
 export type LayerMode = "full" | "incremental";
@@ -14,6 +15,11 @@ export interface FullPolicy {
   readonly maxChainLength?: number | undefined;
   /** A full is taken when the last full is at least this many days old. */
   readonly fullEveryDays?: number | undefined;
+  /**
+   * IANA zone whose calendar days weeklyFullDay counts (the config's timeZone, the one the
+   * schedules are read in, so a Monday 00:30 slot in Berlin is a Monday). Default UTC.
+   */
+  readonly timeZone?: string | undefined;
 }
 
 /** What the decision needs to know about the VM's chain in Ferry's store. */
@@ -54,15 +60,6 @@ export function isOwnCheckpoint(cp: EngineCheckpoint, chain: ChainSummary): bool
   return chain.ownCheckpoints.includes(cp.id) || (cp.description ?? "").startsWith(FERRY_DESCRIPTION_PREFIX);
 }
 
-/** ISO weekday (1 = Monday) of a date in UTC. */
-function isoWeekday(d: Date): number {
-  const w = d.getUTCDay();
-  return w === 0 ? 7 : w;
-}
-
-function sameUtcDay(a: Date, b: Date): boolean {
-  return a.toISOString().slice(0, 10) === b.toISOString().slice(0, 10);
-}
 
 export function decideMode(input: {
   readonly requested: RequestedMode;
@@ -100,8 +97,11 @@ export function decideMode(input: {
         return full(`the last full is ${Math.floor(days)} days old (full every ${policy.fullEveryDays} days)`);
       }
     }
-    if (policy.weeklyFullDay !== undefined && isoWeekday(now) === policy.weeklyFullDay) {
-      if (!lastFull || !sameUtcDay(lastFull, now)) {
+    // The local calendar day of `now` and of the last full, in the configured zone.
+    const zone = policy.timeZone ?? "UTC";
+    const today = localTime(now, zone);
+    if (policy.weeklyFullDay !== undefined && today.weekday === policy.weeklyFullDay) {
+      if (!lastFull || localDateKey(localTime(lastFull, zone)) !== localDateKey(today)) {
         return full(`weekly full day (${WEEKDAYS[policy.weeklyFullDay - 1] ?? policy.weeklyFullDay})`);
       }
     }

@@ -27,6 +27,17 @@ export function localTimeZone(): string {
   return Intl.DateTimeFormat().resolvedOptions().timeZone;
 }
 
+/** Why `timeZone` is not a zone Intl knows, or undefined when it is one (the config schema's check). */
+export function timeZoneProblem(timeZone: string): string | undefined {
+  try {
+    formatter(timeZone);
+    return undefined;
+  } catch (err) {
+    if (err instanceof ScheduleError) return err.message;
+    throw err;
+  }
+}
+
 /** Throws a ScheduleError unless `timeZone` is a zone Intl knows ('UTC', 'Europe/Berlin', ...). */
 export function assertTimeZone(timeZone: string): string {
   formatter(timeZone);
