@@ -12,7 +12,8 @@ import type { ChainUpdatedDeps, PointInStore, Retention } from "./handler.ts";
 type Log = ChainUpdatedDeps["log"];
 
 export function createStoreRetention(w: BackupWiring): Retention {
-  const retention = createRetention({ store: w.store.volume, kv: w.chains });
+  // Days, weeks and months of keepDaily/Weekly/Monthly are those of the config's timeZone.
+  const retention = createRetention({ store: w.store.volume, kv: w.chains, ...(w.settings.timeZone ? { timeZone: w.settings.timeZone } : {}) });
   const renewEvery = Math.max(500, Math.floor(w.leases.ttlMs / 3));
   return {
     async apply(vm, policy, now, runId) {
