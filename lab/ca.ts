@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes, X509Certificate } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -72,7 +73,23 @@ export async function createPki(dir: string, o: { name: string; days?: number; g
   const pki = await loadPki(caCert, caKey, cert, key);
   // Stable names point at the current generation (what `ferry lab up` prints).
   await writeFile(join(dir, "ca.pem"), pki.caPem);
+  await writeFile(join(dir, "current.json"), JSON.stringify({ generation: gen }));
   return { ...pki, caFile: join(dir, "ca.pem") };
+}
+
+/**
+ * The PKI a restarted engine had (same CA, same certificates), else a new one: a restart keeps
+ * what clients already trust. `pki/current.json` names the generation in use (rotateCa moves it).
+ */
+export async function loadOrCreatePki(dir: string, o: { name: string; days?: number }): Promise<{ pki: LabPki; generation: number }> {
+  const current = join(dir, "current.json");
+  if (existsSync(current)) {
+    const { generation } = JSON.parse(await readFile(current, "utf8")) as { generation: number };
+    const pki = await loadPki(join(dir, `ca-${generation}.pem`), join(dir, `ca-${generation}.key`), join(dir, `engine-${generation}.pem`), join(dir, `engine-${generation}.key`));
+    return { pki: { ...pki, caFile: join(dir, "ca.pem") }, generation };
+  }
+  const pki = await createPki(dir, { name: o.name, generation: 1, ...(o.days ? { days: o.days } : {}) });
+  return { pki, generation: 1 };
 }
 
 /** `C=US\nO=ferry-lab\nCN=x` (X509Certificate.subject) → `/C=US/O=ferry-lab/CN=x` (openssl -subj). */

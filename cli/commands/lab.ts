@@ -17,7 +17,7 @@ import { startLab } from "../../lab/mod.ts";
 import { ExitCode, type Command, type CommandIO } from "../command.ts";
 
 const usage = `Usage:
-  ferry lab up [--vms N] [--disk-size SIZE] [--data DIR] [--engines prd,dr] [--json]
+  ferry lab up [--vms N] [--disk-size SIZE] [--data DIR] [--engines prd,dr] [--keep-copies N] [--json]
   ferry lab status [--engine NAME] [--data DIR] [--json]
   ferry lab write <vm> [--disk N|ALIAS] --offset O --length L [--pattern BYTE | --seed S | --zero]
   ferry lab snapshot <vm> [--description TEXT]
@@ -41,7 +41,11 @@ A simulated oVirt engine pair (PRD and DR) with imageio and real qcow2 disks, fo
 
 up        Start the lab and keep it running until Ctrl-C. Prints each engine's URL, credentials
           and CA file. --vms N creates demo VMs vm01..vmNN on prd (system disk of --disk-size,
-          default 1G, plus a data disk of a quarter of it, with some random data).
+          default 1G, plus a data disk of a quarter of it, with some random data). Run again
+          with the same --data to restart the lab with its state: same ports, CA, credentials,
+          VMs and disks (open backups come back failed, open transfers finished_failure).
+          --keep-copies N: keep the point-in-time copies (for export --at-backup) of at most
+          the N newest backups (default 32, and at most 4 GiB in all).
 status    Show VMs (disks, NICs), networks, storage domains, open backups and transfers of an
           engine (default prd).
 others    Call the lab's control API (/ferry-lab/ on the engine) of a running lab.
@@ -76,6 +80,7 @@ async function up(args: string[], io: CommandIO): Promise<number> {
       "disk-size": { type: "string" },
       data: { type: "string" },
       engines: { type: "string" },
+      "keep-copies": { type: "string" },
       json: { type: "boolean", default: false },
     },
     allowPositionals: false,
@@ -85,7 +90,8 @@ async function up(args: string[], io: CommandIO): Promise<number> {
   const diskSize = parseSize(values["disk-size"] ?? "1G");
   const engines = (values.engines ?? "prd,dr").split(",").map((s) => s.trim()).filter(Boolean);
   await mkdir(dir, { recursive: true });
-  const lab = await startLab({ dataDir: dir, engines });
+  const keep = values["keep-copies"] === undefined ? undefined : int(values["keep-copies"], "--keep-copies");
+  const lab = await startLab({ dataDir: dir, engines, ...(keep !== undefined ? { engineOptions: { timings: { keepPointInTimeCount: keep, keepPointInTime: keep > 0 } } } : {}) });
   try {
     const prd = lab.engines[engines[0]!]!;
     if (count > 0) {
@@ -318,6 +324,7 @@ const lab: Command = {
     const [sub, ...rest] = args;
     try {
       if (!sub) throw new UsageError("expected a subcommand");
+      if (sub.startsWith("-")) throw new UsageError(`expected a subcommand, not the option '${sub}'`);
       if (sub === "up") return await up(rest, io);
       return await control(sub, rest, io);
     } catch (err) {

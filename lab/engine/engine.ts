@@ -37,6 +37,13 @@ export interface EngineTimings {
   sessionIdleMs: number;
   /** Keep a copy of each backup's point-in-time image at finalize (for exportImage atBackup). */
   keepPointInTime: boolean;
+  /**
+   * At most this many backups keep their copies, and at most this many bytes (allocated) in all;
+   * the oldest go first, the newest is always kept. Copies of every backup of a multi-GiB disk
+   * once filled the machine's disk.
+   */
+  keepPointInTimeCount: number;
+  keepPointInTimeBytes: number;
 }
 
 /** Free space of a storage domain the lab creates by default (1 TiB). */
@@ -57,6 +64,8 @@ export const DEFAULT_TIMINGS: EngineTimings = Object.freeze({
   failureRetentionMs: 30 * 60_000,
   sessionIdleMs: 30 * 60_000,
   keepPointInTime: true,
+  keepPointInTimeCount: 32,
+  keepPointInTimeBytes: 4 * 1024 ** 3,
 });
 
 /** Faults armed through the control API. */

@@ -5,7 +5,7 @@ import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { createPki, type LabPki } from "../ca.ts";
+import { createPki, loadOrCreatePki, type LabPki } from "../ca.ts";
 import { createControlHandler } from "../control-http.ts";
 import { ControlError, createLabControl, type LabControl } from "../control.ts";
 import { Sessions } from "./auth.ts";
@@ -41,6 +41,24 @@ export interface EngineOptions {
   onError?: (err: unknown) => void;
   /** Validity of the CA and the engine/imageio certificates made at start, in days (default 365). */
   caDays?: number;
+  /**
+   * Ports to listen on (0 = any free one). Default: the ports of the previous run in dataDir
+   * (`ports.json`), so a restarted engine is where its clients left it; any free port when that
+   * one is taken or on a first start.
+   */
+  ports?: Partial<LabPorts>;
+}
+
+export interface LabPorts {
+  https: number;
+  plain: number;
+  imageio: number;
+}
+
+async function loadPorts(dataDir: string): Promise<Partial<LabPorts>> {
+  const file = join(dataDir, "ports.json");
+  if (!existsSync(file)) return {};
+  return JSON.parse(await readFile(file, "utf8")) as Partial<LabPorts>;
 }
 
 export interface LabEngine {
@@ -115,15 +133,31 @@ function recover(e: Engine): void {
   }
 }
 
-async function listen(server: Server | HttpsServer, host: string): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, host, () => {
-      server.off("error", reject);
-      resolve();
+async function listen(server: Server | HttpsServer, host: string, port = 0): Promise<number> {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    // The previous run's port is taken by someone else: any free port rather than no engine.
+    if (port === 0 || (err as { code?: string }).code !== "EADDRINUSE") throw err;
+    return listen(server, host, 0);
+  }
   return (server.address() as AddressInfo).port;
+}
+
+/** The imageio daemon on the previous run's port, else on any free one (see listen). */
+async function startImageio(factory: ImageioFactory, o: Parameters<ImageioFactory>[0]): Promise<ImageioPort> {
+  try {
+    return await factory(o);
+  } catch (err) {
+    if (!o.port || (err as { code?: string }).code !== "EADDRINUSE") throw err;
+    return factory({ ...o, port: 0 });
+  }
 }
 
 export async function startEngine(o: EngineOptions): Promise<LabEngine> {
@@ -132,8 +166,13 @@ export async function startEngine(o: EngineOptions): Promise<LabEngine> {
   const timings: EngineTimings = { ...DEFAULT_TIMINGS, ...o.timings };
   const password = await loadPassword(o.dataDir, o.password);
   const pkiDir = join(o.dataDir, "pki");
-  let generation = 1;
-  let pki: LabPki = await createPki(pkiDir, { name: o.name, generation, ...(o.caDays ? { days: o.caDays } : {}) });
+  const first = await loadOrCreatePki(pkiDir, { name: o.name, ...(o.caDays ? { days: o.caDays } : {}) });
+  let generation = first.generation;
+  let pki: LabPki = first.pki;
+  const ports = { ...(await loadPorts(o.dataDir)), ...o.ports };
+  let port = 0;
+  let plainPort = 0;
+  const savePorts = () => writeFile(join(o.dataDir, "ports.json"), JSON.stringify({ https: port, plain: plainPort, imageio: Number(new URL(imageio.url).port) }));
   const loaded = await Engine.loadState(o.dataDir);
   const st: EngineState = loaded ?? Engine.freshState();
   const storage = new DiskStorage(o.dataDir);
@@ -142,7 +181,7 @@ export async function startEngine(o: EngineOptions): Promise<LabEngine> {
   const factory = o.imageioFactory ?? defaultImageioFactory;
   let imageio: ImageioPort;
   try {
-    imageio = await factory({ host, port: 0, tls: { cert: pki.certPem, key: pki.keyPem }, maxConnections: 8 });
+    imageio = await startImageio(factory, { host, port: ports.imageio ?? 0, tls: { cert: pki.certPem, key: pki.keyPem }, maxConnections: 8 });
   } catch (err) {
     await storage.close();
     throw err;
@@ -195,6 +234,7 @@ export async function startEngine(o: EngineOptions): Promise<LabEngine> {
       // request shakes hands with the new certificate (requests under way still finish).
       https?.closeIdleConnections();
       await old.close();
+      await savePorts();
       engine.audit("EXTERNAL_EVENT_NORMAL", `The engine CA was ${r.mode === "renew" ? "renewed" : "replaced"} (fingerprint ${pki.fingerprint256}).`);
       return { fingerprint256: pki.fingerprint256, notAfter: pki.notAfter, caFingerprint256: new X509Certificate(pki.caPem).fingerprint256, mode: r.mode ?? "replace" };
     },
@@ -212,11 +252,9 @@ export async function startEngine(o: EngineOptions): Promise<LabEngine> {
   // `Expect: 201-created` / `202-accepted` are engine semantics, not HTTP expectations (Node would answer 417).
   https.on("checkExpectation", handler);
   const plain = createHttpServer(createPlainHandler(() => pki));
-  let port: number;
-  let plainPort: number;
   try {
-    port = await listen(https, host);
-    plainPort = await listen(plain, host);
+    port = await listen(https, host, ports.https ?? 0);
+    plainPort = await listen(plain, host, ports.plain ?? 0);
   } catch (err) {
     await engine.close();
     await imageio.close();
@@ -225,6 +263,7 @@ export async function startEngine(o: EngineOptions): Promise<LabEngine> {
   }
   engine.baseUrl = `https://${host}:${port}`;
   engine.save();
+  await savePorts();
 
   let stopped: Promise<void> | undefined;
   const lab: LabEngine = {

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { mkdir } from "node:fs/promises";
-import { dirname } from "node:path";
+import { existsSync } from "node:fs";
+import { mkdir, readdir, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import type { Engine } from "../engine.ts";
 import { actionDone, cannot, created, fault, HttpFault, incomplete, isUuid, items, NotFound, obj, ok, pathId, str } from "../http.ts";
 import { collection, encodeBackup, encodeDisk, href } from "../json.ts";
@@ -168,6 +169,36 @@ function failBackup(e: Engine, vm: LabVm, backup: LabBackup, why: string, correl
   e.save();
 }
 
+/**
+ * Bound the kept point-in-time copies (timings.keepPointInTimeCount / Bytes): the copies of
+ * backups the engine no longer lists go, then the oldest until both bounds hold; `newest` stays.
+ */
+export async function pruneKeptCopies(e: Engine, newest: LabBackup): Promise<void> {
+  const root = dirname(dirname(e.storage.pitPath("-", "-")));
+  const known = new Map(e.st.backups.map((b) => [b.id, b]));
+  const dirs = existsSync(root) ? await readdir(root) : [];
+  const kept: { backup: LabBackup; bytes: number }[] = [];
+  for (const id of dirs) {
+    const b = known.get(id);
+    if (!b) {
+      await rm(join(root, id), { recursive: true, force: true });
+      continue;
+    }
+    let bytes = 0;
+    for (const f of await readdir(join(root, id))) bytes += (await stat(join(root, id, f))).blocks * 512;
+    kept.push({ backup: b, bytes });
+  }
+  kept.sort((a, b) => a.backup.createdAt - b.backup.createdAt);
+  let total = kept.reduce((n, k) => n + k.bytes, 0);
+  while (kept.length > 1 && (kept.length > e.timings.keepPointInTimeCount || total > e.timings.keepPointInTimeBytes)) {
+    const old = kept.findIndex((k) => k.backup !== newest);
+    const [k] = kept.splice(old, 1);
+    total -= k!.bytes;
+    k!.backup.pointInTime = {};
+    await rm(join(root, k!.backup.id), { recursive: true, force: true });
+  }
+}
+
 /** Merge the auto snapshot away (and keep the point-in-time images first, for exportImage). */
 async function closeSnapshot(e: Engine, vm: LabVm, backup: LabBackup, keepPit: boolean): Promise<void> {
   const snap = e.st.snapshots.find((s) => s.id === backup.snapshotId);
@@ -185,6 +216,7 @@ async function closeSnapshot(e: Engine, vm: LabVm, backup: LabBackup, keepPit: b
       });
       backup.pointInTime[diskId] = out;
     }
+    await pruneKeptCopies(e, backup);
   }
   try {
     await mergeSnapshot(e, snap);
