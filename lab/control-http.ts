@@ -34,6 +34,8 @@ import type { BootDevice, NicInterface } from "./engine/model.ts";
  *   POST /ferry-lab/faults/stall-finalize        {ms, target?}
  *   POST /ferry-lab/faults/expire-ticket         {transfer?}
  *   POST /ferry-lab/faults/fail-next-boot        {vm?}
+ *   POST /ferry-lab/faults/throttle-imageio    {bytesPerSecond}
+ *   POST /ferry-lab/faults/stall-imageio       {ms}
  *   POST /ferry-lab/faults/clear
  * VMs and disks may be named by id or by name/alias.
  */
@@ -242,6 +244,12 @@ async function dispatch(
       return { armed: true };
     case "POST faults/expire-ticket":
       return { expired: await c.faults.expireTicket(text(b, "transfer", false)) };
+    case "POST faults/throttle-imageio":
+      c.faults.throttleImageio(num(b, "bytesPerSecond")!);
+      return { armed: true };
+    case "POST faults/stall-imageio":
+      c.faults.stallImageio(num(b, "ms")!);
+      return { armed: true };
     case "POST faults/clear":
       c.faults.clear();
       return { ok: true };

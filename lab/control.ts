@@ -136,7 +136,11 @@ export interface LabFaults {
   expireTicket(transferId?: string): Promise<number>;
   /** The next start of this VM (name or id; any VM if omitted) ends `down` with VM_DOWN_ERROR. */
   failNextBoot(vm?: string): void;
-  /** Disarm everything. */
+  /** imageio moves image data at about this many bytes/s (0: full speed), so a transfer can be caught mid-way. */
+  throttleImageio(bytesPerSecond: number): void;
+  /** imageio holds the next data piece this long (longer than a client's idle timeout: a stalled daemon). */
+  stallImageio(ms: number): void;
+  /** Disarm everything (imageio's faults too). */
   clear(): void;
 }
 
@@ -338,7 +342,18 @@ export function createLabControl(d: ControlDeps): LabControl {
       if (vm !== undefined) vmOf(vm);
       e.faults.failBoot.push(vm !== undefined ? { vm } : {});
     },
+    throttleImageio(bytesPerSecond) {
+      const f = d.imageioFaults();
+      if (!f) throw new ControlError(409, "the imageio daemon has no faults");
+      f.throttle(bytesPerSecond);
+    },
+    stallImageio(ms) {
+      const f = d.imageioFaults();
+      if (!f) throw new ControlError(409, "the imageio daemon has no faults");
+      f.stall(ms);
+    },
     clear() {
+      d.imageioFaults()?.clear();
       e.faults.failTransfer = [];
       e.faults.httpErrors = [];
       e.faults.stallFinalize = [];

@@ -35,6 +35,8 @@ const usage = `Usage:
   ferry lab fault http-errors <status> <count> [--path REGEX]
   ferry lab fault stall-finalize <ms> [--target backup|transfer]
   ferry lab fault expire-ticket [<transfer-id>]
+  ferry lab fault throttle-imageio <bytes-per-second>
+  ferry lab fault stall-imageio <ms>
   ferry lab fault clear
 
 A simulated oVirt engine pair (PRD and DR) with imageio and real qcow2 disks, for tests and demos.
@@ -301,6 +303,12 @@ async function control(sub: string, args: string[], io: CommandIO): Promise<numb
           break;
         case "fail-next-boot":
           body = rest[0] ? { vm: rest[0] } : {};
+          break;
+        case "throttle-imageio":
+          body = { bytesPerSecond: int(rest[0], "<bytes-per-second>") };
+          break;
+        case "stall-imageio":
+          body = { ms: int(rest[0], "<ms>") };
           break;
         case "clear":
           break;

@@ -12,6 +12,10 @@ export interface ImageioFaults {
   failNext(status: number, count?: number, method?: string, path?: RegExp): void;
   /** Make the ticket expired now (the next request gets 403 "... expired"). */
   expire(ticketId: string): void;
+  /** Send and receive image data at about this many bytes/s (0: full speed), so a transfer is still running when a fault hits. */
+  throttle(bytesPerSecond: number): void;
+  /** Hold the next data piece this long (a daemon that stops answering mid-transfer). One-shot. */
+  stall(ms: number): void;
   /** Disarm everything. */
   clear(): void;
 }
@@ -31,6 +35,8 @@ interface Failure {
 export class FaultState implements ImageioFaults {
   private drops: Drop[] = [];
   private failures: Failure[] = [];
+  private rate = 0;
+  private stallMs = 0;
 
   constructor(private readonly expireTicket: (ticketId: string) => void) {}
 
@@ -48,9 +54,28 @@ export class FaultState implements ImageioFaults {
     this.expireTicket(ticketId);
   }
 
+  throttle(bytesPerSecond: number): void {
+    if (!Number.isSafeInteger(bytesPerSecond) || bytesPerSecond < 0) throw new RangeError("bytesPerSecond must be a non-negative integer");
+    this.rate = bytesPerSecond;
+  }
+
+  stall(ms: number): void {
+    if (!Number.isSafeInteger(ms) || ms < 0) throw new RangeError("ms must be a non-negative integer");
+    this.stallMs = ms;
+  }
+
+  /** How long to wait before passing `n` data bytes (throttle and a one-shot stall). */
+  delayFor(n: number): number {
+    const stall = this.stallMs;
+    this.stallMs = 0;
+    return stall + (this.rate > 0 ? (n / this.rate) * 1000 : 0);
+  }
+
   clear(): void {
     this.drops = [];
     this.failures = [];
+    this.rate = 0;
+    this.stallMs = 0;
   }
 
   /** How many of `n` body bytes may pass; fewer than `n` (or exactly the armed count) means drop after them. */

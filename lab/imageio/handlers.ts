@@ -146,6 +146,12 @@ export function createHandlers(d: HandlerDeps): Array<[RegExp, Handler]> {
     return client;
   }
 
+  /** Fault hook: the throttle / stall of lab faults, before data passes. */
+  async function pace(n: number): Promise<void> {
+    const ms = d.faults.delayFor(n);
+    if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+  }
+
   /** Fault hook: pass `buf` through unless an armed drop cuts the connection inside it. */
   function checkDrop(ticket: Ticket, n: number): number | undefined {
     const a = d.faults.allow(ticket.uuid, n);
@@ -189,6 +195,7 @@ export function createHandlers(d: HandlerDeps): Array<[RegExp, Handler]> {
               }
               fill += got;
               received += got;
+              await pace(got);
             }
             const w = client.write(pos, piece).then(
               () => {
@@ -279,6 +286,7 @@ export function createHandlers(d: HandlerDeps): Array<[RegExp, Handler]> {
           while (queue.length) {
             const buf = await queue.shift()!;
             fill();
+            await pace(buf.length);
             const cut = checkDrop(ticket, buf.length);
             if (cut !== undefined) {
               await resp.write(buf.subarray(0, cut)).catch(() => undefined);
