@@ -229,6 +229,16 @@ export async function parseConfig(raw: unknown, options: ParseOptions): Promise<
     engines,
     nats,
     store: { ...parsed.store, path: resolveRel(parsed.store.path) },
+    ...(parsed.hooks
+      ? {
+          hooks: {
+            ...parsed.hooks,
+            ...(parsed.hooks.tokenFile !== undefined ? { tokenFile: resolveRel(parsed.hooks.tokenFile) } : {}),
+            ...(parsed.hooks.tlsCertFile !== undefined ? { tlsCertFile: resolveRel(parsed.hooks.tlsCertFile) } : {}),
+            ...(parsed.hooks.tlsKeyFile !== undefined ? { tlsKeyFile: resolveRel(parsed.hooks.tlsKeyFile) } : {}),
+          },
+        }
+      : {}),
     ...(options.source !== undefined && path.isAbsolute(options.source) ? { file: options.source } : {}),
   };
   return deepFreeze(config) as LoadedConfig;

@@ -9,6 +9,7 @@ import {
   checkAdapterWalls,
   checkEngineFaultText,
   checkFunctionWalls,
+  checkIngressWalls,
   checkPipelineWalls,
   formatViolations,
   importsOf,
@@ -145,6 +146,17 @@ describe("architecture walls - the checks catch what they should (fixtures)", ()
     ]);
   });
 
+  it("e. ingress-wall - the hook endpoint importing a function, pipeline, dataplane, cli or lab is caught; contracts, adapters, config, domain are not", () => {
+    const forbidden = ["functions/runtime/mod.ts", "pipeline/ports.ts", "dataplane/upload.ts", "cli/command.ts", "lab/mod.ts"];
+    const files: SourceFile[] = forbidden.map((target, i) => ({ path: `ingress/hooks/f${i}.ts`, text: `import { x } from "../../${target}";` }));
+    files.push({
+      path: "ingress/hooks/server.ts",
+      text: 'import { TransientError } from "../../contracts/errors.ts";\nimport { redactText } from "../../adapters/secrets.ts";\nimport { ConfigError } from "../../config/load.ts";\nimport { decide } from "../../domain/backup/decide.ts";\nimport { createServer } from "node:http";',
+    });
+    files.push({ path: "cli/commands/hooks.ts", text: 'import { createPublisher } from "../../functions/runtime/mod.ts";' }); // the command wires it: allowed
+    expect(at(checkIngressWalls(files))).toEqual(forbidden.map((_, i) => `ingress/hooks/f${i}.ts:1`));
+  });
+
   it("formatViolations - one file:line per violation", () => {
     expect(formatViolations([{ rule: "adapters-wall", file: "adapters/x.ts", line: 3, found: 'imports "../lab/mod.ts" (lab/mod.ts)' }])).toBe(
       'adapters/x.ts:3  [adapters-wall] imports "../lab/mod.ts" (lab/mod.ts)',
@@ -153,10 +165,10 @@ describe("architecture walls - the checks catch what they should (fixtures)", ()
 });
 
 describe("architecture walls - the source tree", () => {
-  const tree = readTree(ROOT, ["functions", "pipeline", "adapters"]);
+  const tree = readTree(ROOT, ["functions", "pipeline", "adapters", "ingress"]);
 
-  it("the tree is read (functions, pipeline and adapters all have files)", () => {
-    for (const d of ["functions/runtime/", "functions/backup-requested/", "pipeline/", "adapters/ovirt/"]) {
+  it("the tree is read (functions, pipeline, adapters and ingress all have files)", () => {
+    for (const d of ["functions/runtime/", "functions/backup-requested/", "pipeline/", "adapters/ovirt/", "ingress/hooks/"]) {
       expect(tree.some((f) => f.path.startsWith(d)), d).toBe(true);
     }
   });
@@ -165,6 +177,7 @@ describe("architecture walls - the source tree", () => {
     ["a. no function imports another function's folder (functions/runtime aside)", checkFunctionWalls],
     ["b. adapters/ imports no config/, dataplane/, functions/, pipeline/, cli/ or lab/", checkAdapterWalls],
     ["c. pipeline/ imports no function folder (functions/runtime: types only)", checkPipelineWalls],
+    ["e. ingress/ imports no functions/, pipeline/, dataplane/, cli/ or lab/ (the command wires the publisher in)", checkIngressWalls],
     ["d. functions/ and pipeline/ apply no regex to engine fault text and never read .detail (typed errors from adapters/ovirt, instanceof)", checkEngineFaultText],
   ];
   for (const [name, check] of rules) {

@@ -4,6 +4,8 @@
  * outcomes and read copies of the streams and buckets, and nothing it sends can land on a fact,
  * an outcome or a KV record in FERRY: not by publishing there, not by a KV put, and not by
  * choosing a reply subject the server would answer to (which one account cannot prevent).
+ * The hooks user (account OPERATORS, `ferry hooks serve`) adds ovirt.event to the two commands,
+ * and nothing else; the operator still cannot publish ovirt.event.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -33,6 +35,7 @@ const PASSWORDS = {
   FERRY_NATS_FUNCTIONS_PASSWORD: "pFunctions0test",
   FERRY_NATS_OPERATOR_PASSWORD: "pOperator0test",
   FERRY_NATS_OPS_ADMIN_PASSWORD: "pAdmin0test",
+  FERRY_NATS_HOOKS_PASSWORD: "pHooks0test",
 };
 // auth.conf reads the passwords from nats-server's environment, which is this process's.
 Object.assign(process.env, PASSWORDS);
@@ -43,10 +46,12 @@ const notCommands = [...streams.events.subjects];
 let server: NatsServer;
 let fn: NatsConnection;
 let op: NatsConnection;
+let hooks: NatsConnection;
 let admin: NatsConnection;
 let fjsm: JetStreamManager;
 let dir: string;
 const opErrors: Error[] = [];
+const hookErrors: Error[] = [];
 const fnErrors: Error[] = [];
 
 async function as(user: string, password: string, errors?: Error[]): Promise<NatsConnection> {
@@ -95,10 +100,11 @@ beforeAll(async () => {
   admin = await as("ops-admin", PASSWORDS.FERRY_NATS_OPS_ADMIN_PASSWORD);
   await ensureOperatorMirrors(admin);
   op = await as("operator", PASSWORDS.FERRY_NATS_OPERATOR_PASSWORD, opErrors);
+  hooks = await as("hooks", PASSWORDS.FERRY_NATS_HOOKS_PASSWORD, hookErrors);
 });
 
 afterAll(async () => {
-  for (const nc of [op, admin, fn]) await nc?.close().catch(() => undefined);
+  for (const nc of [hooks, op, admin, fn]) await nc?.close().catch(() => undefined);
   await server?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -150,7 +156,7 @@ describe("infra/nats/auth.conf", () => {
       expect((await fjsm.streams.info("FERRY_EVENTS")).state.last_seq, subject).toBe(before);
       expect(await lastStored("FERRY_EVENTS", subject), subject).toBeUndefined();
     }
-    expect(notCommands).toEqual(expect.arrayContaining(["disk.transferred", "chain.updated", "backup.completed", "backup.failed", "backup.requested.rejected"]));
+    expect(notCommands).toEqual(expect.arrayContaining(["disk.transferred", "chain.updated", "backup.completed", "backup.failed", "backup.requested.rejected", "ovirt.event"]));
   });
 
   it("operator - a KV put is refused and FERRY's record stays as it was", async () => {
@@ -269,6 +275,45 @@ describe("infra/nats/auth.conf", () => {
       await running;
     }
     expect(fnErrors).toEqual([]);
+  });
+
+  it("hooks - backup.requested, restore.requested and ovirt.event are acknowledged and stored in FERRY", async () => {
+    const js = jetstream(hooks);
+    const event = { id: "perm-hook-1", time: new Date().toISOString(), correlationId: "perm-hook-1", engine: "prd", source: "hook", kind: "vm-stopped", vm: { name: "perm01" }, engineEvent: { description: "after_vm_destroy" } };
+    expect(contractFor("ovirt.event")!.validateOutbound(event).ok).toBe(true);
+    await expect(js.publish("ovirt.event", JSON.stringify(event), { msgID: event.id })).resolves.toMatchObject({ stream: "FERRY_EVENTS", duplicate: false });
+    expect(await lastStored("FERRY_EVENTS", "ovirt.event")).toBe(JSON.stringify(event));
+    await expect(js.publish("backup.requested", '{"vm":"hook01"}', { msgID: "perm-hook-2" })).resolves.toMatchObject({ stream: "FERRY_COMMANDS" });
+    await expect(js.publish("restore.requested", '{"vm":"hook01"}', { msgID: "perm-hook-3" })).resolves.toMatchObject({ stream: "FERRY_COMMANDS" });
+    expect(await lastStored("FERRY_COMMANDS", "restore.requested")).toBe('{"vm":"hook01"}');
+    expect(hookErrors).toEqual([]);
+  });
+
+  it("hooks - every other subject, a KV put, reading the copies and hearing outcomes are refused; nothing lands in FERRY", async () => {
+    const eventsBefore = (await fjsm.streams.info("FERRY_EVENTS")).state.last_seq;
+    for (const subject of [...notCommands.filter((s) => s !== "ovirt.event"), "cert.expiring", "$KV.ferry-chains.vm-hook", "$JS.API.STREAM.INFO.FERRY_EVENTS", "$JS.ferry.API.CONSUMER.CREATE.FERRY_EVENTS"]) {
+      hooks.publish(subject, JSON.stringify({ forged: subject }));
+      await hooks.flush();
+      await waitFor(() => permissionErrorsFor(hookErrors, subject).length >= 1, { what: `a permission violation for ${subject}` });
+    }
+    // A reply subject naming a fact: the ack is answered inside OPERATORS, FERRY stores only the event.
+    hooks.publish("ovirt.event", JSON.stringify({ forged: "reply" }), { reply: "disk.transferred" });
+    await hooks.flush();
+    await waitFor(async () => (await fjsm.streams.info("FERRY_EVENTS")).state.last_seq === eventsBefore + 1, { what: "the one ovirt.event stored" });
+    await new Promise((r) => setTimeout(r, 300)); // an ack that did land in FERRY would be stored by now
+    expect((await fjsm.streams.info("FERRY_EVENTS")).state.last_seq).toBe(eventsBefore + 1);
+    expect(await lastStored("FERRY_EVENTS", "disk.transferred")).not.toContain("forged");
+    const sub = hooks.subscribe("*.completed");
+    await hooks.flush().catch(() => undefined);
+    await waitFor(() => hookErrors.some((e) => e instanceof PermissionViolationError && e.operation === "subscription"), { what: "a refused subscription" });
+    sub.unsubscribe();
+  });
+
+  it("operator - still cannot publish ovirt.event (the service import exists for the hooks user only)", async () => {
+    const before = await lastStored("FERRY_EVENTS", "ovirt.event");
+    await expect(jetstream(op).publish("ovirt.event", JSON.stringify({ forged: "operator" }), { timeout: 2000 })).rejects.toThrow();
+    await waitFor(() => permissionErrorsFor(opErrors, "ovirt.event").length >= 1, { what: "a permission violation for ovirt.event" });
+    expect(await lastStored("FERRY_EVENTS", "ovirt.event")).toBe(before);
   });
 
   it("operator copies - cover what the operator's commands read", () => {

@@ -17,6 +17,9 @@
  *   d. engine-fault-text no regex over engine fault text under functions/ or pipeline/, and no
  *                        `.detail` at all there: engine outcomes are typed errors decided in
  *                        adapters/ovirt and matched with instanceof.
+ *   e. ingress-wall      ingress/ (the hook endpoint) imports contracts/, adapters/, config/ and
+ *                        domain/, nothing under functions/, pipeline/, dataplane/, cli/ or lab/:
+ *                        the command wires the bus publisher and the logger in.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -28,7 +31,7 @@ export interface SourceFile {
 }
 
 export interface Violation {
-  rule: "functions-wall" | "adapters-wall" | "pipeline-wall" | "engine-fault-text";
+  rule: "functions-wall" | "adapters-wall" | "pipeline-wall" | "engine-fault-text" | "ingress-wall";
   file: string;
   line: number;
   /** What was found: the import specifier and where it leads, or the offending line. */
@@ -217,7 +220,23 @@ export function checkEngineFaultText(files: SourceFile[]): Violation[] {
 }
 
 export function checkAllWalls(files: SourceFile[]): Violation[] {
-  return [...checkFunctionWalls(files), ...checkAdapterWalls(files), ...checkPipelineWalls(files), ...checkEngineFaultText(files)];
+  return [...checkFunctionWalls(files), ...checkAdapterWalls(files), ...checkPipelineWalls(files), ...checkEngineFaultText(files), ...checkIngressWalls(files)];
+}
+
+export const INGRESS_MUST_NOT_IMPORT = ["functions", "pipeline", "dataplane", "cli", "lab"] as const;
+
+/** e. No file under ingress/ imports functions/, pipeline/, dataplane/, cli/ or lab/. */
+export function checkIngressWalls(files: SourceFile[]): Violation[] {
+  const out: Violation[] = [];
+  for (const f of files) {
+    if (!under(f.path, "ingress")) continue;
+    for (const r of importsOf(f)) {
+      if (INGRESS_MUST_NOT_IMPORT.some((d) => under(r.target, d))) {
+        out.push({ rule: "ingress-wall", file: f.path, line: r.line, found: describeImport(r) });
+      }
+    }
+  }
+  return out;
 }
 
 /** One line per violation: "file:line  [rule] found". */
