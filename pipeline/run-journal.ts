@@ -58,6 +58,20 @@ export interface BackupRun {
   readonly transfers: readonly JournalTransfer[];
   readonly disks: readonly JournalDisk[];
   readonly error?: { readonly code: string; readonly message: string } | undefined;
+  /** When disk-transferred committed the run's restore point (KV): the run's backup is done. */
+  readonly recordedAt?: string | undefined;
+  /**
+   * Requests for the same VM that arrived while this run was in flight (pipeline/coalesce.ts):
+   * each gets its outcome from this run — backup.completed when the point is recorded, or
+   * backup.failed when the run fails for good.
+   */
+  readonly coalesced?: readonly CoalescedRequest[] | undefined;
+}
+
+export interface CoalescedRequest {
+  readonly id: string;
+  readonly correlationId: string;
+  readonly time: string;
 }
 
 export interface RunJournal {

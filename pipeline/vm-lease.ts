@@ -49,6 +49,12 @@ export interface Leases {
   /** How long a held lease lives without renewal: renew well within it. */
   readonly ttlMs: number;
   acquire(o: { vmId: string; runId: string; owner: string; step?: string }): Promise<Lease>;
+  /**
+   * Take back this run's own lease (held by this owner, handed off, or expired) — never create
+   * one: undefined when the VM has no lease. A redelivered step of a run whose lease is gone
+   * (released: the run ended) must not lock the VM again.
+   */
+  resume(o: { vmId: string; runId: string; owner: string; step?: string }): Promise<Lease | undefined>;
   get(vmId: string): Promise<LeaseRecord | undefined>;
   /** Release a run's lease from any process (a step that fails the run for good). */
   releaseRun(vmId: string, runId: string): Promise<void>;
@@ -87,7 +93,11 @@ export function createLeases(kv: KvLike, o: LeaseOptions): Leases {
       return (await readRecord<LeaseRecord>(kv, kvKey(vmId)))?.value;
     },
     releaseRun: (vmId, runId) => releaseIf(kvKey(vmId), runId),
-    async acquire({ vmId, runId, owner, step }) {
+    acquire: (o) => take(o, false) as Promise<Lease>,
+    resume: (o) => take(o, true),
+  };
+
+  async function take({ vmId, runId, owner, step }: { vmId: string; runId: string; owner: string; step?: string }, existingOnly: boolean): Promise<Lease | undefined> {
       const key = kvKey(vmId);
       let revision = 0;
       let record: LeaseRecord = { vmId, runId, owner, step, expiresAt: expiry(o.ttlMs) };
@@ -95,12 +105,14 @@ export function createLeases(kv: KvLike, o: LeaseOptions): Leases {
         const cur = await readRecord<LeaseRecord>(kv, key);
         record = { vmId, runId, owner, step, expiresAt: expiry(o.ttlMs) };
         try {
+          if (!cur && existingOnly) return undefined;
           if (!cur) revision = await kv.create(key, encodeRecord(record));
           else {
             const held = cur.value;
             const expired = new Date(held.expiresAt) <= clock();
             const mine = held.runId === runId && (held.owner === owner || held.owner === HANDED_OFF);
             if (!expired && !mine) throw new VmBusyError(vmId, held);
+            if (existingOnly && held.runId !== runId) return undefined;
             revision = await kv.update(key, encodeRecord(record), cur.revision);
           }
           break;
@@ -153,6 +165,5 @@ export function createLeases(kv: KvLike, o: LeaseOptions): Leases {
           }),
       };
       return lease;
-    },
-  };
+  }
 }

@@ -16,6 +16,8 @@ import { redactText } from "../../adapters/secrets.ts";
 import { compactTime, customIdFor } from "../../pipeline/run-ids.ts";
 import type { BackupRun } from "../../pipeline/run-journal.ts";
 import type { BackupEngine, EngineVm } from "../../pipeline/ports.ts";
+import { VmBusyError, type Lease } from "../../pipeline/vm-lease.ts";
+import { coalesceInto, coveredCompletion, coveredFailure, requestOf } from "../../pipeline/coalesce.ts";
 import { attempt } from "./attempt.ts";
 import { NeedFullError, NoBackupApiError } from "./errors.ts";
 import { AttemptScope, type BackupRequestedDeps, type DeliveryContext, type Log } from "./scope.ts";
@@ -40,12 +42,39 @@ export function createBackupRequestedHandler(deps: BackupRequestedDeps) {
     const vm = await engine.findVm(req.vm);
     if (!vm) throw new PermanentError("VM_NOT_FOUND", `VM '${req.vm}' not found on engine ${engineName}`, { vm: req.vm });
 
-    const lease = await deps.leases.acquire({ vmId: vm.id, runId, owner: deps.owner, step: "backup-requested" });
+    const known = await deps.runs.get(runId);
+    if (known?.recordedAt) {
+      // A redelivery of a run whose point is recorded: nothing to do, and the VM lease (released
+      // by chain-updated, or still its) is not touched — taking it again would lock the VM.
+      log.info({ vm: vm.name, runId }, "run already recorded its restore point; duplicate delivery acknowledged");
+      return;
+    }
+    if (known?.phase === "failed" && known.error) throw new PermanentError(known.error.code, known.error.message, { runId });
+    if (!known && (await coalesced(req, vm, ctx, log))) return;
+
+    let lease: Lease;
+    if (known?.phase === "transferred") {
+      // Only the run's own lease, never a new one: without it the run ended meanwhile.
+      const own = await deps.leases.resume({ vmId: vm.id, runId, owner: deps.owner, step: "backup-requested" });
+      if (!own) {
+        log.info({ vm: vm.name, runId }, "run already ended (its VM lease is gone); duplicate delivery acknowledged");
+        return;
+      }
+      lease = own;
+    } else {
+      try {
+        lease = await deps.leases.acquire({ vmId: vm.id, runId, owner: deps.owner, step: "backup-requested" });
+      } catch (err) {
+        // Another run took the VM between the look and the take: join it instead.
+        if (err instanceof VmBusyError && !known && (await coalesced(req, vm, ctx, log))) return;
+        throw err;
+      }
+    }
     const beat = setInterval(() => {
       ctx.working?.();
       lease.renew().catch((err: unknown) => log.warn({ err, vm: vm.name }, "lease renewal failed"));
     }, heartbeatMs);
-    let handOff = false;
+    let handOff: string | undefined;
     try {
       const run = await openRun(req, engineName, vm);
       if (run.phase === "failed" && run.error) throw new PermanentError(run.error.code, run.error.message, { runId });
@@ -56,23 +85,48 @@ export function createBackupRequestedHandler(deps: BackupRequestedDeps) {
         await scope.change((r) => ({ ...r, phase: "transferred" }));
       }
       for (const d of scope.run.disks) if (d.event) await ctx.publish("disk.transferred", d.event as DiskTransferred);
-      handOff = true;
+      handOff = NEXT_STEP;
     } catch (err) {
       if (isPermanent(err) || ctx.lastAttempt === true) {
         const code = errorCode(err);
         const message = redactText(err instanceof Error ? err.message : String(err));
-        await deps.runs.change(runId, (cur) => cur && { ...cur, phase: "failed", error: { code, message } }).catch(() => undefined);
+        const failed = await deps.runs.change(runId, (cur) => cur && { ...cur, phase: "failed", error: { code, message } }).catch(() => undefined);
+        // The requests that joined this run get its outcome (the `failed` write closed the list).
+        const now = deps.clock();
+        for (const c of failed?.coalesced ?? []) {
+          await ctx.publish("backup.failed", coveredFailure(failed!, c, code, message, now)).catch((e: unknown) => log.error({ err: e, request: c.id }, "could not announce the failure to a coalesced request"));
+        }
       } else {
         // A retry of this run is due: keep the VM for it, so no other run starts in between.
-        handOff = true;
+        handOff = "backup-requested";
       }
       throw err;
     } finally {
       clearInterval(beat);
-      if (handOff) await lease.handOff(NEXT_STEP).catch((err: unknown) => log.warn({ err, vm: vm.name }, "could not hand the VM lease on"));
+      if (handOff) await lease.handOff(handOff).catch((err: unknown) => log.warn({ err, vm: vm.name }, "could not hand the VM lease on"));
       else await lease.release().catch(() => undefined);
     }
   };
+
+  /**
+   * Another run of the VM holds its lease: join it (pipeline/coalesce.ts). True when this request
+   * is answered or listed; false when the holder is no live run (the request waits for the VM).
+   */
+  async function coalesced(req: BackupRequested, vm: EngineVm, ctx: DeliveryContext, log: Log): Promise<boolean> {
+    const holder = await deps.leases.get(vm.id);
+    if (!holder || holder.runId === req.id || Date.parse(holder.expiresAt) <= deps.clock().getTime()) return false;
+    const now = deps.clock();
+    const r = requestOf(req, now);
+    const c = await coalesceInto(deps.runs, holder.runId, r);
+    if (c.kind === "not-live") return false;
+    if (c.kind === "covered") {
+      await ctx.publish("backup.completed", coveredCompletion(c.run, r, now));
+      log.info({ vm: vm.name, coveredBy: c.run.runId, restorePoint: c.run.restorePoint }, "request covered by the restore point of the run in flight");
+    } else {
+      log.info({ vm: vm.name, joined: c.run.runId }, "a backup run of this VM is in flight; request coalesced into it (its outcome comes with that run's)");
+    }
+    return true;
+  }
 
   /** The run's journal record: created on the first delivery, found again on a redelivery. */
   async function openRun(req: BackupRequested, engineName: string, vm: EngineVm): Promise<BackupRun> {

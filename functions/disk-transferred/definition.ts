@@ -13,7 +13,12 @@ export function diskTransferredFunction(deps: DiskTransferredDeps, p: { ackWaitM
     maxDeliver: p.maxDeliver ?? 6,
     backoffMs: p.backoffMs ?? [1_000, 5_000, 15_000],
     handler: async (event, ctx) => ({
-      publish: await handle(event, { lastAttempt: ctx.delivery.deliveryCount >= ctx.delivery.maxDeliver }),
+      publish: await handle(event, {
+        lastAttempt: ctx.delivery.deliveryCount >= ctx.delivery.maxDeliver,
+        publish: async (subject, e) => {
+          await ctx.publish({ subject, event: e });
+        },
+      }),
     }),
   });
 }

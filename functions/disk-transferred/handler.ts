@@ -10,9 +10,12 @@
  */
 import type { DiskTransferred } from "../../contracts/disk-transferred.ts";
 import { addIncomingDisk, ovfPath, onlyIncoming, pointFileKey, type ChainRecord, type DiskLayer, type IncomingDisk, type RestorePoint, syncFromStore } from "../../domain/chain/mod.ts";
-import { PermanentError, TransientError, isPermanent } from "../../contracts/errors.ts";
+import { PermanentError, TransientError, errorCode, isPermanent } from "../../contracts/errors.ts";
 import type { ChainStore } from "../../pipeline/chain-view.ts";
 import type { Leases } from "../../pipeline/vm-lease.ts";
+import type { RunJournal } from "../../pipeline/run-journal.ts";
+import { coveredCompletion, coveredFailure, markRecorded } from "../../pipeline/coalesce.ts";
+import { redactText } from "../../adapters/secrets.ts";
 
 export interface ManifestWriter {
   /**
@@ -27,6 +30,11 @@ export interface DiskTransferredDeps {
   readonly chains: ChainStore;
   readonly store: ManifestWriter;
   readonly leases: Pick<Leases, "releaseRun">;
+  /**
+   * The run journal: the committed point marks the run recorded (a redelivered backup.requested
+   * then changes nothing) and answers the requests coalesced into the run (pipeline/coalesce.ts).
+   */
+  readonly runs?: RunJournal | undefined;
   readonly clock: () => Date;
   readonly log: { error(o: object, m?: string): void };
 }
@@ -34,10 +42,12 @@ export interface DiskTransferredDeps {
 export interface DiskTransferredContext {
   /** This delivery is the last one: a failure now is for good. */
   readonly lastAttempt?: boolean;
+  /** Publish now (the outcomes of coalesced requests when the run fails for good). */
+  readonly publish?: (subject: string, event: { id: string } & Record<string, unknown>) => Promise<void>;
 }
 
 export interface ChainUpdatedOut {
-  readonly subject: "chain.updated";
+  readonly subject: "chain.updated" | "backup.completed";
   readonly event: { id: string } & Record<string, unknown>;
 }
 
@@ -47,6 +57,7 @@ export function createDiskTransferredHandler(deps: DiskTransferredDeps) {
       return await record(ev);
     } catch (err) {
       if (isPermanent(err) || ctx.lastAttempt) {
+        await failRun(ev, err, ctx).catch((e: unknown) => deps.log.error({ err: e, vm: ev.vm.name }, "could not end the run in its journal"));
         await deps.leases.releaseRun(ev.vm.id, ev.runId).catch((e: unknown) => deps.log.error({ err: e, vm: ev.vm.name }, "could not release the VM lease of a failed run"));
       }
       throw err;
@@ -107,7 +118,7 @@ export function createDiskTransferredHandler(deps: DiskTransferredDeps) {
         },
         deps.clock(),
       );
-      if (!storeFirst) return completed ? [announce(ev, completed)] : [];
+      if (!storeFirst) return completed ? [announce(ev, completed), ...(await recorded(ev))] : [];
       // Idempotent: on a redelivery after a crash the store already holds the point. If KV moves
       // before the commit, the next round recomputes the point and commits it only if the store
       // holds exactly that point (else it is written there again first).
@@ -125,6 +136,25 @@ export function createDiskTransferredHandler(deps: DiskTransferredDeps) {
       }
     }
     throw new TransientError("CHAIN_CONFLICT", `the chain of VM ${ev.vm.name} kept changing while restore point ${ev.restorePoint} was recorded`, { vm: ev.vm.name });
+  }
+
+  /** The run's point is committed: mark the run recorded; its coalesced requests are answered. */
+  async function recorded(ev: DiskTransferred): Promise<ChainUpdatedOut[]> {
+    if (!deps.runs) return [];
+    const now = deps.clock();
+    const run = await markRecorded(deps.runs, ev.runId, now);
+    return (run?.coalesced ?? []).map((c) => ({ subject: "backup.completed" as const, event: coveredCompletion(run!, c, now) }));
+  }
+
+  /** The run failed for good here: journal it failed and tell its coalesced requests. */
+  async function failRun(ev: DiskTransferred, err: unknown, ctx: DiskTransferredContext): Promise<void> {
+    if (!deps.runs) return;
+    const code = errorCode(err);
+    const message = redactText(err instanceof Error ? err.message : String(err));
+    const run = await deps.runs.change(ev.runId, (cur) => (cur && !cur.recordedAt && cur.phase !== "failed" ? { ...cur, phase: "failed", error: { code, message } } : undefined));
+    if (!run || run.recordedAt) return;
+    const now = deps.clock();
+    for (const c of run.coalesced ?? []) await ctx.publish?.("backup.failed", coveredFailure(run, c, run.error?.code ?? code, run.error?.message ?? message, now));
   }
 
   function announce(ev: DiskTransferred & { correlationId: string }, point: RestorePoint): ChainUpdatedOut {
