@@ -222,7 +222,7 @@ export function backupFunctionDeps(w: BackupWiring, log: { info(o: object, m?: s
       owner: w.owner,
       deployment: w.deployment,
     },
-    diskTransferred: { chains: w.chains, store: w.store, leases: w.leases, clock, log },
+    diskTransferred: { chains: w.chains, store: w.store, leases: w.leases, runs: w.runs, clock, log },
     reconciler: {
       engines: w.engines,
       restore: { engines: w.restoreEngines, journal: w.restoreJournal },
