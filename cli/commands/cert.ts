@@ -81,14 +81,21 @@ interface CertConfig {
 export async function loadCertConfig(flag: string | undefined, io: Pick<CommandIO, "env" | "cwd">): Promise<CertConfig> {
   const where = locateConfig(flag, io.env, io.cwd);
   if (!where.file) return { engines: {}, warnDays: CONFIG_DEFAULTS.certWarnDays, nats: { servers: [...CONFIG_DEFAULTS.natsServers], replicas: 1 } };
+  let text: string;
+  try {
+    text = await readFile(where.file, "utf8");
+  } catch (err) {
+    // Not there or not readable: something needed is missing (exit 3).
+    throw new Error(`cannot read ${where.file}: ${(err as Error).message}`);
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(await readFile(where.file, "utf8"));
+    raw = JSON.parse(text);
   } catch (err) {
-    throw new UsageProblem(`cannot read ${where.file}: ${(err as Error).message}`);
+    throw new Refused(`${where.file} is not valid JSON: ${(err as Error).message}`);
   }
   const parsed = FerryConfigSchema.safeParse(raw);
-  if (!parsed.success) throw new UsageProblem(`${where.file}: ${parsed.error.issues.slice(0, 5).map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  if (!parsed.success) throw new Refused(`${where.file}: ${parsed.error.issues.slice(0, 5).map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
   const cfg = parsed.data;
   const base = dirname(resolve(where.file));
   const engines = Object.fromEntries(Object.entries(cfg.engines).map(([n, e]) => [n, { ...e, ...(e.caFile ? { caFile: resolve(base, e.caFile) } : {}) }]));

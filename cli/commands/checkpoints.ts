@@ -1,3 +1,4 @@
+import { stat } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { openChainsKv, openStore } from "../../adapters/store/mod.ts";
 import { openSession, type Session } from "../../config/session.ts";
@@ -83,6 +84,9 @@ const command: Command = {
       } else {
         const where = await locateStore({ flag: parsed.values.store, configFlag: parsed.values.config, env: io.env, cwd: io.cwd });
         storeRoot = where.root;
+        if (!(await stat(where.root).then((s) => s.isDirectory(), () => false))) {
+          throw new Error(`the store ${where.root} (from ${where.via}) is not a directory: mount the backup volume or fix --store / store.path`);
+        }
         record = await openStore({ root: where.root }).readManifest(vm);
         source = `from the store ${where.root} (read directly, works without the bus)`;
       }

@@ -11,7 +11,8 @@ import { ExitCode, NATS_OPTION_HELP, warnTo, type Command, type CommandIO } from
 const usage = `Usage: ferry publish <subject> <json|-> [options]
 
 Validate an event against its contract, then publish it. JSON '-' reads it from stdin.
-When it is invalid, nothing is published: the reason is printed and the exit code is 4.
+When it is invalid, nothing is published: the reason is printed and the exit code is 4
+(2 when the text is not JSON at all).
 
   ferry publish backup.requested '{"vm":"web01"}'
   ferry publish restore.requested '{"vm":"web01","checkpoint":3}' --id web01-restore-1
@@ -24,7 +25,7 @@ Options:
   --nats URL       ${NATS_OPTION_HELP}
 
 Subjects: ${Object.values(subjects).join(", ")}
-Exit: 0 published, 2 usage (unknown subject, no JSON), 3 NATS unreachable, 4 invalid event.
+Exit: 0 published, 2 usage (unknown subject, missing or invalid JSON), 3 NATS unreachable, 4 invalid event.
 `;
 
 async function readStdin(): Promise<string> {
@@ -60,7 +61,19 @@ const command: Command = {
       return ExitCode.usage;
     }
     const text = body === "-" ? await readStdin() : body;
+    // Text that is not JSON at all is a wrong command line (2); JSON the contract refuses is 4.
     const checked = contract.validateText(text);
+    let isJson = true;
+    try {
+      JSON.parse(text);
+    } catch {
+      isJson = false;
+    }
+    if (!isJson && !checked.ok) {
+      // The contract's reason quotes none of the input (a secret pasted by mistake stays out).
+      io.stderr.write(`ferry publish: the ${subject} event is ${checked.reason}\n`);
+      return ExitCode.usage;
+    }
     if (!checked.ok) {
       io.stderr.write(`ferry publish: invalid ${subject}: ${checked.reason}\n`);
       io.stderr.write(`(schema: contracts/schemas/${contract.jsonSchema.$id?.toString().split("/").pop() ?? ""})\n`);

@@ -13,6 +13,8 @@ import { Kvm } from "@nats-io/kv";
 import { ensureBucket } from "../../adapters/nats/mod.ts";
 import { bucketDefinitions, buckets } from "../../infra/streams/mod.ts";
 import { formatCheckResult, loadCertConfig, runCertCheck } from "./cert.ts";
+import { formatPostResult, postSummaryNow } from "./summary.ts";
+import { summaryDueDay } from "../../pipeline/daily-summary.ts";
 
 const usage = `Usage: ferry schedule [options]
 
@@ -28,10 +30,12 @@ Options:
   --now ISO         pretend it is this time (testing, catching up)
   --window MIN      look back this many minutes for due slots (default 10; cover the cron interval)
   --since ISO       look back to this time instead of --window
-  --tz ZONE         time zone the schedules are written in (default: the machine's, $TZ)
+  --tz ZONE         read the schedules in this zone for this run (default: the config's timeZone,
+                    else the machine's; $TZ does not change a configured timeZone)
   --dry-run         only print what is due; publish nothing (no NATS needed)
   --daemon          keep running: check every minute until interrupted; once a day (at start and
-                    after midnight) also run the certificate check of \`ferry cert check\`
+                    after midnight) also run the certificate check of \`ferry cert check\`, and
+                    post the daily summary (\`ferry summary\`) to every engine at summary.time
   --nats URL        ${NATS_OPTION_HELP}
   --json            one JSON line per slot: {vm, slot, key, status}
 
@@ -42,6 +46,9 @@ const MINUTE = 60_000;
 
 interface Loaded {
   vms: ScheduledVm[];
+  /** The config's timeZone (the machine's when it sets none). */
+  timeZone: string;
+  summary: { enabled: boolean; time: string };
   nats: { servers: string[]; credsFile?: string; user?: string; password?: string; replicas: number };
   file: string;
 }
@@ -49,10 +56,16 @@ interface Loaded {
 /** The VM list and NATS settings from the config file; secrets other than the NATS password are not needed here. */
 async function loadSchedules(flag: string | undefined, io: CommandIO): Promise<Loaded> {
   const where = locateConfig(flag, io.env, io.cwd);
-  if (!where.file) throw new UsageProblem("no config file found (use --config FILE): the schedules live in its vms section");
+  if (!where.file) throw new ConfigMissing("no config file found (use --config FILE): the schedules live in its vms section");
+  let text: string;
+  try {
+    text = await readFile(where.file, "utf8");
+  } catch (err) {
+    throw new ConfigMissing(`cannot read ${where.file}: ${(err as Error).message}`);
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(await readFile(where.file, "utf8"));
+    raw = JSON.parse(text);
   } catch (err) {
     throw new UsageProblem(`cannot read ${where.file}: ${(err as Error).message}`);
   }
@@ -66,6 +79,8 @@ async function loadSchedules(flag: string | undefined, io: CommandIO): Promise<L
   const passwordEnv = (raw as { nats?: { passwordEnv?: string } }).nats?.passwordEnv;
   return {
     file: where.file,
+    timeZone: cfg.timeZone,
+    summary: cfg.summary,
     vms: Object.entries(cfg.vms).map(([name, p]) => ({ name, engine: p.engine, enabled: p.enabled, schedule: p.schedule })),
     nats: {
       servers: [...cfg.nats.servers],
@@ -78,6 +93,8 @@ async function loadSchedules(flag: string | undefined, io: CommandIO): Promise<L
 }
 
 class UsageProblem extends Error {}
+/** The config file is not there or cannot be read (exit 3, like every command). */
+class ConfigMissing extends Error {}
 
 function parseTime(what: string, value: string | undefined): Date | undefined {
   if (value === undefined) return undefined;
@@ -140,10 +157,13 @@ const command: Command = {
         windowMs = Number(v.window) * MINUTE;
       }
       if (v.daemon && (fixedNow || since)) throw new UsageProblem("--daemon runs on the real clock: do not combine it with --now or --since");
-      timeZone = assertTimeZone(v.tz ?? Intl.DateTimeFormat().resolvedOptions().timeZone);
+      if (v.tz !== undefined) assertTimeZone(v.tz);
       loaded = await loadSchedules(v.config, io);
+      // One zone for slots, the weekly full day and retention: the config's (--tz for one run).
+      timeZone = v.tz ?? loaded.timeZone;
     } catch (err) {
       io.stderr.write(`ferry schedule: ${(err as Error).message}\n`);
+      if (err instanceof ConfigMissing) return ExitCode.unavailable;
       return err instanceof UsageProblem && /--(now|since|window|daemon)/.test((err as Error).message) ? ExitCode.usage : ExitCode.invalid;
     }
     const dryRun = v["dry-run"] ?? false;
@@ -211,9 +231,26 @@ const command: Command = {
         // A check that could not publish is tried again next minute.
         if (!results.some((r) => r.status === "failed")) certDay = day;
       };
+      // The daily summary: once summary.time is reached each local day (postSummaryNow keeps it
+      // to one post per engine and day across restarts and schedulers).
+      let summaryDone = "";
+      let summaryRunning: Promise<void> | undefined;
+      let summaryRetryAt = 0; // after a failure: every 10 minutes, not every minute
+      const dailySummary = async (day: string): Promise<void> => {
+        const { results } = await postSummaryNow({ nc: nc!, configFlag: v.config, io, policies: Object.fromEntries(loaded.vms.map((x) => [x.name, { enabled: x.enabled ?? true, schedule: x.schedule }])), timeZone, replicas: loaded.nats.replicas });
+        for (const r of results) io.stderr.write(`ferry schedule: summary ${formatPostResult(r)}\n`);
+        if (!results.some((r) => r.status === "failed")) summaryDone = day;
+      };
       while (!io.signal.aborted) {
         const to = new Date();
         const day = new Intl.DateTimeFormat("en-CA", { timeZone }).format(to);
+        const summaryDay = loaded.summary.enabled && !dryRun ? summaryDueDay(to, loaded.summary.time, timeZone) : undefined;
+        if (summaryDay && summaryDay !== summaryDone && !summaryRunning && to.getTime() >= summaryRetryAt) {
+          summaryRetryAt = to.getTime() + 10 * MINUTE;
+          summaryRunning = dailySummary(summaryDay)
+            .catch((err: unknown) => void io.stderr.write(`ferry schedule: daily summary: ${(err as Error).message}\n`))
+            .finally(() => (summaryRunning = undefined));
+        }
         // In the background: engines that do not answer never hold up a backup slot.
         if (!dryRun && day !== certDay && !certRunning) {
           certRunning = certCheck(day)
@@ -238,6 +275,7 @@ const command: Command = {
         });
       }
       await certRunning;
+      await summaryRunning;
       return ExitCode.ok;
     } catch (err) {
       io.stderr.write(`ferry schedule: ${(err as Error).message}\n`);

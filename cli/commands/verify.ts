@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { stat } from "node:fs/promises";
 import { openStore, type VerifyReport } from "../../adapters/store/mod.ts";
 import { locateStore } from "../../config/store-location.ts";
 import { isSegment, numberedPoints } from "../../domain/chain/mod.ts";
@@ -60,6 +60,12 @@ const command: Command = {
     let refs: string[];
     try {
       const where = await locateStore({ flag: parsed.values.store, configFlag: parsed.values.config, env: io.env, cwd: io.cwd });
+      // A store that is not there (unmounted volume, wrong --store) is unavailable, not a VM without points.
+      const st = await stat(where.root).catch(() => undefined);
+      if (!st?.isDirectory()) {
+        io.stderr.write(`ferry verify: the store ${where.root} (from ${where.via}) is not a directory: mount the backup volume or fix --store / store.path\n`);
+        return ExitCode.unavailable;
+      }
       store = openStore({ root: where.root });
       const record = await store.readManifest(vm);
       if (!record) {
