@@ -10,7 +10,8 @@
  * - keepWeekly N:  the same per ISO week (Monday to Sunday).
  * - keepMonthly N: the same per calendar month.
  * - maxAgeDays A:  nothing older than A × 24 h is kept (except the newest point).
- * Days, weeks and months are those of `timeZone` (the schedule's zone; default UTC).
+ * Days, weeks and months are those of `timeZone` (the config's timeZone, passed by chain-updated;
+ * default UTC for direct callers).
  */
 import { z } from "zod";
 import { isoWeekKey, localDateKey, localMonthKey, localTime } from "../schedule/zoned.ts";

@@ -229,6 +229,35 @@ describe("retention", () => {
     expect([...selectKept(points, { keepDaily: 2 }, now, "Europe/Berlin").keep.keys()].sort()).toEqual(["a", "b"]);
   });
 
+  it("selectKept - local days, weeks and months around midnight and both DST changes (Europe/Berlin 2026)", () => {
+    const kept = (times: string[], policy: RetentionPolicy, now: string, zone: string) =>
+      Object.fromEntries(selectKept(times.map((t, i) => ({ id: `p${i}`, time: t })), policy, new Date(now), zone).keep);
+    // Spring forward, Sun 2026-03-29 has 23 hours. Berlin wall times:
+    // p0 Sat 23:30 CET, p1 Sun 00:30 CET, p2 Sun 03:00 CEST (the 02:30 slot), p3 Sun 23:59 CEST, p4 Mon 00:01 CEST.
+    const spring = ["2026-03-28T22:30:00Z", "2026-03-28T23:30:00Z", "2026-03-29T01:00:00Z", "2026-03-29T21:59:00Z", "2026-03-29T22:01:00Z"];
+    expect(kept(spring, { keepDaily: 3 }, "2026-03-30T06:00:00Z", "Europe/Berlin")).toEqual({ p4: ["daily 2026-03-30"], p3: ["daily 2026-03-29"], p0: ["daily 2026-03-28"] });
+    // Read in UTC the same points fall on other days (p4 is still Mar 29 there).
+    expect(kept(spring, { keepDaily: 3 }, "2026-03-30T06:00:00Z", "UTC")).toEqual({ p4: ["daily 2026-03-29"], p1: ["daily 2026-03-28"] });
+
+    // Fall back, Sun 2026-10-25 has 25 hours and 02:30 twice:
+    // p0 Sat 23:59 CEST, p1 Sun 00:01 CEST, p2 Sun 02:30 CEST, p3 Sun 02:30 CET, p4 Sun 23:59 CET, p5 Mon 00:01 CET.
+    const fall = ["2026-10-24T21:59:00Z", "2026-10-24T22:01:00Z", "2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z", "2026-10-25T22:59:00Z", "2026-10-25T23:01:00Z"];
+    expect(kept(fall, { keepDaily: 3 }, "2026-10-26T06:00:00Z", "Europe/Berlin")).toEqual({ p5: ["daily 2026-10-26"], p4: ["daily 2026-10-25"], p0: ["daily 2026-10-24"] });
+    expect(kept(fall, { keepDaily: 3 }, "2026-10-26T06:00:00Z", "UTC")).toEqual({ p5: ["daily 2026-10-25"], p1: ["daily 2026-10-24"] });
+    // ISO weeks start on the local Monday: p5 (Mon 00:01 in Berlin) opens week 44, p4 closes week 43.
+    expect(kept(fall, { keepWeekly: 2 }, "2026-10-26T06:00:00Z", "Europe/Berlin")).toEqual({ p5: ["weekly 2026-W44"], p4: ["weekly 2026-W43"] });
+    expect(kept(fall, { keepWeekly: 2 }, "2026-10-26T06:00:00Z", "UTC")).toEqual({ p5: ["weekly 2026-W43"] });
+
+    // Months: Sat 2026-10-31 23:30 CET is still October, 00:30 CET is November in Berlin (both October in UTC).
+    const monthEnd = ["2026-10-31T22:30:00Z", "2026-10-31T23:30:00Z"];
+    expect(kept(monthEnd, { keepMonthly: 2 }, "2026-11-01T06:00:00Z", "Europe/Berlin")).toEqual({ p1: ["monthly 2026-11"], p0: ["monthly 2026-10"] });
+    expect(kept(monthEnd, { keepMonthly: 2 }, "2026-11-01T06:00:00Z", "UTC")).toEqual({ p1: ["monthly 2026-10"] });
+    // New York: 2026-11-01 00:30 EDT (04:30 UTC) and 23:30 EST (2026-11-02 04:30 UTC) are one local day, two UTC days.
+    const ny = ["2026-11-01T04:30:00Z", "2026-11-02T04:30:00Z"];
+    expect(kept(ny, { keepDaily: 2 }, "2026-11-02T12:00:00Z", "America/New_York")).toEqual({ p1: ["daily 2026-11-01"] });
+    expect(kept(ny, { keepDaily: 2 }, "2026-11-02T12:00:00Z", "UTC")).toEqual({ p1: ["daily 2026-11-02"], p0: ["daily 2026-11-01"] });
+  });
+
   it("planRetention - merges an unkept base forward and keeps every kept point restorable", () => {
     const w = newWorld();
     const rand = rng(1);

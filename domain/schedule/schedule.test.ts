@@ -88,6 +88,41 @@ describe("schedule", () => {
     expect(later).toEqual([]);
   });
 
+  it("dueSlots - Berlin 2026-03-29 (spring forward 02:00 → 03:00): the 02:30 daily slot runs once, at 03:00 local", () => {
+    // Cron convention (Vixie cron): a due time inside the skipped hour runs at the first minute after the jump.
+    const slots = dueSlots({ days: "1111111", time: "02:30" }, at("2026-03-28T00:00:00Z"), at("2026-03-30T12:00:00Z"), { timeZone: "Europe/Berlin" });
+    expect(isos(slots)).toEqual(["2026-03-28T01:30:00.000Z", "2026-03-29T01:00:00.000Z", "2026-03-30T00:30:00.000Z"]);
+    expect(localTime(slots[1]!, "Europe/Berlin")).toMatchObject({ day: 29, hour: 3, minute: 0 });
+    // The same with cron, and a slot outside the gap is untouched by it.
+    const cron = dueSlots({ cron: "30 2 * * *" }, at("2026-03-29T00:00:00Z"), at("2026-03-29T06:00:00Z"), { timeZone: "Europe/Berlin" });
+    expect(isos(cron)).toEqual(["2026-03-29T01:00:00.000Z"]);
+    expect(isos(dueSlots({ cron: "30 1,3 * * *" }, at("2026-03-28T23:00:00Z"), at("2026-03-29T06:00:00Z"), { timeZone: "Europe/Berlin" }))).toEqual(["2026-03-29T00:30:00.000Z", "2026-03-29T01:30:00.000Z"]);
+  });
+
+  it("dueSlots - Berlin 2026-10-25 (fall back 03:00 → 02:00): the 02:30 daily slot runs once, at the first 02:30 (CEST)", () => {
+    const slots = dueSlots({ days: "1111111", time: "02:30" }, at("2026-10-24T12:00:00Z"), at("2026-10-26T12:00:00Z"), { timeZone: "Europe/Berlin" });
+    expect(isos(slots)).toEqual(["2026-10-25T00:30:00.000Z", "2026-10-26T01:30:00.000Z"]);
+    // Run minute by minute like the daemon (ten-minute windows): still once.
+    const once: string[] = [];
+    for (let t = Date.parse("2026-10-24T22:00:00Z"); t < Date.parse("2026-10-25T04:00:00Z"); t += 600_000) {
+      once.push(...isos(dueSlots({ days: "1111111", time: "02:30" }, new Date(t), new Date(t + 600_000), { timeZone: "Europe/Berlin" })));
+    }
+    expect(once).toEqual(["2026-10-25T00:30:00.000Z"]);
+  });
+
+  it("dueSlots - America/New_York 2026-03-08 and 2026-11-01: skipped 02:30 runs at 03:00 EDT, repeated 01:30 runs once", () => {
+    const spring = dueSlots({ days: "1111111", time: "02:30" }, at("2026-03-08T00:00:00Z"), at("2026-03-08T12:00:00Z"), { timeZone: "America/New_York" });
+    expect(isos(spring)).toEqual(["2026-03-08T07:00:00.000Z"]); // 03:00 EDT
+    const fall = dueSlots({ days: "1111111", time: "01:30" }, at("2026-11-01T00:00:00Z"), at("2026-11-01T12:00:00Z"), { timeZone: "America/New_York" });
+    expect(isos(fall)).toEqual(["2026-11-01T05:30:00.000Z"]); // 01:30 EDT, not again at 01:30 EST (06:30 UTC)
+  });
+
+  it("dueSlots - the weekday of a slot is the local one: Monday 00:30 in Berlin is Sunday in UTC", () => {
+    const mondays = dueSlots({ days: "1000000", time: "00:30" }, at("2026-10-25T12:00:00Z"), at("2026-10-26T12:00:00Z"), { timeZone: "Europe/Berlin" });
+    expect(isos(mondays)).toEqual(["2026-10-25T23:30:00.000Z"]);
+    expect(dueSlots({ days: "1000000", time: "00:30" }, at("2026-10-25T12:00:00Z"), at("2026-10-26T12:00:00Z"), { timeZone: "UTC" }).map((d) => d.toISOString())).toEqual(["2026-10-26T00:30:00.000Z"]);
+  });
+
   it("dueSlots - rejects bad masks, times, zones and overlong windows", () => {
     const from = at("2025-06-01T00:00:00Z");
     const to = at("2025-06-02T00:00:00Z");
