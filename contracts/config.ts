@@ -77,14 +77,14 @@ export const CONFIG_DEFAULTS = Object.freeze({
   connections: 4,
   /** certs.warnDays: a CA or certificate expiring within this many days gets cert.expiring (ferry cert check) */
   certWarnDays: 30,
-  /** hooks.listen: where `ferry hooks serve` listens (loopback unless the operator opens it) */
-  hooksListen: "127.0.0.1:8441",
-  /** hooks.maxBodyBytes: a larger POST body is refused with 413 */
-  hooksMaxBodyBytes: 64 * 1024,
   /** summary.enabled: `ferry schedule --daemon` posts the daily summary to each engine's audit log */
   summaryEnabled: true,
   /** summary.time: local time (in timeZone) of the daily summary */
   summaryTime: "07:00",
+  /** events.poll: `ferry run engine-events` follows each engine's audit log (GET /events?from=) */
+  eventsPoll: true,
+  /** events.pollSeconds: how often each engine's audit log is read (jittered ±20 %) */
+  eventsPollSeconds: 30,
   /** Not a config key: how long a VM lease (KV ferry-leases) held by a working step lives without renewal, in ms. */
   leaseTtlMs: 60_000,
   /** Not a config key: how long a VM lease handed from one step of a run to the next waits for it, in ms. */
@@ -326,6 +326,21 @@ const timeZoneName = z
   })
   .transform((value) => new Intl.DateTimeFormat("en-US", { timeZone: value }).resolvedOptions().timeZone);
 
+export const EventsSchema = z
+  .strictObject({
+    poll: z
+      .boolean()
+      .default(CONFIG_DEFAULTS.eventsPoll)
+      .describe("Follow every engine's audit log (GET /events?from=<last index>) in `ferry run engine-events`, so a snapshot restored, a disk changed or a VM removed on the engine makes the next backup a full (or stops scheduling the VM). false: only the hook endpoint reports such events."),
+    pollSeconds: z
+      .int()
+      .min(5)
+      .max(3600)
+      .default(CONFIG_DEFAULTS.eventsPollSeconds)
+      .describe("How often each engine's audit log is read, in seconds (jittered by ±20 %)."),
+  })
+  .describe("The chain guard's engine-event poller (functions/engine-events).");
+
 /** `host:port` (an IPv6 host in brackets); port 0 = any free port (the URL is logged). */
 export const LISTEN_ADDRESS = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
@@ -338,28 +353,6 @@ export const MetricsSchema = z
       .describe('Where `ferry run` serves GET /metrics (Prometheus text format): host:port, e.g. "127.0.0.1:9464" (port 0 = any free port).'),
   })
   .describe("Prometheus metrics of `ferry run`. Without this section no metrics are served.");
-
-export const HooksSchema = z
-  .strictObject({
-    listen: z
-      .string()
-      .regex(LISTEN_ADDRESS, 'must be host:port, e.g. "127.0.0.1:8441" or "[::1]:8441"')
-      .refine((v) => Number(LISTEN_ADDRESS.exec(v)?.[2]) <= 65535, "the port must be 0..65535")
-      .default(CONFIG_DEFAULTS.hooksListen)
-      .describe("Where `ferry hooks serve` listens: host:port (port 0 = any free port). --listen wins."),
-    tokenFile: filePath
-      .optional()
-      .describe("File whose content (trimmed) is the bearer token posts must carry. $FERRY_HOOKS_TOKEN wins over it. One of the two is required."),
-    tlsCertFile: filePath.optional().describe("PEM certificate (chain) to serve HTTPS with; needs tlsKeyFile. Without both: plain HTTP."),
-    tlsKeyFile: filePath.optional().describe("PEM private key of tlsCertFile."),
-    maxBodyBytes: z
-      .int()
-      .min(256)
-      .max(1024 * 1024)
-      .default(CONFIG_DEFAULTS.hooksMaxBodyBytes)
-      .describe("Largest POST body accepted; a larger one is answered 413."),
-  })
-  .describe("The hook endpoint `ferry hooks serve` (oVirt/VDSM hook scripts post backup, restore and engine events to it).");
 
 export interface Policy {
   enabled: boolean;
@@ -414,7 +407,7 @@ const ConfigObject = z.strictObject({
   concurrency: ConcurrencySchema.prefault({}),
   certs: CertsSchema.prefault({}),
   metrics: MetricsSchema.optional(),
-  hooks: HooksSchema.optional(),
+  events: EventsSchema.prefault({}),
   summary: SummarySchema.prefault({}),
 });
 
@@ -437,7 +430,6 @@ export type EngineConfig = FerryConfig["engines"][string];
 export type NatsConfig = FerryConfig["nats"];
 export type RestoreConfig = NonNullable<FerryConfig["restore"]>;
 export type MetricsConfig = NonNullable<FerryConfig["metrics"]>;
-export type HooksConfig = NonNullable<FerryConfig["hooks"]>;
 
 export interface ConfigIssue {
   /** Path in the JSON document, e.g. ["engines", "prd", "url"]. */
@@ -475,11 +467,6 @@ export function configCrossChecks(raw: unknown): ConfigIssue[] {
   }
   if (nats.credsFile !== undefined && nats.user !== undefined) {
     issues.push({ path: ["nats"], message: "use either credsFile or user/passwordEnv, not both" });
-  }
-
-  const hooks = isRecord(raw.hooks) ? raw.hooks : {};
-  if ((hooks.tlsCertFile === undefined) !== (hooks.tlsKeyFile === undefined)) {
-    issues.push({ path: ["hooks", hooks.tlsCertFile === undefined ? "tlsCertFile" : "tlsKeyFile"], message: "set both tlsCertFile and tlsKeyFile, or neither" });
   }
 
   const defaults = isRecord(raw.defaults) ? raw.defaults : {};

@@ -80,6 +80,7 @@ export const buckets = {
   certs: "ferry-certs",
   schedule: "ferry-schedule",
   alerts: "ferry-alerts",
+  guard: "ferry-guard",
 } as const;
 
 export const bucketDefinitions: readonly BucketDefinition[] = [
@@ -130,6 +131,13 @@ export const bucketDefinitions: readonly BucketDefinition[] = [
     // Minutes are closed within seconds; 2 h keeps a failure's decision past all its redeliveries
     // (the alerts function retries an unreachable engine for about 80 minutes).
     ttlMs: 2 * HOUR,
+    maxValueSize: 64 * 1024,
+  },
+  {
+    name: buckets.guard,
+    description: "The chain guard (pipeline/chain-guard.ts): per engine the event poller's last index; per VM id a 'next backup full' mark; per VM name a 'removed' mark. No TTL: none of it may be forgotten.",
+    history: 5,
+    ttlMs: 0,
     maxValueSize: 64 * 1024,
   },
 ];
