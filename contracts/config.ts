@@ -77,6 +77,10 @@ export const CONFIG_DEFAULTS = Object.freeze({
   connections: 4,
   /** certs.warnDays: a CA or certificate expiring within this many days gets cert.expiring (ferry cert check) */
   certWarnDays: 30,
+  /** hooks.listen: where `ferry hooks serve` listens (loopback unless the operator opens it) */
+  hooksListen: "127.0.0.1:8441",
+  /** hooks.maxBodyBytes: a larger POST body is refused with 413 */
+  hooksMaxBodyBytes: 64 * 1024,
   /** summary.enabled: `ferry schedule --daemon` posts the daily summary to each engine's audit log */
   summaryEnabled: true,
   /** summary.time: local time (in timeZone) of the daily summary */
@@ -354,6 +358,28 @@ export const MetricsSchema = z
   })
   .describe("Prometheus metrics of `ferry run`. Without this section no metrics are served.");
 
+export const HooksSchema = z
+  .strictObject({
+    listen: z
+      .string()
+      .regex(LISTEN_ADDRESS, 'must be host:port, e.g. "127.0.0.1:8441" or "[::1]:8441"')
+      .refine((v) => Number(LISTEN_ADDRESS.exec(v)?.[2]) <= 65535, "the port must be 0..65535")
+      .default(CONFIG_DEFAULTS.hooksListen)
+      .describe("Where `ferry hooks serve` listens: host:port (port 0 = any free port). --listen wins."),
+    tokenFile: filePath
+      .optional()
+      .describe("File whose content (trimmed) is the bearer token posts must carry. $FERRY_HOOKS_TOKEN wins over it. One of the two is required."),
+    tlsCertFile: filePath.optional().describe("PEM certificate (chain) to serve HTTPS with; needs tlsKeyFile. Without both: plain HTTP."),
+    tlsKeyFile: filePath.optional().describe("PEM private key of tlsCertFile."),
+    maxBodyBytes: z
+      .int()
+      .min(256)
+      .max(1024 * 1024)
+      .default(CONFIG_DEFAULTS.hooksMaxBodyBytes)
+      .describe("Largest POST body accepted; a larger one is answered 413."),
+  })
+  .describe("The hook endpoint `ferry hooks serve` (oVirt/VDSM hook scripts post backup, restore and engine events to it).");
+
 export interface Policy {
   enabled: boolean;
   engine: string;
@@ -408,6 +434,7 @@ const ConfigObject = z.strictObject({
   certs: CertsSchema.prefault({}),
   metrics: MetricsSchema.optional(),
   events: EventsSchema.prefault({}),
+  hooks: HooksSchema.optional(),
   summary: SummarySchema.prefault({}),
 });
 
@@ -430,6 +457,7 @@ export type EngineConfig = FerryConfig["engines"][string];
 export type NatsConfig = FerryConfig["nats"];
 export type RestoreConfig = NonNullable<FerryConfig["restore"]>;
 export type MetricsConfig = NonNullable<FerryConfig["metrics"]>;
+export type HooksConfig = NonNullable<FerryConfig["hooks"]>;
 
 export interface ConfigIssue {
   /** Path in the JSON document, e.g. ["engines", "prd", "url"]. */
@@ -467,6 +495,11 @@ export function configCrossChecks(raw: unknown): ConfigIssue[] {
   }
   if (nats.credsFile !== undefined && nats.user !== undefined) {
     issues.push({ path: ["nats"], message: "use either credsFile or user/passwordEnv, not both" });
+  }
+
+  const hooks = isRecord(raw.hooks) ? raw.hooks : {};
+  if ((hooks.tlsCertFile === undefined) !== (hooks.tlsKeyFile === undefined)) {
+    issues.push({ path: ["hooks", hooks.tlsCertFile === undefined ? "tlsCertFile" : "tlsKeyFile"], message: "set both tlsCertFile and tlsKeyFile, or neither" });
   }
 
   const defaults = isRecord(raw.defaults) ? raw.defaults : {};
