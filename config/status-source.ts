@@ -18,6 +18,7 @@ import { buckets, streams } from "../infra/streams/mod.ts";
 import type { ChainRecord } from "../domain/chain/mod.ts";
 import { createRunJournal, type BackupRun } from "../pipeline/run-journal.ts";
 import type { LeaseRecord } from "../pipeline/vm-lease.ts";
+import { localTimeZone, timeZoneProblem } from "../domain/schedule/zoned.ts";
 import { OutcomeIndex, outcomeOf } from "./status.ts";
 
 /** Something status needs is missing or unreachable: `message` is one line. */
@@ -34,6 +35,7 @@ export type VmPolicies = Record<string, Pick<Policy, "enabled" | "schedule">>;
 const VmsSection = z.object({
   defaults: PolicyInputSchema.optional(),
   vms: z.record(z.string(), PolicyInputSchema).optional(),
+  timeZone: z.string().optional(),
 });
 
 /**
@@ -59,6 +61,20 @@ export async function readVmPolicies(file: string): Promise<VmPolicies> {
     out[name] = { enabled: policy.enabled, schedule: policy.schedule };
   }
   return out;
+}
+
+/**
+ * The config's timeZone (the zone its schedules are read in), else the machine's: what `ferry
+ * status` uses without --tz, so its next slot and RPO agree with `ferry schedule`.
+ */
+export async function readConfigTimeZone(file: string): Promise<string> {
+  const raw = JSON.parse(await readFile(file, "utf8")) as unknown;
+  const parsed = VmsSection.safeParse(raw);
+  const zone = parsed.success ? parsed.data.timeZone : undefined;
+  if (zone === undefined) return localTimeZone();
+  const problem = timeZoneProblem(zone);
+  if (problem) throw new Error(`${file}: timeZone: ${problem}`);
+  return zone;
 }
 
 function isNotFound(err: unknown): boolean {

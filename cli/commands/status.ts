@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { locateConfig } from "../../config/locate.ts";
 import { computeStatus, formatDuration, OVERDUE_GRACE_MS, STALLED_AFTER_MS, type VmStatus } from "../../config/status.ts";
-import { checkStatusInfra, natsProblem, readKvFacts, readOutcomes, readVmPolicies, statusJsm, type VmPolicies } from "../../config/status-source.ts";
+import { checkStatusInfra, natsProblem, readConfigTimeZone, readKvFacts, readOutcomes, readVmPolicies, statusJsm, type VmPolicies } from "../../config/status-source.ts";
 import { assertTimeZone } from "../../domain/schedule/mod.ts";
 import { ExitCode, NATS_OPTION_HELP, type Command } from "../command.ts";
 import { connectForCommand } from "./backup.ts";
@@ -38,7 +38,8 @@ Options:
   vm...           only these VMs (exit 4 for a name that is neither configured nor backed up)
   --json          a JSON array, one object per VM (result, outcome, running, lastGood, schedule,
                   rpo, overdue, problem, ...)
-  --tz ZONE       time zone the schedules are written in (default: this machine's, $TZ)
+  --tz ZONE       time zone the schedules are read in (default: the config's timeZone, else
+                  this machine's)
   --grace MIN     minutes a VM may be late before it is overdue (default ${OVERDUE_GRACE_MS / 60_000})
   --config FILE   Ferry config (the VMs and schedules; also the NATS settings); default
                   $FERRY_CONFIG, ./ferry.json, /etc/ferry/ferry.json. Only its vms and defaults
@@ -119,10 +120,10 @@ const command: Command = {
       io.stderr.write(`ferry status: ${(err as Error).message}\n${usage}`);
       return ExitCode.usage;
     }
-    let timeZone: string;
+    let timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
     let graceMs = OVERDUE_GRACE_MS;
     try {
-      timeZone = assertTimeZone(o.tz ?? Intl.DateTimeFormat().resolvedOptions().timeZone);
+      if (o.tz !== undefined) timeZone = assertTimeZone(o.tz);
       if (o.grace !== undefined) {
         if (!/^\d+$/.test(o.grace)) throw new Error(`--grace '${o.grace}' must be a whole number of minutes`);
         graceMs = Number(o.grace) * 60_000;
@@ -138,6 +139,7 @@ const command: Command = {
     if (where.file) {
       try {
         policies = await readVmPolicies(where.file);
+        if (o.tz === undefined) timeZone = await readConfigTimeZone(where.file);
       } catch (err) {
         const msg = (err as Error).message;
         io.stderr.write(`ferry status: ${msg}\n`);

@@ -53,5 +53,6 @@ function vmMetricsOptions(o: HostOptions) {
     const file = e.caFile ?? (o.config.file ? join(dirname(o.config.file), "certs", `${name}-ca.pem`) : undefined);
     if (file) caFiles[name] = file;
   }
-  return { nc: o.nc, policies, caFiles };
+  // The config's zone: /metrics' next slot and RPO agree with ferry status and ferry schedule.
+  return { nc: o.nc, policies, caFiles, timeZone: o.config.timeZone };
 }
