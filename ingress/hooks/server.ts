@@ -80,6 +80,20 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
+/**
+ * After a 413: read and drop what the client still sends (up to 1 MiB), so the socket closes
+ * cleanly and the client reads the answer instead of a reset; a client that keeps sending is cut off.
+ */
+function discardRest(req: IncomingMessage): void {
+  let dropped = 0;
+  req.removeAllListeners("data");
+  req.on("data", (c: Buffer) => {
+    dropped += c.length;
+    if (dropped > 1024 * 1024) req.destroy();
+  });
+  req.resume();
+}
+
 function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
@@ -123,6 +137,7 @@ export function createHooksServer(o: HooksServerOptions): HooksServer {
       body = await readBody(req, o.maxBodyBytes);
     } catch (err) {
       if (err instanceof BodyTooLarge) {
+        discardRest(req);
         return refuse(413, { error: "body too large", reason: `the body is larger than ${o.maxBodyBytes} bytes`, limit: o.maxBodyBytes }, { connection: "close" });
       }
       throw err;
