@@ -122,8 +122,8 @@ export interface ExportResult {
 export type FaultPhase = "initializing" | "transferring" | "finalizing";
 
 export interface LabFaults {
-  /** Fail the next transfer (of one direction, if given) when it reaches `phase`. */
-  failNextTransfer(phase: FaultPhase, direction?: "upload" | "download"): void;
+  /** Fail the next transfer (of one direction, and of one disk, if given) when it reaches `phase`. */
+  failNextTransfer(phase: FaultPhase, direction?: "upload" | "download", diskId?: string): void;
   /** Have imageio drop the connection after this many bytes (delegated to the imageio daemon). */
   dropConnectionAfter(bytes: number): void;
   /** Remove a checkpoint's bitmap from every volume of a disk (a lost bitmap). */
@@ -315,8 +315,8 @@ export function createLabControl(d: ControlDeps): LabControl {
   }
 
   const faults: LabFaults = {
-    failNextTransfer(phase, direction) {
-      e.faults.failTransfer.push({ phase, ...(direction ? { direction } : {}) });
+    failNextTransfer(phase, direction, diskId) {
+      e.faults.failTransfer.push({ phase, ...(direction ? { direction } : {}), ...(diskId ? { diskId } : {}) });
     },
     dropConnectionAfter(bytes) {
       const f = d.imageioFaults();

@@ -17,6 +17,8 @@ export interface CloseOptions {
   readonly onError: "warn" | "throw";
   /** The attempt succeeded: a backup that cannot be finalized (other than by a timeout) fails it. */
   readonly mustFinalize?: boolean;
+  /** Close the transfers only: the engine backup stays READY for the run's retry to resume. */
+  readonly keepBackup?: boolean;
   readonly log: { warn(o: object, m?: string): void };
 }
 
@@ -45,7 +47,7 @@ export async function closeRun(run0: BackupRun, engine: BackupEngine, runs: RunJ
       failed(err, { transfer: t.id }, "could not close a transfer; the reconciler will retry");
     }
   }
-  if (run.backupId && !run.backupClosed && run.method !== "snapshot") {
+  if (run.backupId && !run.backupClosed && run.method !== "snapshot" && !o.keepBackup) {
     try {
       await engine.finalizeBackup(run.vm.id, run.backupId);
       await change((r) => ({ ...r, backupClosed: true }));

@@ -22,6 +22,7 @@ import { chainsKv, openStore, type ChainsKv } from "../adapters/store/mod.ts";
 import { chainViewOf } from "./chain-view.ts";
 import { createChainGuard, ferryCorrelationId, type ChainGuard } from "./chain-guard.ts";
 import { healingChains } from "./chain-heal.ts";
+import { createScrubber } from "./scrub.ts";
 import { createRunJournal, type RunJournal } from "./run-journal.ts";
 import { createLeases, type Leases } from "./vm-lease.ts";
 import type { ReconcileEngine } from "./ports.ts";
@@ -55,10 +56,16 @@ export interface BackupSettings {
   readonly leaseTtlMs?: number;
   /** A lease handed from one step of a run to the next lasts this long (default CONFIG_DEFAULTS.handOffTtlMs). */
   readonly handOffTtlMs?: number;
+  /** How long a backup step waits out an engine outage (default CONFIG_DEFAULTS.engineOutageBudgetMs). */
+  readonly engineOutageBudgetMs?: number;
   /** The config's restore settings (defaults filled in). */
   readonly restore?: RestoreSettings;
   /** vms.<vm>.replicateToDr. */
   readonly replicates?: (vmName: string) => boolean;
+  /** The reconciler removes orphan store files untouched this long (default CONFIG_DEFAULTS.orphanGraceHours). */
+  readonly orphanGraceMs?: number;
+  /** Scheduled scrub interval per VM; 0 = off (default CONFIG_DEFAULTS.scrubEveryDays). */
+  readonly scrubEveryMs?: number;
 }
 
 export type PortEngine = ReturnType<typeof createEnginePort>;
@@ -95,7 +102,7 @@ const ISO_DAY = { monday: 1, tuesday: 2, wednesday: 3, thursday: 4, friday: 5, s
 export function settingsFromConfig(config: {
   timeZone?: string | undefined;
   engines: Readonly<Record<string, { url: string; user: string; password: string; caFile?: string | undefined; insecure?: boolean }>>;
-  store: { path: string };
+  store: { path: string; orphanGraceHours?: number; scrubEveryDays?: number };
   vms: Readonly<Record<string, { full: { weeklyDay?: keyof typeof ISO_DAY | undefined; maxChainLength: number; everyDays?: number | undefined }; retention: RetentionPolicy; replicateToDr?: boolean }>>;
   concurrency?: { connections?: number };
   restore?: { cluster?: string; storageDomain?: string; nameSuffix?: string; replicaSuffix?: string; start?: boolean; replaceExisting?: boolean; timeoutMinutes?: number } | undefined;
@@ -115,6 +122,8 @@ export function settingsFromConfig(config: {
       Object.entries(config.engines).map(([name, e]) => [name, { url: e.url, user: e.user, password: e.password, caPem: caPems[name], insecure: e.insecure }]),
     ),
     storePath: config.store.path,
+    orphanGraceMs: (config.store.orphanGraceHours ?? CONFIG_DEFAULTS.orphanGraceHours) * 3_600_000,
+    scrubEveryMs: (config.store.scrubEveryDays ?? CONFIG_DEFAULTS.scrubEveryDays) * 86_400_000,
     fullPolicy: (vm) => {
       const f = config.vms[vm]?.full;
       const zone = config.timeZone ? { timeZone: config.timeZone } : {};
@@ -221,6 +230,7 @@ export function backupFunctionDeps(w: BackupWiring, log: { info(o: object, m?: s
       policy: s.fullPolicy,
       owner: w.owner,
       deployment: w.deployment,
+      engineOutageBudgetMs: s.engineOutageBudgetMs ?? CONFIG_DEFAULTS.engineOutageBudgetMs,
     },
     diskTransferred: { chains: w.chains, store: w.store, leases: w.leases, runs: w.runs, clock, log },
     reconciler: {
@@ -230,6 +240,10 @@ export function backupFunctionDeps(w: BackupWiring, log: { info(o: object, m?: s
       leases: w.leases,
       deployment: w.deployment,
       removeUnrecorded: (p: string) => w.store.removeUnrecorded(p),
+      orphans: { store: w.store.volume, chains: w.chains, graceMs: s.orphanGraceMs ?? CONFIG_DEFAULTS.orphanGraceHours * 3_600_000 },
+      ...((s.scrubEveryMs ?? CONFIG_DEFAULTS.scrubEveryDays * 86_400_000) > 0
+        ? { scrub: createScrubber({ store: w.store.volume, leases: w.leases, engineFor: (runId) => w.engineForRun(runId), everyMs: s.scrubEveryMs ?? CONFIG_DEFAULTS.scrubEveryDays * 86_400_000, owner: w.owner, clock, log }) }
+        : {}),
       clock,
       log,
     },

@@ -12,6 +12,7 @@ import {
   NotFoundError,
   TransferFailedError,
   deleteCheckpoint,
+  isEngineOutage,
   deleteSnapshot,
   finalizeBackup,
   openTransfer,
@@ -21,6 +22,7 @@ import {
   type Backup,
   type EngineClient,
 } from "../adapters/ovirt/mod.ts";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { EngineDisk } from "../domain/backup/decide.ts";
 import type { EngineBackup, ReconcileEngine } from "./ports.ts";
 
@@ -192,4 +194,53 @@ export function createEnginePort(client: EngineClient, o: EnginePortOptions): En
     },
   };
   return port;
+}
+
+export interface OutagePatience {
+  /** How long one call waits for the engine to come back (from its first outage error). */
+  readonly budgetMs: number;
+  /** Longest pause between tries (the backoff doubles from 1 s up to this). Default 30 s. */
+  readonly maxDelayMs?: number;
+  readonly signal?: AbortSignal | undefined;
+  /** Each pause (for the log). */
+  readonly onWait?: (o: { err: unknown; waitedMs: number; delayMs: number; call: string }) => void;
+}
+
+/**
+ * The same port, but a call that meets an engine outage (adapters/ovirt `isEngineOutage`:
+ * unreachable, 502/503/504) is tried again with capped backoff until the engine answers or
+ * `budgetMs` has passed since its first outage error; then that error is thrown. An outage
+ * costs time, not delivery attempts: the run goes on where it stood (its engine backup, its
+ * placed disks, its VM lease renewed by the caller's heartbeat) once the engine is back.
+ * Every call of a port is safe to repeat: client-chosen backup ids, idempotent closes, reads;
+ * a transfer whose POST reached an engine that then failed to answer is cancelled by the
+ * engine's inactivity timeout (timeoutPolicy cancel).
+ */
+export function withOutagePatience<T extends object>(port: T, o: OutagePatience): T {
+  const maxDelay = o.maxDelayMs ?? 30_000;
+  return new Proxy(port, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== "function") return v;
+      return async (...args: unknown[]) => {
+        let first: number | undefined;
+        for (let delay = Math.min(1_000, maxDelay); ; delay = Math.min(maxDelay, delay * 2)) {
+          try {
+            return await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          } catch (err) {
+            if (!isEngineOutage(err) || o.signal?.aborted) throw err;
+            const now = Date.now();
+            first ??= now;
+            const left = first + o.budgetMs - now;
+            if (left <= 0) throw err;
+            const pause = Math.min(delay, left);
+            o.onWait?.({ err, waitedMs: now - first, delayMs: pause, call: String(prop) });
+            await sleep(pause, undefined, o.signal ? { signal: o.signal } : {}).catch(() => {
+              throw err;
+            });
+          }
+        }
+      };
+    },
+  });
 }

@@ -179,6 +179,15 @@ export class EngineUnavailableError extends TransientError {
   }
 }
 
+/**
+ * The engine is out (down, restarting, behind a proxy that answers for it) rather than refusing
+ * this request: unreachable, or 502/503/504. Callers wait such an outage out against a time
+ * budget instead of spending delivery attempts on it.
+ */
+export function isEngineOutage(err: unknown): boolean {
+  return err instanceof EngineUnavailableError || (err instanceof EngineServerError && (err.status === 502 || err.status === 503 || err.status === 504));
+}
+
 /** TLS verification of the engine failed: wrong or rotated CA, name mismatch, expired certificate. */
 export class EngineTlsError extends PermanentError {
   constructor(engine: string, cause: Error) {

@@ -11,11 +11,11 @@ import { TransferFailedError } from "../../adapters/ovirt/mod.ts";
 import { decideMode, diskLayerMode, planDisks, type LayerMode } from "../../domain/backup/decide.ts";
 import { backupIdFor, customIdFor, engineDescription } from "../../pipeline/run-ids.ts";
 import { closeRun } from "../../pipeline/close-run.ts";
-import { openTransfers, withTransfer } from "../../pipeline/run-journal.ts";
+import { openTransfers, withDisk, withTransfer, type BackupRun } from "../../pipeline/run-journal.ts";
 import { pointFileKey } from "../../domain/chain/naming.ts";
 import type { BackupRequested } from "../../contracts/backup-requested.ts";
-import { PermanentError } from "../../contracts/errors.ts";
-import { joinReasons, NeedFullError } from "./errors.ts";
+import { PermanentError, isPermanent } from "../../contracts/errors.ts";
+import { joinReasons, NeedFullError, NoBackupApiError } from "./errors.ts";
 import { startEngineBackup } from "./engine-session.ts";
 import { moveDisk } from "./move-disk.ts";
 import { snapshotBackup } from "./snapshot-fallback.ts";
@@ -49,8 +49,18 @@ export async function attempt(s: AttemptScope, req: BackupRequested, forceFull: 
   }
 
   // Resume a READY engine backup of the interrupted attempt; otherwise close it and start over.
+  // Only within one engine backup: its disks share one checkpoint, so the layers it placed and the
+  // ones still to come make one consistent restore point. A layer of a closed backup cannot be
+  // combined with one from a new backup (two checkpoints, two points in time): that is a new attempt.
   let resuming = false;
+  await forgetMissingLayers(s);
   const run0 = s.run;
+  if (run0.method === "backup" && run0.backupId && run0.backupClosed && forceFull === undefined && allPlaced(run0, plan.included)) {
+    // Every disk is in the store and the engine backup was finalized: the previous delivery died
+    // after the work (e.g. a NATS blip before `transferred` was journaled). Nothing to move again.
+    log.info({ vm: vm.name, backup: run0.backupId }, "every disk of this attempt is already stored; nothing to transfer again");
+    return;
+  }
   if (run0.method !== "snapshot" && run0.backupId && !run0.backupClosed) {
     const b = await engine.getBackup(vm.id, run0.backupId).catch(() => undefined);
     // A fallback to full within this delivery must not resume the incremental it replaces.
@@ -136,9 +146,13 @@ export async function attempt(s: AttemptScope, req: BackupRequested, forceFull: 
   } catch (err) {
     failure = err;
   } finally {
-    await s.change((r) => ({ ...r, phase: r.phase === "failed" ? r.phase : "finalizing" }));
-    await closeRun(s.run, engine, deps.runs, { onError: "warn", mustFinalize: failure === undefined, log });
+    // A retry of this run is due and some disks are stored: keep the engine backup READY for it,
+    // so the retry moves only the missing disks (handler.ts keeps the VM lease for the run).
+    const keep = failure !== undefined && resumable(failure, ctx.lastAttempt === true) && s.run.disks.some((d) => d.state === "placed");
+    if (!keep) await s.change((r) => ({ ...r, phase: r.phase === "failed" ? r.phase : "finalizing" }));
+    await closeRun(s.run, engine, deps.runs, { onError: "warn", mustFinalize: failure === undefined, keepBackup: keep, log });
     await s.reload();
+    if (keep) log.warn({ vm: vm.name, backup: backupId, placed: s.run.disks.filter((d) => d.state === "placed").map((d) => d.id) }, "attempt failed; the engine backup stays ready so the retry moves only the missing disks");
   }
   if (failure !== undefined) {
     if (failure instanceof NeedFullError && fromCheckpointId) {
@@ -146,6 +160,31 @@ export async function attempt(s: AttemptScope, req: BackupRequested, forceFull: 
       await engine.removeCheckpoint(vm.id, fromCheckpointId).catch(() => undefined);
     }
     throw failure;
+  }
+}
+
+/** A failure the next delivery of this run may get past by resuming (not the last one, not a refusal). */
+function resumable(err: unknown, lastAttempt: boolean): boolean {
+  return !lastAttempt && !isPermanent(err) && !(err instanceof NeedFullError) && !(err instanceof NoBackupApiError);
+}
+
+/** Every included disk has a placed layer (with its event) in the journal. */
+function allPlaced(run: BackupRun, disks: readonly { id: string }[]): boolean {
+  return disks.every((d) => {
+    const j = run.disks.find((x) => x.id === d.id);
+    return j?.state === "placed" && !!j.layer && !!j.event;
+  });
+}
+
+/** A journaled layer that is not in the store (removed, lost) is moved again: it counts as pending. */
+async function forgetMissingLayers(s: AttemptScope): Promise<void> {
+  for (const d of s.run.disks) {
+    if (d.state !== "placed" || !d.layer) continue;
+    const there = await s.deps.store.fileSize(s.deps.store.absolute(d.layer)).then(() => true, () => false);
+    if (!there) {
+      s.log.warn({ vm: s.vm.name, disk: d.id, layer: d.layer }, "a stored layer of this run is missing; the disk is moved again");
+      await s.change((r) => withDisk(r, { id: d.id, state: "pending" }));
+    }
   }
 }
 

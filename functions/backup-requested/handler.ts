@@ -17,6 +17,8 @@ import { compactTime, customIdFor } from "../../pipeline/run-ids.ts";
 import type { BackupRun } from "../../pipeline/run-journal.ts";
 import type { BackupEngine, EngineVm } from "../../pipeline/ports.ts";
 import { VmBusyError, type Lease } from "../../pipeline/vm-lease.ts";
+import { withOutagePatience } from "../../pipeline/engine-port.ts";
+import { CONFIG_DEFAULTS } from "../../contracts/config.ts";
 import { coalesceInto, coveredCompletion, coveredFailure, requestOf } from "../../pipeline/coalesce.ts";
 import { attempt } from "./attempt.ts";
 import { NeedFullError, NoBackupApiError } from "./errors.ts";
@@ -37,8 +39,14 @@ export function createBackupRequestedHandler(deps: BackupRequestedDeps) {
     const runId = req.id;
     if (!runId) throw new PermanentError("NO_RUN_ID", "backup.requested reached the handler without an id");
     const engineName = req.engine ?? "prd";
-    const engine = deps.engines(engineName);
-    if (!engine) throw new PermanentError("UNKNOWN_ENGINE", `engine '${engineName}' is not in the config`, { engine: engineName });
+    const rawEngine = deps.engines(engineName);
+    if (!rawEngine) throw new PermanentError("UNKNOWN_ENGINE", `engine '${engineName}' is not in the config`, { engine: engineName });
+    // An engine outage costs this run time, not delivery attempts (the lease is renewed meanwhile).
+    const engine = withOutagePatience(rawEngine, {
+      budgetMs: deps.engineOutageBudgetMs ?? CONFIG_DEFAULTS.engineOutageBudgetMs,
+      signal: ctx.signal,
+      onWait: ({ err, waitedMs, delayMs, call }) => log.warn({ err, call, waitedMs, delayMs }, "engine outage; waiting for the engine to come back"),
+    });
     const vm = await engine.findVm(req.vm);
     if (!vm) throw new PermanentError("VM_NOT_FOUND", `VM '${req.vm}' not found on engine ${engineName}`, { vm: req.vm });
 

@@ -29,6 +29,8 @@ export interface BackupRequestedDeps {
   readonly blockSize?: number;
   /** How often the lease is renewed and working() called. */
   readonly heartbeatMs?: number;
+  /** How long one engine call waits out an engine outage (default CONFIG_DEFAULTS.engineOutageBudgetMs). */
+  readonly engineOutageBudgetMs?: number;
 }
 
 /** What the runtime gives one delivery. */

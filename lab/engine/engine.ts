@@ -71,7 +71,7 @@ export const DEFAULT_TIMINGS: EngineTimings = Object.freeze({
 /** Faults armed through the control API. */
 export interface EngineFaults {
   /** Fail the next transfer (optionally of one direction) when it reaches this phase. */
-  failTransfer: Array<{ phase: "initializing" | "transferring" | "finalizing"; direction?: "upload" | "download" }>;
+  failTransfer: Array<{ phase: "initializing" | "transferring" | "finalizing"; direction?: "upload" | "download"; diskId?: string }>;
   /** Answer `status` this many times on API paths matching the regex. */
   httpErrors: Array<{ status: number; remaining: number; path: RegExp }>;
   /** Hold the next finalize in `finalizing` this long. */

@@ -145,7 +145,7 @@ export class Transfers {
     disk.transferId = t.id;
     disk.status = "locked";
     disk.lockReason = "transfer";
-    const armed = e.faults.failTransfer.findIndex((f) => !f.direction || f.direction === direction);
+    const armed = e.faults.failTransfer.findIndex((f) => (!f.direction || f.direction === direction) && (!f.diskId || f.diskId === disk.id));
     if (armed >= 0) this.session(t).failAt = e.faults.failTransfer.splice(armed, 1)[0]!.phase;
     e.audit("TRANSFER_IMAGE_INITIATED", `Image ${direction === "upload" ? "Upload" : "Download"} with disk ${disk.alias} was initiated by admin@internal-authz.`, {
       ...(vm ? { vmId: vm.id } : {}),
