@@ -93,6 +93,8 @@ export const CONFIG_DEFAULTS = Object.freeze({
   leaseTtlMs: 60_000,
   /** Not a config key: how long a VM lease handed from one step of a run to the next waits for it, in ms. */
   handOffTtlMs: 15 * 60_000,
+  /** Not a config key: how long a backup step waits out an engine outage (unreachable, 502/503/504) before it gives up, in ms. */
+  engineOutageBudgetMs: 15 * 60_000,
 } as const);
 
 // Engine names end up in subjects and KV keys: no dots, no spaces.
@@ -105,8 +107,6 @@ const engineName = z.string().regex(ENGINE_NAME, "not a valid engine name: use l
 const vmName = z
   .string()
   .regex(VM_NAME, "not a valid VM name: use letters, digits, '.', '_' and '-' (at most 255; not '.' or '..')");
-  /** Not a config key: how long a backup step waits out an engine outage (unreachable, 502/503/504) before it gives up, in ms. */
-  engineOutageBudgetMs: 15 * 60_000,
 const envName = z.string().regex(ENV_NAME, "must be an environment variable name such as FERRY_PRD_PASSWORD");
 const filePath = z.string().min(1, "must be a file path");
 const positiveInt = (max = 100_000) => z.int().min(1).max(max);
