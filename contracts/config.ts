@@ -89,6 +89,10 @@ export const CONFIG_DEFAULTS = Object.freeze({
   eventsPoll: true,
   /** events.pollSeconds: how often each engine's audit log is read (jittered ±20 %) */
   eventsPollSeconds: 30,
+  /** store.orphanGraceHours: a store file no restore point or live run references is removed after this long untouched */
+  orphanGraceHours: 24,
+  /** store.scrubEveryDays: each VM's newest restore point is verified once per this many days (0 = no scheduled scrub) */
+  scrubEveryDays: 7,
   /** Not a config key: how long a VM lease (KV ferry-leases) held by a working step lives without renewal, in ms. */
   leaseTtlMs: 60_000,
   /** Not a config key: how long a VM lease handed from one step of a run to the next waits for it, in ms. */
@@ -192,6 +196,18 @@ export const StoreSchema = z
     path: filePath
       .default(CONFIG_DEFAULTS.storePath)
       .describe("Directory of the backup store. Relative paths are relative to the config file."),
+    orphanGraceHours: z
+      .number()
+      .min(0)
+      .max(8760)
+      .default(CONFIG_DEFAULTS.orphanGraceHours)
+      .describe("The reconciler removes store files no restore point and no live run references (layers, block digests, OVFs and temp files of runs that failed for good) once untouched for this many hours."),
+    scrubEveryDays: z
+      .int()
+      .min(0)
+      .max(365)
+      .default(CONFIG_DEFAULTS.scrubEveryDays)
+      .describe("Scheduled scrub: each VM's newest restore point is verified (as `ferry verify`) once per this many days, VMs spread over the period; a failure makes the next backup full and posts an alert. 0 turns it off."),
   })
   .describe("The backup volume.");
 

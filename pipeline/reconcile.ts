@@ -7,6 +7,12 @@
  * locked on an engine for more than a few minutes. It takes the run's VM lease while it works, so
  * a late redelivery of the run cannot start in between, and it never touches another
  * deployment's backups. Everything it does is idempotent: two reconcilers at once are harmless.
+ *
+ * With `orphans` it also removes store files no restore point and no live run references
+ * (layers, digests, OVFs, temp files of runs that failed for good), untouched for the grace
+ * period, under the VM lease and the store's folder lock; a VM with a live run (a journal not
+ * final, a lease held or handed off) is skipped, and an incoming point's files are kept. With
+ * `scrub` it verifies one VM's newest restore point per pass when due (pipeline/scrub.ts).
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ReconcileEngine } from "./ports.ts";
@@ -17,6 +23,17 @@ import { isOwnEngineObject } from "./run-ids.ts";
 import type { RestoreEngine } from "./restore-engine.ts";
 import type { RestoreJournal } from "./restore-journal.ts";
 import { undoRestore } from "./restore-undo.ts";
+import { VmBusyError } from "./vm-lease.ts";
+import type { ChainsKv, OrphanFile, Store } from "../adapters/store/mod.ts";
+import type { Scrubber, ScrubResult } from "./scrub.ts";
+
+export interface OrphanSettings {
+  readonly store: Pick<Store, "vmFolders" | "readManifest" | "removeOrphans" | "clearStaleLock">;
+  /** Incoming points (a run still recording its disks) keep their files. */
+  readonly chains: Pick<ChainsKv, "list">;
+  /** A file untouched for less than this is never an orphan (CONFIG_DEFAULTS.orphanGraceHours). */
+  readonly graceMs: number;
+}
 
 export interface ReconcilerDeps {
   readonly engines: ReadonlyMap<string, ReconcileEngine>;
@@ -34,12 +51,23 @@ export interface ReconcilerDeps {
   readonly log: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
   /** A run not updated for this long, with no live lease, is abandoned. Default 2 min. */
   readonly staleAfterMs?: number;
+  /** Remove orphan store files (absent: only the layers of runs the reconciler abandons). */
+  readonly orphans?: OrphanSettings | undefined;
+  /** The scheduled scrub, one due VM per pass. */
+  readonly scrub?: Pick<Scrubber, "scrubNext"> | undefined;
 }
 
 export interface ReconcileReport {
   readonly abandonedRuns: string[];
   readonly finalizedBackups: string[];
   readonly closedTransfers: string[];
+  /** Orphan store files removed (store-relative path, bytes, kind). */
+  readonly removedFiles: OrphanFile[];
+  readonly removedBytes: number;
+  /** VM folders whose stale `.lock` was removed. */
+  readonly clearedLocks: string[];
+  /** The VM the scheduled scrub verified in this pass. */
+  readonly scrubbed?: ScrubResult | undefined;
 }
 
 const FINAL_RUN = new Set(["transferred", "failed", "abandoned"]);
@@ -77,10 +105,65 @@ export function createReconciler(deps: ReconcilerDeps) {
     }
   }
 
+  /** Orphan files of every VM folder without a live run; each removal logged. */
+  async function removeOrphans(o: OrphanSettings, now: Date, report: { removedFiles: OrphanFile[]; clearedLocks: string[] }): Promise<void> {
+    // What is live: run journals not final, and incoming points (their files are kept).
+    const runs = await deps.runs.list();
+    const chains = await o.chains.list();
+    for (const folder of await o.store.vmFolders()) {
+      let manifestId: string | undefined;
+      try {
+        manifestId = (await o.store.readManifest(folder))?.vm.id;
+      } catch (err) {
+        deps.log.warn({ err, vm: folder }, "reconciler left a VM folder alone: its manifest is unreadable");
+        continue;
+      }
+      const ids = new Set<string>([
+        ...(manifestId ? [manifestId] : []),
+        ...chains.filter((c) => c.vm.name === folder).map((c) => c.vm.id),
+        ...runs.filter((r) => r.vm.name === folder).map((r) => r.vm.id),
+      ]);
+      if (runs.some((r) => !FINAL_RUN.has(r.phase) && (r.vm.name === folder || ids.has(r.vm.id)))) continue;
+      let live = false;
+      for (const id of ids) if ((await leaseAlive(id, now)).alive) live = true;
+      if (live) continue;
+      const keep = new Set<string>();
+      for (const c of chains) {
+        if (!ids.has(c.vm.id)) continue;
+        for (const p of c.incoming ?? []) {
+          if (p.ovfFile) keep.add(p.ovfFile);
+          for (const d of p.disks) for (const f of [d.layer, d.digestsFile]) keep.add(f);
+        }
+      }
+      // The VM lease keeps a backup of the VM from starting while files are removed.
+      const leaseId = manifestId ?? [...ids][0];
+      let lease;
+      try {
+        lease = leaseId ? await deps.leases.acquire({ vmId: leaseId, runId: `reconciler-orphans-${now.getTime()}`, owner: deps.owner ?? "reconciler", step: "orphans" }) : undefined;
+      } catch (err) {
+        if (err instanceof VmBusyError) continue;
+        throw err;
+      }
+      try {
+        if (await o.store.clearStaleLock(folder)) {
+          report.clearedLocks.push(folder);
+          deps.log.info({ vm: folder }, "reconciler removed a stale store lock whose holder is gone");
+        }
+        const removed = await o.store.removeOrphans(folder, { olderThanMs: o.graceMs, now, keep, vmId: manifestId });
+        for (const f of removed) deps.log.info({ vm: folder, path: f.path, bytes: f.bytes, kind: f.kind }, "reconciler removed an orphan store file");
+        report.removedFiles.push(...removed);
+      } catch (err) {
+        deps.log.warn({ err, vm: folder }, "reconciler could not remove orphan store files yet");
+      } finally {
+        await lease?.release();
+      }
+    }
+  }
+
   return {
     async reconcileOnce(): Promise<ReconcileReport> {
       const now = deps.clock();
-      const report = { abandonedRuns: [] as string[], finalizedBackups: [] as string[], closedTransfers: [] as string[] };
+      const report = { abandonedRuns: [] as string[], finalizedBackups: [] as string[], closedTransfers: [] as string[], removedFiles: [] as OrphanFile[], clearedLocks: [] as string[] };
 
       // 1. Runs whose worker died: close what their journal says they created.
       for (const run of await deps.runs.list()) {
@@ -153,7 +236,26 @@ export function createReconciler(deps: ReconcilerDeps) {
           }
         }
       }
-      return report;
+
+      // 3. Store files no restore point and no live run references (after the runs above were closed).
+      if (deps.orphans) {
+        try {
+          await removeOrphans(deps.orphans, now, report);
+        } catch (err) {
+          deps.log.warn({ err }, "reconciler could not look for orphan store files");
+        }
+      }
+
+      // 4. The scheduled scrub: at most one VM per pass, so a week's work spreads out.
+      let scrubbed: ScrubResult | undefined;
+      if (deps.scrub) {
+        try {
+          scrubbed = await deps.scrub.scrubNext();
+        } catch (err) {
+          deps.log.warn({ err }, "scheduled scrub failed");
+        }
+      }
+      return { ...report, removedBytes: report.removedFiles.reduce((n, f) => n + f.bytes, 0), ...(scrubbed ? { scrubbed } : {}) };
     },
 
     /** reconcileOnce now and then every `everyMs` until `signal` aborts. */
@@ -162,7 +264,9 @@ export function createReconciler(deps: ReconcilerDeps) {
         while (!signal.aborted) {
           try {
             const r = await this.reconcileOnce();
-            if (r.abandonedRuns.length || r.finalizedBackups.length || r.closedTransfers.length) deps.log.info({ ...r }, "reconciler pass");
+            if (r.abandonedRuns.length || r.finalizedBackups.length || r.closedTransfers.length || r.removedFiles.length || r.clearedLocks.length || r.scrubbed) {
+              deps.log.info({ ...r, removedFiles: r.removedFiles.map((f) => f.path) }, "reconciler pass");
+            }
           } catch (err) {
             deps.log.warn({ err }, "reconciler pass failed");
           }

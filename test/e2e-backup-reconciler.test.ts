@@ -74,6 +74,6 @@ describe("reconciler (lab)", () => {
     expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
     // A second pass finds nothing to do.
     const again = await reconciler.reconcileOnce();
-    expect(again).toEqual({ abandonedRuns: [], finalizedBackups: [], closedTransfers: [] });
+    expect(again).toEqual({ abandonedRuns: [], finalizedBackups: [], closedTransfers: [], removedFiles: [], removedBytes: 0, clearedLocks: [] });
   });
 });

@@ -77,6 +77,39 @@ async function holdFileLock<T>(dir: string, label: string, fn: () => Promise<T>,
   }
 }
 
+/**
+ * Remove a lock file whose holder is provably gone, without waiting for it to age: one naming this
+ * process while no caller in this process holds the folder (its release failed, e.g. on a store
+ * that was read-only for a while), or a dead process on this host. Another host's lock is left
+ * to age (withDirLock takes it over after `staleMs`). True when a lock was removed.
+ */
+export async function clearStaleLock(dir: string): Promise<boolean> {
+  if (queues.has(dir)) return false;
+  // Hold the in-process queue while judging, so no caller here takes the lock in between.
+  let release!: () => void;
+  const mine = new Promise<void>((r) => (release = r));
+  queues.set(dir, mine);
+  try {
+    const path = join(dir, LOCK_FILE);
+    const h = await readHolder(path);
+    if (!h || h.host !== hostname() || h.pid <= 0) return false;
+    let gone = h.pid === process.pid;
+    if (!gone) {
+      try {
+        process.kill(h.pid, 0);
+      } catch (err) {
+        gone = (err as NodeJS.ErrnoException).code === "ESRCH";
+      }
+    }
+    if (!gone) return false;
+    await rm(path, { force: true });
+    return true;
+  } finally {
+    release();
+    if (queues.get(dir) === mine) queues.delete(dir);
+  }
+}
+
 interface Holder {
   pid: number;
   host: string;

@@ -8,7 +8,8 @@ export { runRetention, replayPending, type RetentionResult, type RetentionContex
 export { verifyDisk, checkLayers, digestChain, parseStoredDigests, type DiskVerification, type BadBlock, type VerifyTools } from "./verify.ts";
 export { encodeDigests, decodeDigests, isDigestsFile, checkDigestGeometry, DigestsError, DIGEST_SIZE, type BlockDigests } from "./digests-file.ts";
 export { sweepStore, isTempName, type SweepOptions, type SweepReport } from "./sweep.ts";
-export { withDirLock, LOCK_FILE, type LockOptions } from "./lock.ts";
+export { withDirLock, clearStaleLock, LOCK_FILE, type LockOptions } from "./lock.ts";
+export { findOrphans, referencedFiles, vmFolders, type OrphanFile, type OrphanKind, type OrphanOptions } from "./orphans.ts";
 export { writeFileAtomic, ensureDir, TEMP_PREFIX, DIR_MODE, FILE_MODE } from "./fs-atomic.ts";
 export {
   chainsKv,

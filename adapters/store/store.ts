@@ -31,11 +31,12 @@ import { TransientError } from "../../contracts/errors.ts";
 import { StoreError } from "./errors.ts";
 import { ensureDir, exists, placeFile, TEMP_PREFIX, writeFileAtomic } from "./fs-atomic.ts";
 import { inspectChain, inspectLayer, type LayerFacts } from "./layers.ts";
-import { withDirLock, type LockOptions } from "./lock.ts";
+import { clearStaleLock, withDirLock, type LockOptions } from "./lock.ts";
 import { readManifestFile, writeManifestFile } from "./manifest.ts";
 import { StorePaths } from "./paths.ts";
 import { replayPending, runRetention, type RetentionResult } from "./retention.ts";
 import { sweepStore, type SweepOptions, type SweepReport } from "./sweep.ts";
+import { findOrphans, vmFolders, type OrphanFile, type OrphanOptions } from "./orphans.ts";
 import { checkLayers, verifyDisk, type DiskVerification, type VerifyTools } from "./verify.ts";
 
 export const DEFAULT_STORE_PATH = "./data/backups";
@@ -123,6 +124,16 @@ export interface Store {
   /** Finish a retention run a crash left in the manifest; returns the record (undefined: no manifest). */
   replayPending(vmName: string, o?: { signal?: AbortSignal }): Promise<ChainRecord | undefined>;
   sweep(o?: SweepOptions): Promise<SweepReport>;
+  /** VM folders, with or without a manifest. */
+  vmFolders(): Promise<string[]>;
+  /**
+   * Under the VM folder lock (a pending retention run finished first): delete the folder's files
+   * no restore point, pending retention run or `keep` references, untouched for `olderThanMs`.
+   * Returns what was deleted. `vmId`: refuse a folder whose manifest is another VM's.
+   */
+  removeOrphans(vmName: string, o: OrphanOptions & { vmId?: string | undefined }): Promise<OrphanFile[]>;
+  /** Remove `<vm>/.lock` when its holder is provably gone (lock.ts clearStaleLock); true when removed. */
+  clearStaleLock(vmName: string): Promise<boolean>;
   withVmLock<T>(vmName: string, label: string, fn: () => Promise<T>): Promise<T>;
 }
 
@@ -436,6 +447,22 @@ export function openStore(o: StoreOptions): Store {
     },
 
     sweep: (so) => sweepStore(paths, readManifest, so),
+
+    vmFolders: () => vmFolders(paths),
+
+    async removeOrphans(vmName, ro) {
+      return withVmLock(vmName, "remove orphans", async () => {
+        const record = await current(vmName);
+        if (record && ro.vmId !== undefined && record.vm.id !== ro.vmId) {
+          throw new StoreError("STORE_VM_MISMATCH", `the store folder ${vmName} belongs to VM id ${record.vm.id}, not ${ro.vmId}`, { vm: vmName });
+        }
+        const found = await findOrphans(paths, vmName, record, ro);
+        for (const f of found) await rm(paths.abs(f.path), { force: true });
+        return found;
+      });
+    },
+
+    clearStaleLock: (vmName) => clearStaleLock(paths.vmDir(vmName)),
 
     withVmLock: (vmName, label, fn) => withVmLock(vmName, label, fn),
   };
