@@ -274,6 +274,18 @@ describe("ferry hooks serve", () => {
     expect(badListen.stderr()).toContain("--listen '8441' is not HOST:PORT");
   });
 
+  it("no stream - on a NATS without Ferry's streams a post gets 503 saying what to start; nothing is acknowledged", async () => {
+    await jsm.streams.delete("FERRY_COMMANDS");
+    try {
+      const res = await post("/v1/backup", '{"vm":"web08"}');
+      expect(res).toMatchObject({ status: 503, body: { error: "unavailable", reason: "no JetStream stream stores backup.requested: start Ferry's functions (ferry run all), which create the streams" } });
+      expect(res.headers.get("retry-after")).toBe("5");
+    } finally {
+      await provisionInfra(nc, jsm);
+    }
+    expect((await post("/v1/backup", '{"vm":"web08"}')).status).toBe(202);
+  });
+
   it("NATS gone - posts get 503 with Retry-After (nothing acknowledged is lost), /healthz says so; SIGTERM stops it with exit 0; the token is in no output", async () => {
     await nc.close();
     await server.stop();

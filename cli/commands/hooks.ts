@@ -6,12 +6,13 @@
  */
 import { readFile } from "node:fs/promises";
 import { jetstream } from "@nats-io/jetstream";
+import { PermissionViolationError, RequestError } from "@nats-io/nats-core";
 import { NatsUnavailableError } from "../../adapters/nats/mod.ts";
 import { CONFIG_DEFAULTS, LISTEN_ADDRESS } from "../../contracts/config.ts";
 import { ConfigError, ConfigNotFoundError } from "../../config/load.ts";
 import { openSession, type Session } from "../../config/session.ts";
 import { createLogger, createPublisher, parseListen } from "../../functions/runtime/mod.ts";
-import { createHooksServer, HOOKS_TOKEN_ENV, HooksTokenError, resolveHooksToken, type HookPublisher, type HooksServer } from "../../ingress/hooks/mod.ts";
+import { BusUnavailableError, createHooksServer, HOOKS_TOKEN_ENV, HooksTokenError, resolveHooksToken, type HookPublisher, type HooksServer } from "../../ingress/hooks/mod.ts";
 import { ExitCode, NATS_OPTION_HELP, parseCommandLine, warnTo, type Command, type CommandIO } from "../command.ts";
 
 const usage = `Usage: ferry hooks serve [--listen HOST:PORT] [options]
@@ -49,10 +50,33 @@ Exit: 0 stopped (SIGTERM/SIGINT), 2 usage or no token, 3 NATS unavailable or the
 4 invalid config.
 `;
 
-/** JetStream through the runtime's publisher: the event is checked against its contract strictly first. */
+/** The first error in `err`'s cause chain that is a T. */
+function causeOf<T>(err: unknown, type: abstract new (...args: never[]) => T): T | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) if (e instanceof type) return e;
+  return undefined;
+}
+
+/**
+ * JetStream through the runtime's publisher (the event is checked against its contract strictly
+ * first). The two refusals an operator must fix, not wait out, get a hint in the 503.
+ */
 function busPublisher(session: Session): HookPublisher {
   const pub = createPublisher(session.nc, jetstream(session.nc), { timeoutMs: 5000 });
-  return { publish: (subject, event, msgId) => pub.publish({ subject, event, msgId }) };
+  return {
+    async publish(subject, event, msgId) {
+      try {
+        return await pub.publish({ subject, event, msgId });
+      } catch (err) {
+        if (causeOf(err, RequestError)?.isNoResponders()) {
+          throw new BusUnavailableError(subject, `no JetStream stream stores ${subject}: start Ferry's functions (ferry run all), which create the streams`, err);
+        }
+        if (causeOf(err, PermissionViolationError)) {
+          throw new BusUnavailableError(subject, `this NATS user may not publish ${subject} (infra/nats/auth.conf: the user hooks may)`, err);
+        }
+        throw err;
+      }
+    },
+  };
 }
 
 async function serve(args: string[], io: CommandIO): Promise<number> {

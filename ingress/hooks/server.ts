@@ -20,6 +20,20 @@ export interface HookPublisher {
   publish(subject: HookSubject, event: Record<string, unknown> & { id: string }, msgId: string): Promise<{ stream: string; seq: number; duplicate: boolean }>;
 }
 
+/**
+ * The bus cannot store the event now, for a reason the operator can act on (no stream stores the
+ * subject yet, the NATS user may not publish it): `hint` is the 503's reason and the log's.
+ */
+export class BusUnavailableError extends TransientError {
+  constructor(
+    subject: string,
+    readonly hint: string,
+    cause?: unknown,
+  ) {
+    super("BUS_UNAVAILABLE", `${subject}: ${hint}`, { subject }, { cause });
+  }
+}
+
 /** The part of a pino logger the server uses. Nothing it logs holds a header. */
 export interface HookLog {
   info(obj: Record<string, unknown>, msg: string): void;
@@ -151,7 +165,8 @@ export function createHooksServer(o: HooksServerOptions): HooksServer {
       send(res, 202, { id: built.event.id, subject: built.subject, stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate });
     } catch (err) {
       if (err instanceof TransientError) {
-        return refuse(503, { error: "unavailable", reason: "the bus did not store the event; retry later (same Idempotency-Key)", id: built.event.id }, { "retry-after": retryAfter });
+        const reason = err instanceof BusUnavailableError ? err.hint : "NATS did not store the event in time; retry later (same Idempotency-Key)";
+        return refuse(503, { error: "unavailable", reason, id: built.event.id }, { "retry-after": retryAfter });
       }
       throw err;
     }
