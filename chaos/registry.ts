@@ -1,0 +1,22 @@
+/** Every chaos case, in the order of value (issue 11); `npm run -s chaos -- --list` prints them. */
+import type { ChaosCase } from "./case.ts";
+import { clusterLeaders, natsKill } from "./cases/bus.ts";
+import { engine503, engineRestart, imageioStall, ticketExpiry } from "./cases/engine.ts";
+import { duplicates, fiveCommands, forgedEvents, garbageInput } from "./cases/input.ts";
+import { killAfterBackupStart, killAfterStoreWrite, killMidDownload } from "./cases/process.ts";
+
+export const CASES: readonly ChaosCase[] = [
+  natsKill,
+  clusterLeaders,
+  killAfterBackupStart,
+  killMidDownload,
+  killAfterStoreWrite,
+  engine503,
+  engineRestart,
+  imageioStall,
+  ticketExpiry,
+  duplicates,
+  fiveCommands,
+  garbageInput,
+  forgedEvents,
+];
