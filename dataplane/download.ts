@@ -5,11 +5,11 @@
  * WRITE_ZEROES so they hide the backing data; clean ranges and the zeroes of a full backup are
  * skipped. The per-block sha256 digests of the guest image are computed on the way.
  */
-import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, rm, statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { openImageio, withRetry, type ImageioClient } from "../adapters/imageio/mod.ts";
-import { NbdClient } from "../adapters/nbd/mod.ts";
+import { NbdClient, NbdError } from "../adapters/nbd/mod.ts";
 import { QemuNbdStartError, qemuImg, startQemuNbd, type QemuNbdServer } from "../adapters/qemu/mod.ts";
 import { PermanentError } from "../contracts/errors.ts";
 import { BLOCK_SIZE, DigestBuilder, checksumHex, type BlockDigests } from "./blkhash.ts";
@@ -67,7 +67,41 @@ export interface DownloadResult {
 
 export class DownloadError extends PermanentError {}
 
+/**
+ * The file system under the backup store has no room: final (a retry would fill it again), one
+ * code whether qemu-nbd (NBD ENOSPC) or a file write (ENOSPC) hit it, naming where and how much
+ * is free, so the operator knows what to clean up.
+ */
+export class StoreFullError extends PermanentError {
+  constructor(readonly path: string, readonly freeBytes: number | undefined, cause?: unknown) {
+    super("STORE_FULL", `no space left in the backup store at ${path}${freeBytes === undefined ? "" : ` (${freeBytes} bytes free)`}; free space or grow the volume, then back up again`, { path, ...(freeBytes === undefined ? {} : { freeBytes }) }, { cause });
+  }
+}
+
+/** Out of space, as typed by whoever hit it: an NBD ENOSPC reply, a file system ENOSPC, or StoreFullError. */
+export function isNoSpace(err: unknown): boolean {
+  if (err instanceof StoreFullError) return true;
+  if (err instanceof NbdError) return err.errno === "ENOSPC";
+  return !!err && typeof err === "object" && (err as { code?: unknown }).code === "ENOSPC";
+}
+
+/** StoreFullError for `path`, with the free bytes there now. */
+export async function storeFullError(path: string, cause?: unknown): Promise<StoreFullError> {
+  const free = await statfs(path).then((f) => f.bavail * f.bsize, () => undefined);
+  return new StoreFullError(path, free, cause);
+}
+
 export async function download(p: DownloadParams): Promise<DownloadResult> {
+  try {
+    return await downloadLayer(p);
+  } catch (err) {
+    // After the cleanup, so the free bytes named are what is really left.
+    if (isNoSpace(err)) throw await storeFullError(dirname(resolve(p.output)), err);
+    throw err;
+  }
+}
+
+async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
   const started = performance.now();
   const output = resolve(p.output);
   if (p.incremental && !p.backing) {

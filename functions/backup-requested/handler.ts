@@ -19,6 +19,7 @@ import type { BackupEngine, EngineVm } from "../../pipeline/ports.ts";
 import { VmBusyError, type Lease } from "../../pipeline/vm-lease.ts";
 import { withOutagePatience } from "../../pipeline/engine-port.ts";
 import { CONFIG_DEFAULTS } from "../../contracts/config.ts";
+import { isNoSpace, storeFullError } from "../../dataplane/download.ts";
 import { coalesceInto, coveredCompletion, coveredFailure, requestOf } from "../../pipeline/coalesce.ts";
 import { attempt } from "./attempt.ts";
 import { NeedFullError, NoBackupApiError } from "./errors.ts";
@@ -94,8 +95,11 @@ export function createBackupRequestedHandler(deps: BackupRequestedDeps) {
       }
       for (const d of scope.run.disks) if (d.event) await ctx.publish("disk.transferred", d.event as DiskTransferred);
       handOff = NEXT_STEP;
-    } catch (err) {
+    } catch (caught) {
+      // Out of space anywhere (a layer, digests, the OVF): one final STORE_FULL naming the store.
+      const err = isNoSpace(caught) ? await storeFullError(deps.store.absolute("."), caught) : caught;
       if (isPermanent(err) || ctx.lastAttempt === true) {
+        await dropRunLayers(runId, log);
         const code = errorCode(err);
         const message = redactText(err instanceof Error ? err.message : String(err));
         const failed = await deps.runs.change(runId, (cur) => cur && { ...cur, phase: "failed", error: { code, message } }).catch(() => undefined);
@@ -115,6 +119,17 @@ export function createBackupRequestedHandler(deps: BackupRequestedDeps) {
       else await lease.release().catch(() => undefined);
     }
   };
+
+  /** The run failed for good: the layers it placed will never be in a restore point, so they go now. */
+  async function dropRunLayers(runId: string, log: Log): Promise<void> {
+    const run = await deps.runs.get(runId).catch(() => undefined);
+    // Announced layers (phase transferred) are disk-transferred's to record: never touched here.
+    if (!run || run.phase === "transferred" || run.recordedAt) return;
+    for (const d of run.disks) {
+      const path = d.layer ? deps.store.absolute(d.layer) : d.tmpPath;
+      if (path) await deps.store.removeUnrecorded(path).catch((err: unknown) => log.warn({ err, layer: path }, "could not remove a layer of the failed run"));
+    }
+  }
 
   /**
    * Another run of the VM holds its lease: join it (pipeline/coalesce.ts). True when this request
