@@ -39,7 +39,8 @@ let certs: CertSet;
 
 async function writeConfig(name: string, hooksSection: Record<string, unknown>): Promise<string> {
   const file = join(dir, name);
-  await writeFile(file, JSON.stringify({ nats: { servers: [server.url] }, hooks: hooksSection }));
+  // An engine whose password is not in this environment: the endpoint needs none and must start anyway.
+  await writeFile(file, JSON.stringify({ nats: { servers: [server.url] }, engines: { prd: { url: "https://engine.example.com", passwordEnv: "FERRY_TEST_UNSET_PASSWORD" } }, hooks: hooksSection }));
   return file;
 }
 

@@ -5,12 +5,14 @@
  * the posts in flight are answered.
  */
 import { readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
-import { PermissionViolationError, RequestError } from "@nats-io/nats-core";
-import { NatsUnavailableError } from "../../adapters/nats/mod.ts";
+import { PermissionViolationError, RequestError, type NatsConnection } from "@nats-io/nats-core";
+import { connectNats, natsSettings, NatsUnavailableError, serversText } from "../../adapters/nats/mod.ts";
 import { CONFIG_DEFAULTS, LISTEN_ADDRESS } from "../../contracts/config.ts";
-import { ConfigError, ConfigNotFoundError } from "../../config/load.ts";
-import { openSession, type Session } from "../../config/session.ts";
+import { readEnvFile } from "../../config/env-file.ts";
+import { ConfigError, ConfigNotFoundError, ENV_FILE_NAME, parseConfig, type LoadedConfig } from "../../config/load.ts";
+import { locateConfig } from "../../config/locate.ts";
 import { createLogger, createPublisher, parseListen } from "../../functions/runtime/mod.ts";
 import { BusUnavailableError, createHooksServer, HOOKS_TOKEN_ENV, HooksTokenError, resolveHooksToken, type HookPublisher, type HooksServer } from "../../ingress/hooks/mod.ts";
 import { ExitCode, NATS_OPTION_HELP, parseCommandLine, warnTo, type Command, type CommandIO } from "../command.ts";
@@ -60,8 +62,8 @@ function causeOf<T>(err: unknown, type: abstract new (...args: never[]) => T): T
  * JetStream through the runtime's publisher (the event is checked against its contract strictly
  * first). The two refusals an operator must fix, not wait out, get a hint in the 503.
  */
-function busPublisher(session: Session): HookPublisher {
-  const pub = createPublisher(session.nc, jetstream(session.nc), { timeoutMs: 5000 });
+function busPublisher(nc: NatsConnection): HookPublisher {
+  const pub = createPublisher(nc, jetstream(nc), { timeoutMs: 5000 });
   return {
     async publish(subject, event, msgId) {
       try {
@@ -77,6 +79,33 @@ function busPublisher(session: Session): HookPublisher {
       }
     },
   };
+}
+
+/**
+ * The config's nats and hooks sections, checked and resolved by the config loader (NATS password
+ * from passwordEnv, ferry.env beside the file read, hooks paths made absolute). The rest of the
+ * file is not read: the endpoint needs no engine password, and `ferry config validate` checks it all.
+ */
+async function loadHooksConfig(flag: string | undefined, io: CommandIO): Promise<LoadedConfig> {
+  const where = locateConfig(flag, io.env, io.cwd);
+  if (!where.file) return parseConfig({}, { baseDir: io.cwd, env: io.env });
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(where.file, "utf8"));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code) throw new ConfigNotFoundError(where.file, code === "ENOENT" ? "no such file" : `cannot be read (${code})`);
+    throw new ConfigError(where.file, [{ path: [], message: `not valid JSON: ${(err as Error).message}` }]);
+  }
+  const doc = typeof raw === "object" && raw !== null && !Array.isArray(raw)
+    ? Object.fromEntries(Object.entries(raw).filter(([k]) => k === "nats" || k === "hooks"))
+    : raw;
+  const envFile = join(dirname(where.file), ENV_FILE_NAME);
+  const fromFile = await readEnvFile(envFile).catch((err: NodeJS.ErrnoException) => {
+    warnTo(io, "hooks")(`${envFile} cannot be read (${err.code ?? "error"}): its variables are not used`);
+    return {};
+  });
+  return parseConfig(doc, { baseDir: dirname(where.file), env: { ...fromFile, ...io.env }, source: where.file, onWarning: (w) => warnTo(io, "hooks")(w.message) });
 }
 
 async function serve(args: string[], io: CommandIO): Promise<number> {
@@ -102,19 +131,11 @@ async function serve(args: string[], io: CommandIO): Promise<number> {
   const onStop = () => stop.abort();
   io.signal.addEventListener("abort", onStop, { once: true });
   process.once("SIGTERM", onStop);
-  let session: Session | undefined;
+  let nc: NatsConnection | undefined;
   let server: HooksServer | undefined;
   try {
-    session = await openSession({
-      configFlag: v.config,
-      natsFlag: v.nats,
-      env: io.env,
-      cwd: io.cwd,
-      name: "ferry-hooks",
-      needConfig: true,
-      warn: warnTo(io, "hooks"),
-    });
-    const hooks = session.config.hooks;
+    const config = await loadHooksConfig(v.config, io);
+    const hooks = config.hooks;
     const token = await resolveHooksToken({ env: io.env, tokenFile: hooks?.tokenFile });
     if (token.warning) warnTo(io, "hooks")(token.warning);
     const tls = hooks?.tlsCertFile && hooks.tlsKeyFile
@@ -122,10 +143,13 @@ async function serve(args: string[], io: CommandIO): Promise<number> {
       : undefined;
     const log = createLogger({ level: v["log-level"] ?? io.env.FERRY_LOG_LEVEL ?? "info", base: { fn: "hooks", pid: process.pid } });
 
+    const settings = natsSettings({ flag: v.nats, env: io.env, config, name: "ferry-hooks" });
+    for (const w of settings.warnings) warnTo(io, "hooks")(w);
+    // Reconnect forever: the endpoint rides out a NATS restart, answering 503 meanwhile.
+    const bus = (nc = await connectNats({ ...settings, maxReconnectAttempts: -1 }));
     let connected = true;
-    const nc = session.nc;
     void (async () => {
-      for await (const s of nc.status()) {
+      for await (const s of bus.status()) {
         if (s.type === "disconnect") connected = false;
         else if (s.type === "reconnect") connected = true;
       }
@@ -133,11 +157,11 @@ async function serve(args: string[], io: CommandIO): Promise<number> {
 
     server = createHooksServer({
       token: token.token,
-      publisher: busPublisher(session),
+      publisher: busPublisher(bus),
       log,
       maxBodyBytes: hooks?.maxBodyBytes ?? CONFIG_DEFAULTS.hooksMaxBodyBytes,
       tls,
-      busReady: () => connected && !nc.isClosed(),
+      busReady: () => connected && !bus.isClosed(),
     });
     const { host, port } = parseListen(v.listen ?? hooks?.listen ?? CONFIG_DEFAULTS.hooksListen);
     if (stop.signal.aborted) return ExitCode.ok;
@@ -148,12 +172,12 @@ async function serve(args: string[], io: CommandIO): Promise<number> {
       io.stderr.write(`ferry hooks serve: cannot listen on ${host}:${port}: ${(err as Error).message}\n`);
       return ExitCode.unavailable;
     }
-    log.info({ url, tls: tls !== undefined, token: token.source, nats: session.servers, maxBodyBytes: hooks?.maxBodyBytes ?? CONFIG_DEFAULTS.hooksMaxBodyBytes }, "hooks listening");
+    log.info({ url, tls: tls !== undefined, tokenFrom: token.source, nats: serversText(settings), maxBodyBytes: hooks?.maxBodyBytes ?? CONFIG_DEFAULTS.hooksMaxBodyBytes }, "hooks listening");
     await new Promise<void>((resolve) => (stop.signal.aborted ? resolve() : stop.signal.addEventListener("abort", () => resolve(), { once: true })));
     log.info({}, "hooks stopping");
     await server.close();
     server = undefined;
-    await nc.drain().catch(() => undefined);
+    await bus.drain().catch(() => undefined);
     log.info({}, "hooks stopped");
     return ExitCode.ok;
   } catch (err) {
@@ -173,7 +197,7 @@ async function serve(args: string[], io: CommandIO): Promise<number> {
     return ExitCode.failed;
   } finally {
     await server?.close().catch(() => undefined);
-    if (session && !session.nc.isClosed()) await session.nc.close().catch(() => undefined);
+    if (nc && !nc.isClosed()) await nc.close().catch(() => undefined);
     process.off("SIGTERM", onStop);
     io.signal.removeEventListener("abort", onStop);
   }
