@@ -20,7 +20,7 @@ export type Coalesced =
   | { readonly kind: "joined"; readonly run: BackupRun }
   /** The run in flight already recorded its point: that point answers the request now. */
   | { readonly kind: "covered"; readonly run: BackupRun }
-  /** The lease holder is no live run (failed, abandoned, unknown): the request waits for the VM. */
+  /** The lease holder is no live run (failed, abandoned, unknown) or not a full one for a full request: the request waits for the VM. */
   | { readonly kind: "not-live" };
 
 const ENDED = new Set(["failed", "abandoned"]);
@@ -30,11 +30,13 @@ export function requestOf(req: BackupRequested, now: Date): CoalescedRequest {
 }
 
 /** Join request `r` to run `runId` (the VM lease holder), or learn that its point already covers it. */
-export async function coalesceInto(runs: RunJournal, runId: string, r: CoalescedRequest): Promise<Coalesced> {
+export async function coalesceInto(runs: RunJournal, runId: string, r: CoalescedRequest, o: { full?: boolean } = {}): Promise<Coalesced> {
   let verdict: Coalesced = { kind: "not-live" };
   await runs.change(runId, (cur) => {
     verdict = { kind: "not-live" };
     if (!cur || ENDED.has(cur.phase)) return undefined;
+    // A full backup asked for is covered only by a full one (a run still deciding is no answer).
+    if (o.full && cur.mode !== "full") return undefined;
     if (cur.recordedAt) {
       verdict = { kind: "covered", run: cur };
       return undefined;

@@ -231,6 +231,7 @@ export function backupFunctionDeps(w: BackupWiring, log: { info(o: object, m?: s
       owner: w.owner,
       deployment: w.deployment,
       engineOutageBudgetMs: s.engineOutageBudgetMs ?? CONFIG_DEFAULTS.engineOutageBudgetMs,
+      lastRunOf: async (vmId: string) => (await w.chains.read(vmId))?.restorePoints.at(-1)?.runId,
     },
     diskTransferred: { chains: w.chains, store: w.store, leases: w.leases, runs: w.runs, clock, log },
     reconciler: {

@@ -136,11 +136,21 @@ export function createBackupRequestedHandler(deps: BackupRequestedDeps) {
    * is answered or listed; false when the holder is no live run (the request waits for the VM).
    */
   async function coalesced(req: BackupRequested, vm: EngineVm, ctx: DeliveryContext, log: Log): Promise<boolean> {
-    const holder = await deps.leases.get(vm.id);
-    if (!holder || holder.runId === req.id || Date.parse(holder.expiresAt) <= deps.clock().getTime()) return false;
     const now = deps.clock();
     const r = requestOf(req, now);
-    const c = await coalesceInto(deps.runs, holder.runId, r);
+    const holder = await deps.leases.get(vm.id);
+    if (!holder || holder.runId === req.id || Date.parse(holder.expiresAt) <= now.getTime()) {
+      // No run in flight now; but one that was in flight when this request was made (it waited
+      // in the queue meanwhile) covers it with its point.
+      const lastId = await deps.lastRunOf?.(vm.id);
+      const last = lastId && lastId !== req.id ? await deps.runs.get(lastId) : undefined;
+      if (!last?.recordedAt || !last.restorePoint || Date.parse(r.time) > Date.parse(last.recordedAt)) return false;
+      if (req.mode === "full" && last.mode !== "full") return false;
+      await ctx.publish("backup.completed", coveredCompletion(last, r, now));
+      log.info({ vm: vm.name, coveredBy: last.runId, restorePoint: last.restorePoint }, "request made while the previous run was in flight; covered by its restore point");
+      return true;
+    }
+    const c = await coalesceInto(deps.runs, holder.runId, r, { full: req.mode === "full" });
     if (c.kind === "not-live") return false;
     if (c.kind === "covered") {
       await ctx.publish("backup.completed", coveredCompletion(c.run, r, now));

@@ -29,6 +29,8 @@ export interface BackupRequestedDeps {
   readonly blockSize?: number;
   /** How often the lease is renewed and working() called. */
   readonly heartbeatMs?: number;
+  /** The run of the VM's newest restore point (a request made while it was in flight is covered by it). */
+  readonly lastRunOf?: (vmId: string) => Promise<string | undefined>;
   /** How long one engine call waits out an engine outage (default CONFIG_DEFAULTS.engineOutageBudgetMs). */
   readonly engineOutageBudgetMs?: number;
 }
