@@ -1,4 +1,4 @@
-/** How the CLI shows sizes: 1024-based units, one decimal. */
+/** How the CLI shows sizes: 1024-based units, one decimal (bytes whole), so a 64 KiB layer is not "0.0 MiB". */
 export function bytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let v = n;

@@ -9,6 +9,7 @@ const example = {
   runId: "run-7",
   vm: "web01",
   disk: "d-1",
+  alias: "web01_Disk1",
   bytes: 5242880,
   total: 10485760,
   phase: "download",
@@ -25,10 +26,11 @@ export const transferProgress = defineContract({
     runId: id,
     vm: vmRef.describe("VM name."),
     disk: id.describe("Disk id."),
+    alias: z.string().max(255).optional().describe("The disk's alias (name) on the engine, what an operator knows it by."),
     bytes: nonNegInt.describe("Bytes done so far."),
     total: nonNegInt.describe("Bytes to do in total (may grow while extents are read)."),
     phase: z.enum(["download", "upload", "verify"]),
   }),
-  examples: { valid: [example, { ...example, phase: "upload" }], invalid: [{}, { ...example, phase: "copy" }, { ...example, bytes: 1.5 }] },
+  examples: { valid: [example, { ...example, phase: "upload" }, { ...example, alias: undefined }], invalid: [{}, { ...example, phase: "copy" }, { ...example, bytes: 1.5 }] },
 });
 export type TransferProgress = Infer<typeof transferProgress>;

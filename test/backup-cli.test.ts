@@ -43,7 +43,11 @@ describe("ferry backup / status (lab)", () => {
     const r = await ferry("backup", "cli01", "--wait", "--full");
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/backup of cli01 completed: restore point rp-\S+ \(full\)/);
-    expect(r.err).toMatch(/cli01: \S+ +\d+% .*MiB/);
+    // Progress is per disk by alias, and the last line has every disk at 100% with its final size.
+    const lines = r.err.trim().split("\n").filter((l) => l.startsWith("cli01: "));
+    expect(lines.length, r.err).toBeGreaterThan(0);
+    expect(lines.at(-1)).toMatch(/^cli01: cli01_d\d 100% [\d.]+ (B|KiB|MiB)  cli01_d\d 100% [\d.]+ (B|KiB|MiB)$/);
+    expect(lines.at(-1)).toMatch(/cli01_d1 100% 1\d\.\d MiB/); // 12 MiB of guest data (+ metadata) in a full
   });
 
   it("ferry backup - an unknown VM exits 1 with the reason; an invalid name exits 4 and publishes nothing", async () => {

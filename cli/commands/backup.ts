@@ -5,7 +5,8 @@ import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import { backupRequested } from "../../contracts/backup-requested.ts";
 import { ConfigError } from "../../config/load.ts";
 import { openSession, type Session } from "../../config/session.ts";
-import { followRequest } from "../follow.ts";
+import { followRequest, requireWorker } from "../follow.ts";
+import { bytes } from "../format.ts";
 import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandLine, warnTo } from "../command.ts";
 
 const usage = `Usage: ferry backup <vm> [--full] [--wait] [--json] [--engine NAME] [--timeout MIN] [--config FILE] [--nats URL]
@@ -16,7 +17,8 @@ function does the work (full or incremental by the VM's policy; --full forces a 
 Options:
   --full          take a full backup even if an incremental is possible
   --wait          follow the run: per-disk progress, then the outcome
-                  (exit 0 on backup.completed, 1 on backup.failed)
+                  (exit 0 on backup.completed, 1 on backup.failed; 3 at once, publishing
+                  nothing, when no backup-requested worker is running)
   --json          print the outcome event (or the request) as JSON on stdout
   --engine NAME   engine the VM lives on (default prd)
   --timeout MIN   give up waiting after MIN minutes (default 240; exit 1)
@@ -54,10 +56,6 @@ export async function connectForCommand(
     io.stderr.write(`ferry ${command}: ${(err as Error).message}\n`);
     return { exit: ExitCode.unavailable };
   }
-}
-
-function mib(n: number): string {
-  return `${(n / 1048576).toFixed(1)} MiB`;
 }
 
 const command: Command = {
@@ -99,6 +97,11 @@ const command: Command = {
     const nc: NatsConnection = connected.session.nc;
     const subs: Subscription[] = [];
     try {
+      // --wait with nobody to do the work would wait for hours: say so now, publish nothing.
+      if (o.wait) {
+        const missing = await requireWorker(nc, "backup-requested", "backup", io);
+        if (missing !== undefined) return missing;
+      }
       // Subscribe before publishing, so no outcome can be missed.
       const outcome = o.wait ? waitForOutcome(nc, subs, request, io, !!o.json, timeoutMin * 60_000) : undefined;
       await jetstream(nc).publish("backup.requested", JSON.stringify(request), { msgID: id });
@@ -124,13 +127,23 @@ function waitForOutcome(nc: NatsConnection, subs: Subscription[], request: { id:
     what: "backup",
     timeoutMs,
     progressOf: json ? undefined : request.vm,
+    diskDone: {
+      subject: "disk.transferred",
+      read: (e) => {
+        const disk = e.disk as { id?: unknown; alias?: unknown } | undefined;
+        const moved = (e.transfer as { bytes?: unknown } | undefined)?.bytes ?? (e.layer as { size?: unknown } | undefined)?.size;
+        if (typeof disk?.id !== "string" || typeof moved !== "number") return undefined;
+        return { id: disk.id, alias: typeof disk.alias === "string" ? disk.alias : undefined, bytes: moved };
+      },
+    },
+    success: ["backup.completed"],
     outcomes: {
       "backup.completed": (e) => {
         if (json) io.stdout.write(`${JSON.stringify(e)}\n`);
         else {
           const removed = (e.retention as { removed?: string[] } | undefined)?.removed ?? [];
           io.stdout.write(
-            `backup of ${request.vm} completed: restore point ${String(e.restorePoint)} (${String(e.kind)}), ${mib(Number(e.bytes))} written in ${Number(e.seconds).toFixed(1)} s` +
+            `backup of ${request.vm} completed: restore point ${String(e.restorePoint)} (${String(e.kind)}), ${bytes(Number(e.bytes))} written in ${Number(e.seconds).toFixed(1)} s` +
               `${removed.length ? `, retention removed ${removed.length}` : ""}\n`,
           );
         }

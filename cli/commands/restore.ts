@@ -18,7 +18,7 @@ import { planRestore, RestorePreflightError } from "../../pipeline/restore-plan.
 import { createRestoreEngine } from "../../pipeline/restore-engine.ts";
 import { connectForCommand } from "./backup.ts";
 import { bytes } from "../format.ts";
-import { followRequest } from "../follow.ts";
+import { followRequest, requireWorker } from "../follow.ts";
 import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandLine } from "../command.ts";
 
 const usage = `Usage: ferry restore <vm> [--checkpoint N|latest|<id>] [--target ENGINE] [--name NAME] [--start] [--replace]
@@ -43,7 +43,8 @@ plus restore.nameSuffix, default "_restored").
                     on the restore point ('ferry checkpoints': boot-tested), remove it again
   --dry-run         run only the preflight here (config: engines + store) and print the plan:
                     what would be created, where, how many bytes; changes nothing
-  --wait            follow the restore: per-disk upload progress, then the outcome
+  --wait            follow the restore: per-disk upload progress, then the outcome (exit 3 at
+                    once, publishing nothing, when no restore-requested worker is running)
   --json            the outcome (or the request, or the plan) as JSON on stdout
   --timeout MIN     give up waiting after MIN minutes (default 240)
   --nats URL        ${NATS_OPTION_HELP}
@@ -311,6 +312,11 @@ async function restoreOntoEngine(vm: string, parsed: Parsed, io: CommandIO): Pro
   const nc = connected.session.nc;
   const subs: Subscription[] = [];
   try {
+    // --wait with nobody to do the work would wait for hours: say so now, publish nothing.
+    if (v.wait) {
+      const missing = await requireWorker(nc, "restore-requested", "restore", io);
+      if (missing !== undefined) return missing;
+    }
     const outcome = v.wait ? followRestore(nc, subs, request as { id: string; vm: string }, io, !!v.json, timeoutMin * 60_000) : undefined;
     await jetstream(nc).publish("restore.requested", JSON.stringify(request), { msgID: String(request.id) });
     if (!v.wait) {
@@ -394,6 +400,7 @@ function followRestore(nc: NatsConnection, subs: Subscription[], request: { id: 
     what: "restore",
     timeoutMs,
     progressOf: json ? undefined : request.vm,
+    success: ["restore.completed"],
     outcomes: {
       "restore.completed": (e) => {
         if (json) io.stdout.write(`${JSON.stringify(e)}\n`);

@@ -52,7 +52,7 @@ export async function moveDisk(s: AttemptScope, chain: ChainView, job: DiskJob):
         if (t - last < 1000 && bytes < total) return;
         last = t;
         const run = s.run;
-        ctx.progress?.({ id: `${run.runId}:${d.id}:${t}`, time: new Date(t).toISOString(), correlationId: run.correlationId ?? run.runId, runId: run.runId, vm: vm.name, disk: d.id, bytes, total, phase: "download" });
+        ctx.progress?.({ id: `${run.runId}:${d.id}:${t}`, time: new Date(t).toISOString(), correlationId: run.correlationId ?? run.runId, runId: run.runId, vm: vm.name, disk: d.id, alias: d.alias, bytes, total, phase: "download" });
       },
       signal: ctx.signal,
     });

@@ -260,7 +260,7 @@ export function createRestoreHandler(deps: RestoreDeps) {
         }
         if (!only || only.length) {
           const up = await withTransfer(e, s.id, "upload", (url) =>
-            deps.upload({ image: d.top, transferUrl: url, caPem: e.caPem, signal: ctx.signal, fresh: false, only, onProgress: progressOf(s.id) }),
+            deps.upload({ image: d.top, transferUrl: url, caPem: e.caPem, signal: ctx.signal, fresh: false, only, onProgress: progressOf(s.id, s.alias) }),
           );
           uploaded += up.bytes;
           await note("DR disk refreshed", { alias: s.alias, id: s.id, bytes: up.bytes, ranges: only?.length ?? "all" });
@@ -282,13 +282,13 @@ export function createRestoreHandler(deps: RestoreDeps) {
       return completed;
     }
 
-    function progressOf(diskId: string) {
+    function progressOf(diskId: string, alias: string) {
       let last = 0;
       return (bytes: number, total: number) => {
         const now = Date.now();
         if (now - last < 1000 && bytes < total) return;
         last = now;
-        ctx.progress?.({ id: `${runId}:${diskId}:${now}`, time: new Date(now).toISOString(), correlationId: req.correlationId, runId, vm: req.vm, disk: diskId, bytes, total, phase: "upload" });
+        ctx.progress?.({ id: `${runId}:${diskId}:${now}`, time: new Date(now).toISOString(), correlationId: req.correlationId, runId, vm: req.vm, disk: diskId, alias, bytes, total, phase: "upload" });
       };
     }
 
@@ -309,7 +309,7 @@ export function createRestoreHandler(deps: RestoreDeps) {
             const now = Date.now();
             if (now - last < 1000 && bytes < total) return;
             last = now;
-            ctx.progress?.({ id: `${runId}:${id}:${now}`, time: new Date(now).toISOString(), correlationId: req.correlationId, runId, vm: req.vm, disk: id, bytes, total, phase: "upload" });
+            ctx.progress?.({ id: `${runId}:${id}:${now}`, time: new Date(now).toISOString(), correlationId: req.correlationId, runId, vm: req.vm, disk: id, alias: d.alias, bytes, total, phase: "upload" });
           },
         });
       });
