@@ -46,7 +46,7 @@ export function healingChains(kv: ChainsKv, store: Store, o: HealingOptions = {}
       const points = (await kv.read(vmId))?.restorePoints.length ?? 0;
       o.log?.info({ vm: folder, vmId, restorePoints: points }, "chain record rebuilt from the store (KV had none)");
     } else if (item?.action === "failed" && !(await kv.getChain(vmId))) {
-      o.log?.warn({ vm: folder, vmId, detail: item.detail }, "chain record missing in KV and could not be rebuilt from the store");
+      o.log?.warn({ vm: folder, vmId, rebuild: item }, "chain record missing in KV and could not be rebuilt from the store");
     }
   }
 
