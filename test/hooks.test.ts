@@ -266,13 +266,16 @@ describe("ferry hooks serve", () => {
     expect(await stored("ovirt.event")).toBe(before);
   });
 
-  it("CLI - no token configured: exit 2 with what to set; a bad --listen: exit 2", async () => {
+  it("CLI - no token configured: exit 2 with what to set; a bad --listen: exit 2; a certificate without its key: exit 4", async () => {
     const noToken = spawnFerry(["hooks", "serve", "--config", await writeConfig("no-token.json", { listen: "127.0.0.1:0" })], CLEAN_ENV);
     expect((await noToken.exited).code).toBe(2);
     expect(noToken.stderr()).toContain("ferry hooks serve: no token: set $FERRY_HOOKS_TOKEN or hooks.tokenFile in the config");
     const badListen = spawnFerry(["hooks", "serve", "--listen", "8441"], CLEAN_ENV);
     expect((await badListen.exited).code).toBe(2);
     expect(badListen.stderr()).toContain("--listen '8441' is not HOST:PORT");
+    const halfTls = spawnFerry(["hooks", "serve", "--config", await writeConfig("half-tls.json", { tokenFile: "hooks-token", tlsCertFile: "tls.crt" })], CLEAN_ENV);
+    expect((await halfTls.exited).code).toBe(4);
+    expect(halfTls.stderr()).toContain("hooks.tlsKeyFile: set both tlsCertFile and tlsKeyFile, or neither");
   });
 
   it("no stream - on a NATS without Ferry's streams a post gets 503 saying what to start; nothing is acknowledged", async () => {
