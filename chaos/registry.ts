@@ -4,6 +4,9 @@ import { clusterLeaders, natsKill } from "./cases/bus.ts";
 import { engine503, engineRestart, imageioStall, ticketExpiry } from "./cases/engine.ts";
 import { duplicates, fiveCommands, forgedEvents, garbageInput } from "./cases/input.ts";
 import { killAfterBackupStart, killAfterStoreWrite, killMidDownload } from "./cases/process.ts";
+import { twoDeployments } from "./cases/deployments.ts";
+import { corruptLayer, storeFull, storeReadOnly } from "./cases/store.ts";
+import { transferSigint, transferSigterm, uploadSigterm } from "./cases/transfer.ts";
 
 export const CASES: readonly ChaosCase[] = [
   natsKill,
@@ -19,4 +22,11 @@ export const CASES: readonly ChaosCase[] = [
   fiveCommands,
   garbageInput,
   forgedEvents,
+  corruptLayer,
+  storeFull,
+  storeReadOnly,
+  twoDeployments,
+  transferSigint,
+  transferSigterm,
+  uploadSigterm,
 ];

@@ -76,6 +76,8 @@ export interface World {
   readonly vms: Record<string, { id: string; diskId: string }>;
   /** Stop the lab engine and start it again on the same state (ports, CA, VMs, disks). */
   restartLab(downMs?: number): Promise<void>;
+  /** Undo something at stop, before the processes and servers go (a mount, a fault). */
+  defer(undo: () => Promise<unknown>): void;
   log(msg: string): void;
   stop(): Promise<void>;
 }
@@ -119,6 +121,9 @@ export async function startWorld(o: WorldOptions): Promise<World> {
         lab = await startLabIn(join(dir, "lab"));
       },
       log: (m) => log(o.name, m),
+      defer(undo) {
+        cleanup.push(undo);
+      },
       async stop() {
         for (const c of cleanup.reverse()) await c().catch((err: unknown) => log(o.name, `cleanup: ${String(err)}`));
       },

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
   checkAdapterWalls,
+  checkChaosWalls,
   checkEngineFaultText,
   checkFunctionWalls,
   checkIngressWalls,
@@ -157,6 +158,15 @@ describe("architecture walls - the checks catch what they should (fixtures)", ()
     expect(at(checkIngressWalls(files))).toEqual(forbidden.map((_, i) => `ingress/hooks/f${i}.ts:1`));
   });
 
+  it("f. chaos-wall - chaos/ importing a function, or production code importing chaos/, is caught", () => {
+    const files: SourceFile[] = [
+      { path: "chaos/cases/x.ts", text: 'import { h } from "../../functions/backup-requested/handler.ts";\nimport { startLab } from "../../lab/mod.ts";' },
+      { path: "pipeline/x.ts", text: 'import { CASES } from "../chaos/registry.ts";' },
+      { path: "test/chaos-subset.test.ts", text: 'import { CASES } from "../chaos/registry.ts";' }, // tests may
+    ];
+    expect(at(checkChaosWalls(files))).toEqual(["chaos/cases/x.ts:1", "pipeline/x.ts:1"]);
+  });
+
   it("formatViolations - one file:line per violation", () => {
     expect(formatViolations([{ rule: "adapters-wall", file: "adapters/x.ts", line: 3, found: 'imports "../lab/mod.ts" (lab/mod.ts)' }])).toBe(
       'adapters/x.ts:3  [adapters-wall] imports "../lab/mod.ts" (lab/mod.ts)',
@@ -165,7 +175,7 @@ describe("architecture walls - the checks catch what they should (fixtures)", ()
 });
 
 describe("architecture walls - the source tree", () => {
-  const tree = readTree(ROOT, ["functions", "pipeline", "adapters", "ingress"]);
+  const tree = readTree(ROOT, ["functions", "pipeline", "adapters", "ingress", "chaos", "dataplane", "domain", "contracts", "config", "cli", "lab"]);
 
   it("the tree is read (functions, pipeline, adapters and ingress all have files)", () => {
     for (const d of ["functions/runtime/", "functions/backup-requested/", "pipeline/", "adapters/ovirt/", "ingress/hooks/"]) {
@@ -178,6 +188,7 @@ describe("architecture walls - the source tree", () => {
     ["b. adapters/ imports no config/, dataplane/, functions/, pipeline/, cli/ or lab/", checkAdapterWalls],
     ["c. pipeline/ imports no function folder (functions/runtime: types only)", checkPipelineWalls],
     ["e. ingress/ imports no functions/, pipeline/, dataplane/, cli/ or lab/ (the command wires the publisher in)", checkIngressWalls],
+    ["f. chaos/ imports no function folder; nothing Ferry runs imports chaos/", checkChaosWalls],
     ["d. functions/ and pipeline/ apply no regex to engine fault text and never read .detail (typed errors from adapters/ovirt, instanceof)", checkEngineFaultText],
   ];
   for (const [name, check] of rules) {

@@ -31,7 +31,7 @@ export interface SourceFile {
 }
 
 export interface Violation {
-  rule: "functions-wall" | "adapters-wall" | "pipeline-wall" | "engine-fault-text" | "ingress-wall";
+  rule: "functions-wall" | "adapters-wall" | "pipeline-wall" | "engine-fault-text" | "ingress-wall" | "chaos-wall";
   file: string;
   line: number;
   /** What was found: the import specifier and where it leads, or the offending line. */
@@ -234,6 +234,24 @@ export function checkIngressWalls(files: SourceFile[]): Violation[] {
       if (INGRESS_MUST_NOT_IMPORT.some((d) => under(r.target, d))) {
         out.push({ rule: "ingress-wall", file: f.path, line: r.line, found: describeImport(r) });
       }
+    }
+  }
+  return out;
+}
+
+/**
+ * f. The chaos suite (chaos/) drives Ferry from outside — `ferry` processes, the bus, the lab:
+ * it imports no function folder, and nothing Ferry runs in production imports chaos/.
+ */
+export const CHAOS_MUST_NOT_BE_IMPORTED_BY = ["functions", "pipeline", "adapters", "dataplane", "domain", "contracts", "config", "cli", "ingress", "lab"] as const;
+
+export function checkChaosWalls(files: SourceFile[]): Violation[] {
+  const out: Violation[] = [];
+  for (const f of files) {
+    for (const r of importsOf(f)) {
+      const intoChaos = under(r.target, "chaos") && CHAOS_MUST_NOT_BE_IMPORTED_BY.some((d) => under(f.path, d));
+      const intoFunction = under(f.path, "chaos") && under(r.target, "functions");
+      if (intoChaos || intoFunction) out.push({ rule: "chaos-wall", file: f.path, line: r.line, found: describeImport(r) });
     }
   }
   return out;

@@ -1,0 +1,80 @@
+/**
+ * `ferry transfer download|upload` interrupted by SIGINT / SIGTERM mid-transfer (imageio
+ * throttled): exit 130 / 143 with "interrupted", no partial output, no `ferry-dl-*` / `ferry-src-*`
+ * temp dir, no qemu-nbd left. The case then finalizes the transfer as an operator would, so the
+ * engine must end clean too.
+ */
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { RawApi } from "../../lab/test-support.ts";
+import type { ChaosCase } from "../case.ts";
+import { until } from "../steps.ts";
+import { MiB, type World } from "../world.ts";
+
+const ferryBin = fileURLToPath(new URL("../../cli/ferry.mjs", import.meta.url));
+const EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
+
+async function interrupted(w: World, direction: "download" | "upload", signal: "SIGINT" | "SIGTERM") {
+  const api = new RawApi(w.prd());
+  const d = w.d;
+  try {
+    let image = "";
+    if (direction === "upload") {
+      // A source image: the VM's disk as it is now, exported by the lab.
+      image = join(d.tmp, "..", "source.qcow2");
+      await w.prd().control.exportImage(w.vms.cx01!.diskId, image, { format: "qcow2" });
+    }
+    const disk = direction === "upload" ? (await w.prd().control.addDisk(w.vms.cx01!.id, { alias: "cx01_up", size: 64 * MiB })).id : w.vms.cx01!.diskId;
+    if (direction === "upload") await until("the new disk", async () => (await api.get(`/disks/${disk}`)).json?.status === "ok");
+    const t = (await api.post("/imagetransfers", { disk: { id: disk }, direction, format: direction === "upload" ? "raw" : "raw", inactivity_timeout: "120" })).json as { id: string; transfer_url: string };
+    w.prd().control.faults.throttleImageio(512 * 1024);
+    const out = join(d.storePath, "cli-transfer", "out.qcow2");
+    const args = direction === "download" ? ["transfer", "download", t.transfer_url, out, "--ca", w.prd().caFile] : ["transfer", "upload", image, t.transfer_url, "--ca", w.prd().caFile, "--disk-is-zero"];
+    await import("node:fs/promises").then((fs) => fs.mkdir(join(d.storePath, "cli-transfer"), { recursive: true }));
+    const child = spawn(process.execPath, [ferryBin, ...args], { env: { ...process.env, TMPDIR: d.tmp }, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    const ticket = () => w.prd().engine.st.transfers.find((x) => x.id === t.id)?.ticketId;
+    await until("2 MiB through imageio", () => {
+      const id = ticket();
+      const info = id ? w.prd().engine.imageio.getTicket(id) : undefined;
+      // imageio does not count written bytes: an upload is caught once its process is past its start.
+      return direction === "download" ? (info?.transferred ?? 0) >= 2 * MiB : stderr.length > 0 || (info?.active ?? false);
+    }, 60_000);
+    const faultAt = performance.now();
+    child.kill(signal);
+    const code = await exited;
+    w.prd().control.faults.clear();
+    const problems: string[] = [];
+    if (code !== EXIT[signal]) problems.push(`exit ${code}, expected ${EXIT[signal]} (stderr: ${stderr.slice(-300)})`);
+    if (!/interrupted/.test(stderr)) problems.push(`stderr does not say 'interrupted': ${stderr.slice(-200)}`);
+    if (existsSync(out)) problems.push(`the partial output ${out} is left`);
+    // The operator's side: cancel the transfer (an interrupted one is not a good copy).
+    await api.post(`/imagetransfers/${t.id}/cancel`, {});
+    await until("the transfer finished", async () => String((await api.get(`/imagetransfers/${t.id}`)).json?.phase ?? "finished_").startsWith("finished_"), 60_000, 200);
+    return { expect: { requests: [] }, faultAt, outcome: `exit ${code}`, problems };
+  } finally {
+    await api.close();
+  }
+}
+
+export const transferSigint: ChaosCase = {
+  name: "transfer-download-sigint",
+  summary: "ferry transfer download interrupted by SIGINT mid-transfer",
+  run: (w) => interrupted(w, "download", "SIGINT"),
+};
+
+export const transferSigterm: ChaosCase = {
+  name: "transfer-download-sigterm",
+  summary: "ferry transfer download interrupted by SIGTERM mid-transfer",
+  run: (w) => interrupted(w, "download", "SIGTERM"),
+};
+
+export const uploadSigterm: ChaosCase = {
+  name: "transfer-upload-sigterm",
+  summary: "ferry transfer upload interrupted by SIGTERM mid-transfer",
+  run: (w) => interrupted(w, "upload", "SIGTERM"),
+};
