@@ -7,6 +7,8 @@ import type { EngineDisk } from "../../domain/backup/decide.ts";
 import { createRunJournal } from "../../pipeline/run-journal.ts";
 import { createLeases } from "../../pipeline/vm-lease.ts";
 import { memoryKv } from "../../adapters/nats/testing/memory-kv.ts";
+import { NbdError } from "../../adapters/nbd/mod.ts";
+import { markRecorded } from "../../pipeline/coalesce.ts";
 
 const disks: EngineDisk[] = [
   { id: "d1", alias: "vm_Disk1", format: "cow", qcowVersion: "qcow2_v3", backup: "incremental", contentType: "data", storageType: "image", shareable: false, provisionedSize: 1 << 20 },
@@ -105,14 +107,16 @@ function deps(engine: BackupEngine, transfers: Transfers) {
   };
   const empty: ChainView = { summary: { incrementalsSinceFull: 0, ownCheckpoints: [] }, diskLayers: new Map() };
   const runs = createRunJournal(runsKv);
+  const leases = createLeases(memoryKv(), { ttlMs: 60_000 });
   return {
     removed,
     runs,
+    leases,
     handler: createBackupRequestedHandler({
       engines: (n) => (n === "prd" ? engine : undefined),
       chains: { view: async () => empty },
       runs,
-      leases: createLeases(memoryKv(), { ttlMs: 60_000 }),
+      leases,
       transfers,
       store,
       clock: () => new Date("2025-01-31T02:00:00Z"),
@@ -220,5 +224,131 @@ describe("backup-requested handler", () => {
     await handler(req, second);
     expect(calls.length).toBe(n);
     expect(second.published.map((p) => p.event.id)).toEqual(first.published.map((p) => p.event.id));
+  });
+
+  it("backup-requested - a redelivery after the run recorded its point is acknowledged as a duplicate: no lease is taken or handed off", async () => {
+    const { engine, calls } = fakeEngine();
+    const { handler, runs, leases } = deps(engine, okTransfers);
+    await handler(req, ctx());
+    expect((await leases.get("vm-1"))?.owner).toBe(""); // handed off to disk-transferred
+    // disk-transferred records the point, chain-updated releases the lease.
+    await markRecorded(runs, req.id, new Date("2025-01-31T02:05:00Z"));
+    await leases.releaseRun("vm-1", req.id);
+    const n = calls.length;
+    const again = ctx();
+    await handler(req, again);
+    expect(await leases.get("vm-1")).toBeUndefined();
+    expect(again.published).toEqual([]);
+    expect(calls.length).toBe(n);
+  });
+
+  it("backup-requested - a redelivery of a transferred run whose lease is gone (the run ended) takes no new lease", async () => {
+    const { engine } = fakeEngine();
+    const { handler, leases } = deps(engine, okTransfers);
+    await handler(req, ctx());
+    await leases.releaseRun("vm-1", req.id);
+    const again = ctx();
+    await handler(req, again);
+    expect(await leases.get("vm-1")).toBeUndefined();
+  });
+
+  it("backup-requested - a transient failure after the first disk is stored keeps the engine backup ready; the retry moves only the missing disk", async () => {
+    const { engine, calls, open } = fakeEngine();
+    let failD2 = true;
+    const transfers: Transfers = {
+      ...okTransfers,
+      async download(o) {
+        if (failD2 && o.output.includes("/d2/")) throw new TransientError("NET", "connection dropped");
+        return okTransfers.download(o);
+      },
+    };
+    const { handler, runs, leases } = deps(engine, transfers);
+    await expect(handler(req, ctx())).rejects.toThrow(/connection dropped/);
+    const run = await runs.get(req.id);
+    expect(calls).not.toContain("finalizeBackup");
+    expect(open.has(run!.backupId!)).toBe(true);
+    expect(run!.disks.map((d) => [d.id, d.state])).toEqual([["d1", "placed"], ["d2", "downloading"]]);
+    expect(await leases.get("vm-1")).toMatchObject({ runId: req.id, owner: "", step: "backup-requested" });
+
+    failD2 = false;
+    const n = calls.length;
+    const retry = ctx();
+    await handler(req, retry);
+    // The same engine backup (its id, journaled) is resumed: the POST with that id only finds it again.
+    expect(calls.slice(n).filter((c) => c.startsWith("createDownload"))).toEqual(["createDownload d2"]);
+    expect((await runs.get(req.id))?.attempt).toBe(1);
+    expect(calls.at(-1)).toBe("finalizeBackup");
+    expect(open.size).toBe(0);
+    expect(new Set(retry.published.map((p) => p.event.backupId))).toEqual(new Set([run!.backupId]));
+  });
+
+  it("backup-requested - every disk stored and the backup finalized, but the journal write of 'transferred' failed: the retry moves nothing", async () => {
+    const { engine, calls } = fakeEngine();
+    const d = deps(engine, okTransfers);
+    let blip = true;
+    const change = d.runs.change.bind(d.runs);
+    d.runs.change = async (id, fn) =>
+      change(id, (cur) => {
+        const next = fn(cur);
+        if (blip && next?.phase === "transferred") {
+          blip = false;
+          throw new TransientError("KV_UNAVAILABLE", "nats blip");
+        }
+        return next;
+      });
+    await expect(d.handler(req, ctx())).rejects.toThrow(/nats blip/);
+    expect(calls.filter((c) => c === "finalizeBackup")).toHaveLength(1);
+    const n = calls.length;
+    const retry = ctx();
+    await d.handler(req, retry);
+    expect(calls.slice(n).filter((c) => c.startsWith("createDownload") || c.startsWith("startBackup"))).toEqual([]);
+    expect(retry.published.map((p) => p.subject)).toEqual(["disk.transferred", "disk.transferred"]);
+  });
+
+  it("backup-requested - a request for a VM whose run is in flight joins that run: nothing on the engine, listed on the run, answered when its point is recorded", async () => {
+    const { engine, calls } = fakeEngine();
+    const { handler, runs } = deps(engine, okTransfers);
+    await handler(req, ctx()); // run 1: disks out, lease handed off to disk-transferred
+    const n = calls.length;
+    const second = { ...req, id: "FERRY_COMMANDS:8", correlationId: "c2" };
+    const c2 = ctx();
+    await handler(second, c2);
+    expect(calls.length).toBe(n);
+    expect(c2.published).toEqual([]);
+    expect((await runs.get(req.id))?.coalesced?.map((c) => c.id)).toEqual([second.id]);
+    expect(await runs.get(second.id)).toBeUndefined();
+    const recorded = await markRecorded(runs, req.id, new Date("2025-01-31T02:05:00Z"));
+    expect(recorded?.coalesced?.map((c) => c.correlationId)).toEqual(["c2"]);
+    // After the point is recorded, a late request while the run still holds the VM is answered at once.
+    const third = { ...req, id: "FERRY_COMMANDS:9", correlationId: "c3" };
+    const c3 = ctx();
+    await handler(third, c3);
+    expect(c3.published.map((p) => [p.subject, p.event.correlationId, p.event.runId])).toEqual([["backup.completed", "c3", req.id]]);
+  });
+
+  it("backup-requested - a full request does not join an incremental-or-undecided run", async () => {
+    const { engine } = fakeEngine();
+    const { handler, runs } = deps(engine, okTransfers);
+    await handler({ ...req, mode: "auto" }, ctx());
+    await runs.change(req.id, (cur) => cur && { ...cur, mode: "incremental" });
+    await expect(handler({ ...req, id: "FERRY_COMMANDS:8", mode: "full" }, ctx())).rejects.toMatchObject({ code: "VM_BUSY" });
+  });
+
+  it("backup-requested - a store without space is one final STORE_FULL naming the store; the run's layers are removed and the lease released", async () => {
+    const { engine, open } = fakeEngine();
+    const transfers: Transfers = {
+      ...okTransfers,
+      async download(o) {
+        if (o.output.includes("/d2/")) throw new NbdError({ errno: "ENOSPC", errnoValue: 28, command: "WRITE", offset: 0, length: 65536 });
+        return okTransfers.download(o);
+      },
+    };
+    const { handler, runs, leases, removed } = deps(engine, transfers);
+    await expect(handler(req, ctx())).rejects.toMatchObject({ code: "STORE_FULL", message: expect.stringContaining("/store") });
+    await expect(handler(req, ctx())).rejects.toMatchObject({ code: "STORE_FULL" }); // a redelivery: the same answer
+    expect((await runs.get(req.id))?.phase).toBe("failed");
+    expect(removed).toContain("/store/web01/d1/cp-new.full.qcow2");
+    expect(open.size).toBe(0);
+    expect(await leases.get("vm-1")).toBeUndefined();
   });
 });
