@@ -5,6 +5,20 @@ import { memoryKv } from "../../adapters/nats/testing/memory-kv.ts";
 import { PermanentError, TransientError } from "../../contracts/errors.ts";
 import { createDiskTransferredHandler, type ManifestWriter } from "./handler.ts";
 import type { ChainStore } from "../../pipeline/chain-view.ts";
+import { createRunJournal, type BackupRun, type RunJournal } from "../../pipeline/run-journal.ts";
+
+/** The run's journal record as backup-requested leaves it, with two requests coalesced into it. */
+async function journalWithCoalesced(): Promise<RunJournal> {
+  const runs = createRunJournal(memoryKv());
+  const run: BackupRun = {
+    runId: "run-1", kind: "backup", engine: "prd", vm: { id: "vm-1", name: "web01" }, owner: "", phase: "transferred", attempt: 1,
+    startedAt: "2025-01-31T02:00:00Z", updatedAt: "2025-01-31T02:04:00Z", restorePoint: "rp-20250131T020000Z", mode: "full", transfers: [],
+    disks: ["d1", "d2"].map((d) => ({ id: d, state: "placed" as const, layer: `web01/${d}/x.qcow2`, event: event(d) })),
+    coalesced: [{ id: "r2", correlationId: "c2", time: "2025-01-31T02:00:01Z" }, { id: "r3", correlationId: "c3", time: "2025-01-31T02:00:02Z" }],
+  };
+  await runs.change("run-1", () => run);
+  return runs;
+}
 
 const sum = (c: string) => ({ algorithm: "sha256" as const, blockSize: 4194304, value: c.repeat(64) });
 const event = (disk: string, o: Record<string, unknown> = {}) => ({
@@ -16,7 +30,7 @@ const event = (disk: string, o: Record<string, unknown> = {}) => ({
   digestsFile: `web01/blockhashes/cp1.${disk}`, transfer: { bytes: 4096, seconds: 0.1 }, ...o,
 });
 
-function setup(o: { store?: ManifestWriter; chains?: (real: ChainStore) => ChainStore } = {}) {
+function setup(o: { store?: ManifestWriter; chains?: (real: ChainStore) => ChainStore; runs?: RunJournal } = {}) {
   const manifests: ChainRecord[] = [];
   const released: string[] = [];
   const real = chainsKv(memoryKv());
@@ -25,6 +39,7 @@ function setup(o: { store?: ManifestWriter; chains?: (real: ChainStore) => Chain
     chains,
     store: o.store ?? { async writeManifest(r) { manifests.push(r); return r; } },
     leases: { async releaseRun(vmId, runId) { released.push(`${vmId} ${runId}`); } },
+    runs: o.runs,
     clock: () => new Date("2025-01-31T02:06:00Z"),
     log: { error() {} },
   });
@@ -156,5 +171,34 @@ describe("disk-transferred handler", () => {
     expect(after?.restorePoints.map((p) => p.id)).toEqual(["rp-20250130T020000Z"]);
     expect(after?.nextSeq).toBe(2);
     expect(released).toEqual(["vm-1 run-1"]);
+  });
+
+  it("disk-transferred - the committed point marks the run recorded and answers the requests coalesced into it (backup.completed, same point, runId of the run)", async () => {
+    const runs = await journalWithCoalesced();
+    const { handle } = setup({ runs });
+    expect(await handle(event("d1"))).toEqual([]);
+    const out = await handle(event("d2"));
+    expect(out.map((o) => [o.subject, o.event.correlationId, o.event.restorePoint])).toEqual([
+      ["chain.updated", "run-1", expect.objectContaining({ id: "rp-20250131T020000Z" })],
+      ["backup.completed", "c2", "rp-20250131T020000Z"],
+      ["backup.completed", "c3", "rp-20250131T020000Z"],
+    ]);
+    expect(out[1]!.event).toMatchObject({ id: "r2:backup.completed", runId: "run-1", vm: "web01", kind: "full", bytes: 8192 });
+    expect((await runs.get("run-1"))?.recordedAt).toBe("2025-01-31T02:06:00.000Z");
+    // A redelivery answers with the same ids (JetStream dedupes them).
+    expect((await handle(event("d2"))).map((o) => o.event.id)).toEqual(out.map((o) => o.event.id));
+  });
+
+  it("disk-transferred - a run that fails for good here is journaled failed and its coalesced requests get backup.failed with its code", async () => {
+    const runs = await journalWithCoalesced();
+    const published: { subject: string; event: Record<string, unknown> }[] = [];
+    const { handle } = setup({ runs, store: { async writeManifest() { throw new PermanentError("STORE_BROKEN", "store is read-only"); } } });
+    await handle(event("d1"));
+    await expect(handle(event("d2"), { publish: async (subject, e) => void published.push({ subject, event: e }) })).rejects.toMatchObject({ code: "STORE_BROKEN" });
+    expect((await runs.get("run-1"))?.phase).toBe("failed");
+    expect(published.map((p) => [p.subject, p.event.correlationId, p.event.code, p.event.runId])).toEqual([
+      ["backup.failed", "c2", "STORE_BROKEN", "run-1"],
+      ["backup.failed", "c3", "STORE_BROKEN", "run-1"],
+    ]);
   });
 });
