@@ -63,8 +63,11 @@ export function scrubDue(record: ChainRecord, everyMs: number, now: Date): boole
 export type Scrubber = ReturnType<typeof createScrubber>;
 
 export function createScrubber(deps: ScrubDeps) {
-  /** Verify the VM's newest point under its lease and record the verdict; undefined when busy or raced. */
-  async function scrubVm(vmName: string): Promise<ScrubResult | undefined> {
+  /**
+   * Verify the VM's newest point under its lease and record the verdict; undefined when busy or
+   * raced, or (`onlyIfDue`) when another process scrubbed it meanwhile.
+   */
+  async function scrubVm(vmName: string, o: { onlyIfDue?: boolean } = {}): Promise<ScrubResult | undefined> {
     const record = await deps.store.readManifest(vmName);
     const point = record ? visiblePoints(record).at(-1) : undefined;
     if (!record || !point) return undefined;
@@ -75,6 +78,12 @@ export function createScrubber(deps: ScrubDeps) {
     } catch (err) {
       if (err instanceof VmBusyError) return undefined; // a backup runs: next pass
       throw err;
+    }
+    // Another reconciler may have scrubbed it between our look and the lease: read again under it.
+    const fresh = o.onlyIfDue ? await deps.store.readManifest(vmName).catch(() => undefined) : record;
+    if (o.onlyIfDue && (!fresh || !scrubDue(fresh, deps.everyMs, now))) {
+      await lease.release();
+      return undefined;
     }
     const beat = setInterval(() => void lease.renew().catch(() => undefined), Math.max(500, Math.floor(deps.leases.ttlMs / 3)));
     let ok: boolean;
@@ -130,7 +139,7 @@ export function createScrubber(deps: ScrubDeps) {
         if (record && scrubDue(record, deps.everyMs, now)) due.push({ vm, since: lastScrubOf(record)! });
       }
       for (const { vm } of due.sort((a, b) => a.since - b.since)) {
-        const r = await scrubVm(vm);
+        const r = await scrubVm(vm, { onlyIfDue: true });
         if (r) return r;
       }
       return undefined;
