@@ -123,6 +123,8 @@ async function startIn(dir: string, o: PipelineOptions, undo: (() => Promise<unk
     connections: 4,
     // The workers here beat every 1-2 s: a killed worker's lease is free a few seconds later.
     leaseTtlMs: 6000,
+    // The scheduled scrub only where a test asks for it: a reconciler pass stays deterministic.
+    scrubEveryMs: 0,
     ...o.settings,
   };
   const kvm = new Kvm(nc);

@@ -21,7 +21,7 @@ const HOUR = 3_600_000;
 let p: Pipeline;
 
 beforeAll(async () => {
-  p = await startPipeline({ settings: { scrubEveryMs: 0 } });
+  p = await startPipeline();
 });
 
 afterAll(async () => {

@@ -18,7 +18,7 @@ const WEEK = 7 * 86_400_000;
 let p: Pipeline;
 
 beforeAll(async () => {
-  p = await startPipeline({ settings: { scrubEveryMs: 0 } });
+  p = await startPipeline();
 });
 
 afterAll(async () => {
