@@ -122,9 +122,12 @@ export function createHooksServer(o: HooksServerOptions): HooksServer {
     const path = new URL(req.url ?? "/", "http://hooks").pathname;
     const method = req.method ?? "GET";
     const seen = { method, path, remote: req.socket.remoteAddress };
-    const refuse = (status: number, body: Record<string, unknown>, headers?: Record<string, string>) => {
+    let bodyRead = false;
+    const refuse = (status: number, body: Record<string, unknown>, headers: Record<string, string> = {}) => {
       o.log.warn({ ...seen, status, ...(typeof body.reason === "string" ? { reason: body.reason } : { error: body.error }) }, "hook refused");
-      send(res, status, body, headers);
+      // Refused before its body was read: drop the rest and close, so the client sees this answer.
+      if (!bodyRead) discardRest(req);
+      send(res, status, body, bodyRead ? headers : { ...headers, connection: "close" });
     };
 
     if (path === "/healthz") {
@@ -136,26 +139,26 @@ export function createHooksServer(o: HooksServerOptions): HooksServer {
     if (method !== "POST") return refuse(405, { error: "method not allowed", allow: "POST" }, { allow: "POST" });
     // Before the body is read: an unauthenticated client gets nothing more out of us.
     if (!authorized(header(req, "authorization"))) {
-      return refuse(401, { error: "unauthorized", reason: "send Authorization: Bearer <token>" }, { "www-authenticate": REALM, connection: "close" });
+      return refuse(401, { error: "unauthorized", reason: "send Authorization: Bearer <token>" }, { "www-authenticate": REALM });
     }
     const type = header(req, "content-type");
     if (type !== undefined && !/^application\/json\s*(;|$)/i.test(type)) {
-      return refuse(415, { error: "unsupported media type", reason: "send Content-Type: application/json" }, { connection: "close" });
+      return refuse(415, { error: "unsupported media type", reason: "send Content-Type: application/json" });
     }
     const key = header(req, "idempotency-key") ?? header(req, "x-request-id");
     const keyProblem = key === undefined ? undefined : idempotencyKeyProblem(key);
-    if (keyProblem) return refuse(400, { error: "invalid", reason: `Idempotency-Key: ${keyProblem}`, errors: [{ path: "Idempotency-Key", message: keyProblem }] }, { connection: "close" });
+    if (keyProblem) return refuse(400, { error: "invalid", reason: `Idempotency-Key: ${keyProblem}`, errors: [{ path: "Idempotency-Key", message: keyProblem }] });
 
     let body: Buffer;
     try {
       body = await readBody(req, o.maxBodyBytes);
     } catch (err) {
       if (err instanceof BodyTooLarge) {
-        discardRest(req);
-        return refuse(413, { error: "body too large", reason: `the body is larger than ${o.maxBodyBytes} bytes`, limit: o.maxBodyBytes }, { connection: "close" });
+        return refuse(413, { error: "body too large", reason: `the body is larger than ${o.maxBodyBytes} bytes`, limit: o.maxBodyBytes });
       }
       throw err;
     }
+    bodyRead = true;
     const built = buildHookEvent(path, body.toString("utf8"), { idempotencyKey: key, now: now() });
     if (!built.ok) return refuse(400, { error: "invalid", subject: hookRoutes[path], reason: built.reason, errors: built.errors });
 
