@@ -32,7 +32,7 @@ Answers: 202 {"id","subject","stream","seq","duplicate"} once JetStream has stor
 400 with the reasons; 401 (no or wrong token); 404; 405; 413 (body over hooks.maxBodyBytes);
 415 (not JSON); 503 with Retry-After when NATS cannot store it now (retry: nothing was lost).
 The same post twice is stored once: the msgID is the body's "id", else 'hook-<Idempotency-Key>'
-(or X-Request-Id), else 'hook-<hash of the body>' (within the stream's 1-hour duplicate window).
+(or X-Request-Id), else 'hook-<hash of route and body>' (within the stream's 1-hour duplicate window).
 
 The token: $${HOOKS_TOKEN_ENV}, else the file hooks.tokenFile in the config names (at least 16
 characters, e.g. openssl rand -hex 32). Without one the server does not start (exit 2).
