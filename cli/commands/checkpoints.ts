@@ -3,7 +3,10 @@ import { parseArgs } from "node:util";
 import { openChainsKv, openStore } from "../../adapters/store/mod.ts";
 import { openSession, type Session } from "../../config/session.ts";
 import { locateStore } from "../../config/store-location.ts";
-import { describePoints, isSegment, type ChainRecord, type PointSummary } from "../../domain/chain/mod.ts";
+import { describePoints, isSegment, summarizeChain, type ChainRecord, type PointSummary } from "../../domain/chain/mod.ts";
+import { Kvm } from "@nats-io/kv";
+import { buckets } from "../../infra/streams/mod.ts";
+import { activeMark, createChainGuard, markReason, type GuardMark, type RemovedMark } from "../../pipeline/chain-guard.ts";
 import { bytes } from "../format.ts";
 import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandLine, warnTo } from "../command.ts";
 
@@ -19,7 +22,9 @@ Options:
   --json           one JSON document: {vm, source, store, points: [...]}
   --store DIR      the backup store (default: $BACKUP_DIR, else the config's store.path, else ./data/backups)
   --config FILE    config file (for store.path, and the NATS settings with --kv)
-  --kv             read the chain record from KV ferry-chains instead of the store
+  --kv             read the chain record from KV ferry-chains instead of the store, and the chain
+                   guard's marks from KV ferry-guard (next backup full because of an engine event;
+                   VM removed from its engine)
   --nats URL       with --kv: ${NATS_OPTION_HELP}
 
 Columns: # | time (UTC) | kind | chain (what it builds on, layers read to restore it) | size of its
@@ -32,7 +37,13 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd()).join("\n");
 }
 
-export function renderCheckpoints(record: ChainRecord, points: PointSummary[], source: string): string {
+/** The chain guard's view of the VM (KV ferry-guard), when it could be read. */
+export interface GuardView {
+  readonly mark?: GuardMark | undefined;
+  readonly removed?: RemovedMark | undefined;
+}
+
+export function renderCheckpoints(record: ChainRecord, points: PointSummary[], source: string, guard: GuardView = {}): string {
   const head = `VM ${record.vm.name} (id ${record.vm.id}): ${points.length} restore point${points.length === 1 ? "" : "s"} — ${source}`;
   const rows = [["#", "time (UTC)", "kind", "chain", "size", "verified", "boot-tested", "reason"]];
   for (const p of points) {
@@ -43,6 +54,9 @@ export function renderCheckpoints(record: ChainRecord, points: PointSummary[], s
     rows.push([String(p.number), p.time.slice(0, 19).replace("T", " "), `${p.kind}${mixed}`, chain, bytes(p.size), verified, booted, p.reason ?? ""]);
   }
   const lines = [head, "", table(rows)];
+  const mark = activeMark(guard.mark, summarizeChain(record).lastFullTime);
+  if (guard.removed) lines.push("", `removed from engine ${guard.removed.engine} (${guard.removed.reason}): no longer scheduled.`);
+  else if (mark) lines.push("", `next backup: full (${markReason(mark)})`);
   if (record.pending) {
     lines.push("", `note: a retention run (${record.pending.phase}) is unfinished; it completes at the next backup or 'ferry state rebuild'.`);
   }
@@ -75,12 +89,16 @@ const command: Command = {
     let source: string;
     let storeRoot: string | undefined;
     let session: Session | undefined;
+    let guard: GuardView = {};
     try {
       if (parsed.values.kv) {
         session = await openSession({ configFlag: parsed.values.config, natsFlag: parsed.values.nats, env: io.env, cwd: io.cwd, name: "ferry-checkpoints", needConfig: false, warn: warnTo(io, "checkpoints") });
         const kv = await openChainsKv(session.nc);
         record = (await kv.read(vm)) ?? (await kv.list()).find((r) => r.vm.name === vm);
         source = `from KV ferry-chains (${session.servers})`;
+        // Best effort: an operator account may see the chains (a mirror) but not the guard bucket.
+        const g = await new Kvm(session.nc).open(buckets.guard).then(createChainGuard, () => undefined);
+        if (g && record) guard = { mark: await g.mark(record.vm.id).catch(() => undefined), removed: await g.removed(record.vm.name).catch(() => undefined) };
       } else {
         const where = await locateStore({ flag: parsed.values.store, configFlag: parsed.values.config, env: io.env, cwd: io.cwd });
         storeRoot = where.root;
@@ -102,10 +120,12 @@ const command: Command = {
     }
     const points = describePoints(record);
     if (parsed.values.json) {
-      const doc = { vm: record.vm, source: parsed.values.kv ? "kv" : "store", ...(storeRoot ? { store: storeRoot } : {}), pending: record.pending ? record.pending.phase : null, points };
+      const mark = activeMark(guard.mark, summarizeChain(record).lastFullTime);
+      const next = guard.removed ? { removed: guard.removed } : mark ? { nextFull: markReason(mark) } : {};
+      const doc = { vm: record.vm, source: parsed.values.kv ? "kv" : "store", ...(storeRoot ? { store: storeRoot } : {}), pending: record.pending ? record.pending.phase : null, ...next, points };
       io.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
     } else {
-      io.stdout.write(renderCheckpoints(record, points, source));
+      io.stdout.write(renderCheckpoints(record, points, source, guard));
     }
     return ExitCode.ok;
   },

@@ -12,6 +12,7 @@ import { ExitCode, NATS_OPTION_HELP, warnTo, type Command, type CommandIO } from
 import { Kvm } from "@nats-io/kv";
 import { ensureBucket } from "../../adapters/nats/mod.ts";
 import { bucketDefinitions, buckets } from "../../infra/streams/mod.ts";
+import { createChainGuard, type ChainGuard } from "../../pipeline/chain-guard.ts";
 import { formatCheckResult, loadCertConfig, runCertCheck } from "./cert.ts";
 import { formatPostResult, postSummaryNow } from "./summary.ts";
 import { summaryDueDay } from "../../pipeline/daily-summary.ts";
@@ -172,6 +173,7 @@ const command: Command = {
     let nc: NatsConnection | undefined;
     let publisher: SlotPublisher | undefined;
     let claims: SlotClaims | undefined;
+    let guard: ChainGuard | undefined;
     try {
       if (!dryRun) {
         const settings = natsSettings({ flag: v.nats, env: io.env, config: { nats: loaded.nats }, name: "ferry-schedule" });
@@ -190,10 +192,13 @@ const command: Command = {
           },
         };
         claims = await openSlotClaims(nc, { replicas: loaded.nats.replicas });
+        // VMs removed from their engine (the chain guard, functions/engine-events) are not scheduled.
+        guard = await new Kvm(nc).open(buckets.guard).then(createChainGuard, () => undefined);
       }
       const once = async (from: Date, to: Date): Promise<SlotResult[]> => {
+        const removed = guard ? await guard.removedVms() : new Map<string, unknown>();
         const results = await runSchedule({
-          vms: loaded.vms,
+          vms: loaded.vms.filter((vm) => !removed.has(vm.name)),
           from,
           to,
           now: to,

@@ -88,3 +88,19 @@ describe("engine-events poller", () => {
     expect([...w.stored.keys()]).toEqual(["prd:event:2"]);
   });
 });
+
+describe("engine-events poller run", () => {
+  it("run - polls on its interval until the signal, without an onPoll callback too", async () => {
+    const events = [ev(1, 100)];
+    const w = world(events);
+    const ac = new AbortController();
+    const running = w.poller().run({ intervalMs: 100, signal: ac.signal });
+    const until = Date.now() + 10_000;
+    while (!(await w.guard.position("prd")) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    events.push(ev(2, 100));
+    while (w.stored.size === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    ac.abort();
+    await running;
+    expect([...w.stored.keys()]).toEqual(["prd:event:2"]);
+  });
+});

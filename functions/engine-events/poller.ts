@@ -108,7 +108,9 @@ export function createPoller(d: PollerDeps) {
       let failures = 0;
       while (!o.signal.aborted) {
         try {
-          o.onPoll?.(await this.pollOnce(o.signal));
+          // Not inside `o.onPoll?.(...)`: an absent callback would skip evaluating the poll itself.
+          const result = await this.pollOnce(o.signal);
+          o.onPoll?.(result);
           failures = 0;
         } catch (err) {
           if (o.signal.aborted) break;
