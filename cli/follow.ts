@@ -4,7 +4,7 @@
  * first outcome decides the exit code. Subscribe BEFORE publishing, so no outcome can be missed.
  */
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
-import { SERVICE_NAME } from "../functions/runtime/service.ts";
+import { runningWorkers } from "../functions/runtime/workers.ts";
 import { ExitCode, type CommandIO } from "./command.ts";
 import { bytes } from "./format.ts";
 
@@ -44,38 +44,11 @@ export function progressLine(vm: string, disks: ReadonlyMap<string, DiskProgress
 }
 
 /**
- * How many running `ferry run` processes have function `fn`: each registers the micro service
- * "ferry" (functions/runtime/service.ts) listing its functions, and answers $SRV.PING while it
- * runs. This is asked instead of the durable consumer's num_waiting because a worker that is busy
- * on every slot (a long backup) has no pull waiting, yet will take the request next; and a
- * killed worker's last pull stays counted until it expires.
- */
-export async function runningWorkers(nc: NatsConnection, fn: string, timeoutMs = 2000): Promise<number> {
-  let n = 0;
-  try {
-    const replies = await nc.requestMany(`$SRV.PING.${SERVICE_NAME}`, "", { strategy: "stall", stall: 300, maxWait: timeoutMs });
-    for await (const m of replies) {
-      let info: { metadata?: { functions?: unknown } };
-      try {
-        info = m.json();
-      } catch {
-        continue;
-      }
-      const fns = typeof info.metadata?.functions === "string" ? info.metadata.functions.split(",") : [];
-      if (fns.includes(fn)) n++;
-    }
-  } catch {
-    // No responders at all: no `ferry run` process is connected.
-  }
-  return n;
-}
-
-/**
  * undefined when a worker runs `fn`; else prints why the request would wait forever (with the
  * command that fixes it) and returns the exit code.
  */
 export async function requireWorker(nc: NatsConnection, fn: string, command: string, io: CommandIO): Promise<number | undefined> {
-  if ((await runningWorkers(nc, fn)) > 0) return undefined;
+  if ((await runningWorkers(nc)).has(fn)) return undefined;
   io.stderr.write(`ferry ${command}: no ${fn} worker is running: start \`ferry run ${fn}\` (or \`ferry run all\`). Nothing was requested.\n`);
   return ExitCode.unavailable;
 }

@@ -11,9 +11,11 @@ import { Agent, request } from "undici";
 import { connect, credsAuthenticator, type ConnectionOptions } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { buckets } from "../infra/streams/mod.ts";
+import { buckets, streams } from "../infra/streams/mod.ts";
+import { AuthError, createEngineClient, fetchEngineCa } from "../adapters/ovirt/mod.ts";
+import { runningWorkers } from "../functions/runtime/workers.ts";
 import { engineCertStatus, type EngineCertStatus } from "../pipeline/cert-status.ts";
-import { certEnginesOf } from "../pipeline/trust.ts";
+import { caPathFor, certEnginesOf } from "../pipeline/trust.ts";
 import { natsSettings, serverList } from "../adapters/nats/settings.ts";
 import { redactText } from "../adapters/secrets.ts";
 import { formatIssue, formatPath } from "./issues.ts";
@@ -33,7 +35,7 @@ export interface CheckResult {
 }
 
 /** Groups selectable with `ferry doctor --check a,b`. */
-export const CHECK_GROUPS = ["node", "nats-server", "nats", "qemu", "nbdkit", "config", "engines", "certs", "store"] as const;
+export const CHECK_GROUPS = ["node", "nats-server", "nats", "qemu", "nbdkit", "config", "engines", "certs", "store", "workers"] as const;
 export type CheckGroup = (typeof CHECK_GROUPS)[number];
 
 export interface DoctorOptions {
@@ -48,6 +50,15 @@ export interface DoctorOptions {
   timeoutMs?: number;
   /** Node version to judge (default: this process). */
   nodeVersion?: string;
+}
+
+/**
+ * A `ferry ...` command for a hint, carrying the config file when the doctor was given one with
+ * --config, so the hint works pasted as it is (every other way of finding the config is the same
+ * for both commands).
+ */
+function ferryHint(o: Pick<DoctorOptions, "configFile">, args: string): string {
+  return `ferry ${args}${o.configFile !== undefined ? ` --config ${o.configFile}` : ""}`;
 }
 
 export const MIN_NODE_MAJOR = 24;
@@ -176,6 +187,10 @@ export async function checkNats(o: DoctorOptions, nats: NatsTarget): Promise<Che
     const version = nc.info?.version ?? "?";
     const jsm = await jetstreamManager(nc, { timeout });
     const info = await jsm.getAccountInfo();
+    const [major, minor] = version.split(".").map(Number);
+    if (major === undefined || minor === undefined || major < 2 || (major === 2 && minor < 10)) {
+      return fail("nats", `${where} runs nats-server ${version}: Ferry needs 2.10 or newer (multi-subject consumers, consumer metadata)`, "upgrade nats-server on that machine (`bash infra/setup.sh` installs 2.10+ here)");
+    }
     return ok(
       "nats",
       `${where} is reachable (nats-server ${version}), JetStream is enabled (${info.streams} streams, ${info.consumers} consumers)`,
@@ -204,20 +219,40 @@ function errorCodes(err: unknown): string[] {
   return codes;
 }
 
+/** What a hint needs to name the fix for an engine: its trusted CA file and the ferry command form. */
+export interface EngineHintContext {
+  /** The file holding the CA Ferry trusts for the engine (pipeline/trust.ts caPathFor). */
+  readonly caPath?: string | undefined;
+  /** Whether that file was there and read (else the engine was checked against the system CAs). */
+  readonly caRead?: boolean | undefined;
+  /** The CA the engine serves (pki-resource), when it could be fetched. */
+  readonly servedFingerprint?: string | undefined;
+  /** `ferry <args>` as the operator should type it (with --config when the doctor had one). */
+  readonly ferry?: (args: string) => string;
+}
+
+/** The hint for an engine whose certificate does not verify: the exact command that trusts what it serves. */
+function trustHint(name: string, h: EngineHintContext): string {
+  const ferry = h.ferry ?? ((a: string) => `ferry ${a}`);
+  if (h.servedFingerprint) {
+    return `compare sha256 ${h.servedFingerprint} with the engine's CA (on the engine: openssl x509 -in /etc/pki/ovirt-engine/ca.pem -noout -fingerprint -sha256); if they match, trust it: ${ferry(`cert fetch ${name} --accept ${h.servedFingerprint}`)}`;
+  }
+  return `the engine did not hand out its CA (pki-resource): copy /etc/pki/ovirt-engine/ca.pem from the engine to ${h.caPath ?? "the caFile"}, then check again: ${ferry("doctor --check engines")}`;
+}
+
 /** Plain words for why an HTTPS request to an engine failed. */
-export function describeEngineError(name: string, engine: ResolvedEngine, err: unknown): { detail: string; fix: string } {
+export function describeEngineError(name: string, engine: ResolvedEngine, err: unknown, h: EngineHintContext = {}): { detail: string; fix: string } {
   const codes = errorCodes(err);
   const has = (...c: string[]) => codes.some((x) => c.includes(x));
   const host = new URL(engine.url).host;
+  const caPath = h.caPath ?? engine.caFile;
   if (codes.some((c) => UNTRUSTED.has(c))) {
-    return engine.caFile
-      ? {
-          detail: `certificate not trusted: it is not signed by the CA in ${engine.caFile} (the engine CA may have changed)`,
-          fix: `run ferry cert fetch ${name}`,
-        }
-      : { detail: "certificate not trusted: no caFile is set and the system does not trust the engine CA", fix: `run ferry cert fetch ${name} (it sets caFile)` };
+    return (h.caPath !== undefined && h.caRead !== false) || (h.caPath === undefined && engine.caFile)
+      ? { detail: `certificate not trusted: it is not signed by the CA in ${caPath} (the engine CA may have changed)`, fix: trustHint(name, h) }
+      : { detail: "certificate not trusted: no CA file is set and the system does not trust the engine CA", fix: trustHint(name, h) };
   }
-  if (has("CERT_HAS_EXPIRED")) return { detail: "the engine's certificate has expired", fix: "renew it on the engine (engine-setup), then run ferry cert fetch " + name };
+  const ferry = h.ferry ?? ((a: string) => `ferry ${a}`);
+  if (has("CERT_HAS_EXPIRED")) return { detail: "the engine's certificate has expired", fix: `renew it on the engine (engine-setup), then check again: ${ferry("doctor --check engines")}` };
   if (has("CERT_NOT_YET_VALID")) return { detail: "the engine's certificate is not valid yet", fix: "check this machine's clock (timedatectl)" };
   if (has("ERR_TLS_CERT_ALTNAME_INVALID")) {
     return { detail: `the certificate is not issued for ${host}`, fix: "use the engine's name from its certificate (its FQDN) in url" };
@@ -235,15 +270,28 @@ export function describeEngineError(name: string, engine: ResolvedEngine, err: u
   return { detail: `request failed: ${redactText(message)}`, fix: "check url, caFile and the network" };
 }
 
-export async function checkEngine(name: string, engine: ResolvedEngine, o: DoctorOptions): Promise<CheckResult> {
+/** Where the engine's password comes from, for the hint after a refused login (never the password). */
+function passwordSource(name: string, engine: ResolvedEngine): string {
+  if (engine.passwordEnv) return `$${engine.passwordEnv} (environment, or ferry.env beside the config)`;
+  if (engine.passwordFile) return `the file ${engine.passwordFile}`;
+  return `engines.${name}.password in the config`;
+}
+
+/** oAuth answers that mean the user or the password is wrong (the lab and oVirt's SSO use access_denied). */
+const WRONG_CREDENTIALS = new Set(["access_denied", "invalid_grant", "http_401"]);
+
+export async function checkEngine(name: string, engine: ResolvedEngine, o: DoctorOptions, caPath?: string): Promise<CheckResult> {
   const id = `engine:${name}`;
   const api = `${engine.url}/ovirt-engine/api`;
+  const hint = (args: string) => ferryHint(o, args);
   let ca: string | undefined;
-  if (engine.caFile && !engine.insecure) {
+  // The CA Ferry trusts for the engine: caFile, else certs/<name>-ca.pem (the same file the functions read).
+  const caFile = engine.insecure ? undefined : (caPath ?? engine.caFile);
+  if (caFile) {
     try {
-      ca = await readFile(engine.caFile, "utf8");
+      ca = await readFile(caFile, "utf8");
     } catch {
-      return fail(id, `engine ${name}: caFile ${engine.caFile} cannot be read`, `run ferry cert fetch ${name}, or fix caFile`);
+      if (engine.caFile) return fail(id, `engine ${name}: caFile ${engine.caFile} cannot be read`, `${trustHint(name, { caPath: caFile, ferry: hint, servedFingerprint: await servedFingerprint(engine, o) })}; or fix caFile`);
     }
   }
   const timeout = o.timeoutMs ?? 5000;
@@ -252,32 +300,79 @@ export async function checkEngine(name: string, engine: ResolvedEngine, o: Docto
     headersTimeout: timeout,
     bodyTimeout: timeout,
   });
+  const trust = engine.insecure ? "TLS NOT verified (insecure: true)" : ca ? `TLS verified with ${path.basename(caFile!)}` : "TLS verified by the system CAs";
   try {
     const signal = o.signal ? AbortSignal.any([o.signal, AbortSignal.timeout(timeout)]) : AbortSignal.timeout(timeout);
     const res = await request(api, { dispatcher: agent, method: "GET", headers: { accept: "application/json" }, signal });
     await res.body.dump();
-    const trust = engine.insecure ? "TLS NOT verified (insecure: true)" : ca ? `TLS verified with ${path.basename(engine.caFile!)}` : "TLS verified by the system CAs";
     const s = res.statusCode;
-    if (s === 200 || s === 401 || s === 403) {
-      const result = ok(id, `engine ${name} (${engine.url}) is reachable: HTTP ${s} from the API, ${trust}`);
-      return engine.insecure ? { ...result, status: "warn", fix: `set caFile (ferry cert fetch ${name}) and drop insecure` } : result;
-    }
     if (s === 404) return fail(id, `engine ${name}: no oVirt API at ${api} (HTTP 404)`, "check url: it should be the engine address");
-    return fail(id, `engine ${name}: the API answered HTTP ${s}`, "check that ovirt-engine is running (systemctl status ovirt-engine on the engine)");
+    if (s !== 200 && s !== 401 && s !== 403) {
+      return fail(id, `engine ${name}: the API answered HTTP ${s}`, "check that ovirt-engine is running (systemctl status ovirt-engine on the engine)");
+    }
   } catch (err) {
-    const { detail, fix } = describeEngineError(name, engine, err);
+    const untrusted = errorCodes(err).some((c) => UNTRUSTED.has(c));
+    const { detail, fix } = describeEngineError(name, engine, err, {
+      caPath: caFile,
+      caRead: ca !== undefined,
+      ferry: hint,
+      ...(untrusted ? { servedFingerprint: await servedFingerprint(engine, o) } : {}),
+    });
     return fail(id, `engine ${name} (${engine.url}): ${detail}`, fix);
   } finally {
     await agent.close().catch(() => undefined);
+  }
+  // Reachable is not enough: an answer without login (HTTP 401) says nothing about the password.
+  const client = createEngineClient({
+    url: engine.url,
+    user: engine.user,
+    password: engine.password,
+    caPem: ca,
+    insecure: engine.insecure,
+    connections: 1,
+    connectTimeoutMs: timeout,
+    requestTimeoutMs: timeout,
+    getRetries: 0,
+  });
+  try {
+    await client.login(o.signal ? { signal: o.signal } : {});
+  } catch (err) {
+    if (err instanceof AuthError && WRONG_CREDENTIALS.has(err.oauthError)) {
+      return fail(
+        id,
+        `wrong user or password for engine ${name}: ${engine.url} refused the login of ${engine.user}`,
+        `correct engines.${name}.user or the password in ${passwordSource(name, engine)}, then check again: ${hint("doctor --check engines")}`,
+      );
+    }
+    if (err instanceof AuthError) {
+      return fail(id, `engine ${name} refused the login of ${engine.user}: ${redactText(err.message)}`, `check the engine's SSO (ovirt-engine log), then: ${hint("doctor --check engines")}`);
+    }
+    const { detail, fix } = describeEngineError(name, engine, err, { caPath: caFile, caRead: ca !== undefined, ferry: hint });
+    return fail(id, `engine ${name} (${engine.url}): login failed: ${detail}`, fix);
+  } finally {
+    await client.close().catch(() => undefined);
+  }
+  const result = ok(id, `engine ${name} (${engine.url}) is reachable and ${engine.user} logged in, ${trust}`);
+  if (!engine.insecure) return result;
+  return { ...result, status: "warn", fix: `${trustHint(name, { caPath: caPathFor(name, { caFile: engine.caFile }, o.configFile, o.cwd), ferry: hint, servedFingerprint: await servedFingerprint(engine, o) })}; then drop insecure` };
+}
+
+/** The SHA-256 fingerprint of the CA the engine hands out, or undefined when it does not answer. */
+async function servedFingerprint(engine: ResolvedEngine, o: DoctorOptions): Promise<string | undefined> {
+  try {
+    return (await fetchEngineCa(engine.url, { timeoutMs: o.timeoutMs ?? 5000, ...(o.signal ? { signal: o.signal } : {}) })).fingerprint256;
+  } catch {
+    return undefined;
   }
 }
 
 const days = (n: number) => `${n} day${n === 1 ? "" : "s"}`;
 
 /** One `cert:<name>` result from what `ferry cert list` shows for the engine. */
-export function certCheckResult(s: EngineCertStatus, warnDays: number): CheckResult {
+export function certCheckResult(s: EngineCertStatus, warnDays: number, ferry: (args: string) => string = (a) => `ferry ${a}`): CheckResult {
   const id = `cert:${s.engine}`;
-  if (s.insecure) return warn(id, `engine ${s.engine}: TLS is not verified (insecure: true), no CA is checked`, `fetch and accept its CA: ferry cert fetch ${s.engine}, then drop insecure`);
+  const accept = s.served ? ferry(`cert fetch ${s.engine} --accept ${s.served.fingerprint}`) : undefined;
+  if (s.insecure) return warn(id, `engine ${s.engine}: TLS is not verified (insecure: true), no CA is checked`, accept ? `compare sha256 ${s.served!.fingerprint} with the engine's CA, trust it: ${accept}, then drop insecure` : `copy the engine's CA (/etc/pki/ovirt-engine/ca.pem) to ${s.caPath}, then drop insecure`);
   const parts: string[] = [];
   if (s.trusted) parts.push(`CA sha256 ${s.trusted.fingerprint.slice(0, 11)}… (${s.trusted.subject}) until ${s.trusted.notAfter.slice(0, 10)}, ${days(s.trusted.daysLeft)} left`);
   if (s.engineCert) parts.push(`engine certificate until ${s.engineCert.notAfter.slice(0, 10)}, ${days(s.engineCert.daysLeft)} left`);
@@ -289,14 +384,14 @@ export function certCheckResult(s: EngineCertStatus, warnDays: number): CheckRes
   const seen = `engine ${s.engine}: ${parts.join("; ") || "nothing could be read"}`;
   if (!s.trusted) {
     const served = s.served ? `; it serves sha256 ${s.served.fingerprint}` : "";
-    return warn(id, `engine ${s.engine}: ${s.trustedProblem ?? "no trusted CA"}${served}`, `ferry cert fetch ${s.engine} (check the fingerprint), then ferry cert fetch ${s.engine} --accept <fingerprint>`);
+    return warn(id, `engine ${s.engine}: ${s.trustedProblem ?? "no trusted CA"}${served}`, accept ? `compare sha256 ${s.served!.fingerprint} with the engine's CA (on the engine: openssl x509 -in /etc/pki/ovirt-engine/ca.pem -noout -fingerprint -sha256); if they match: ${accept}` : `copy the engine's CA (/etc/pki/ovirt-engine/ca.pem) to ${s.caPath}, then: ${ferry("doctor --check certs")}`);
   }
   if (s.engineCert && !s.engineCert.verified) {
     const served = s.served && s.served.fingerprint !== s.trusted.fingerprint ? ` It serves another CA, sha256 ${s.served.fingerprint}${s.served.chains ? " (renews the trusted one)" : " (does not chain to the trusted one)"}.` : "";
     return fail(
       id,
       `engine ${s.engine}: its certificate does not verify with the trusted CA in ${s.caPath} (sha256 ${s.trusted.fingerprint}, ${s.engineCert.verifyError ?? "untrusted"}): backups cannot reach it.${served}`,
-      `check what it serves with ferry cert fetch ${s.engine}; if it is the engine's new CA: ferry cert fetch ${s.engine} --accept <fingerprint> (running functions switch without a restart)`,
+      accept ? `if sha256 ${s.served!.fingerprint} is the engine's new CA: ${accept} (running functions switch without a restart)` : `copy the engine's new CA (/etc/pki/ovirt-engine/ca.pem) to ${s.caPath} (running functions switch without a restart)`,
     );
   }
   const expired = [s.trusted, s.engineCert, ...live].filter((x): x is NonNullable<typeof x> => !!x && x.daysLeft < 0);
@@ -307,12 +402,12 @@ export function certCheckResult(s: EngineCertStatus, warnDays: number): CheckRes
       id,
       `${seen}; due: ${s.due.join("; ")}`,
       renewal
-        ? "the engine serves a renewed CA: ferry cert check (the cert-expiring function stores it; no restart needed)"
-        : `ferry cert check asks the cert-expiring function (it renews or alerts); certificates expiring within ${warnDays} days are renewed on the engine`,
+        ? `the engine serves a renewed CA: ${ferry("cert check")} (the cert-expiring function stores it; no restart needed)`
+        : `${ferry("cert check")} asks the cert-expiring function (it renews or alerts); certificates expiring within ${warnDays} days are renewed on the engine`,
     );
   }
   if (s.record && s.record.fingerprint !== s.trusted.fingerprint) {
-    return warn(id, `${seen}; KV ferry-certs records another CA (sha256 ${s.record.fingerprint}, accepted by ${s.record.acceptedBy} at ${s.record.acceptedAt})`, "ferry cert list shows both; the newer one is taken on the next cert.renewed");
+    return warn(id, `${seen}; KV ferry-certs records another CA (sha256 ${s.record.fingerprint}, accepted by ${s.record.acceptedBy} at ${s.record.acceptedAt})`, `${ferry("cert list")} shows both; the newer one is taken on the next cert.renewed`);
   }
   return ok(id, seen);
 }
@@ -336,11 +431,62 @@ export async function checkCerts(config: LoadedConfig, o: DoctorOptions, nats: N
   try {
     return await Promise.all(
       Object.entries(engines).map(async ([name, e]) =>
-        certCheckResult(await engineCertStatus(name, e, { warnDays: config.certs.warnDays, kv, timeoutMs: timeout, ...(o.signal ? { signal: o.signal } : {}) }), config.certs.warnDays),
+        certCheckResult(await engineCertStatus(name, e, { warnDays: config.certs.warnDays, kv, timeoutMs: timeout, ...(o.signal ? { signal: o.signal } : {}) }), config.certs.warnDays, (args) => ferryHint(o, args)),
       ),
     );
   } finally {
     await nc?.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Every function that has a durable consumer on this NATS (it ran here once) has at least one
+ * running worker ($SRV discovery, functions/runtime/workers.ts); else its subject fills up and
+ * nothing happens. Nothing is reported when NATS cannot be reached (the nats check says why).
+ */
+export async function checkWorkers(o: DoctorOptions, nats: NatsTarget): Promise<CheckResult[]> {
+  const timeout = o.timeoutMs ?? 5000;
+  let nc: Awaited<ReturnType<typeof connect>> | undefined;
+  try {
+    let opts: ConnectionOptions = { servers: [...nats.servers], timeout, reconnect: false, name: "ferry-doctor-workers" };
+    if (nats.credsFile) opts = { ...opts, authenticator: credsAuthenticator(await readFile(nats.credsFile)) };
+    if (nats.user) opts = { ...opts, user: nats.user, ...(nats.password ? { pass: nats.password } : {}) };
+    nc = await connect(opts);
+  } catch {
+    return [];
+  }
+  try {
+    const jsm = await jetstreamManager(nc, { timeout });
+    const consumers: { name: string; stream: string; pending: number }[] = [];
+    for (const stream of [streams.commands.name, streams.events.name]) {
+      try {
+        for await (const c of jsm.consumers.list(stream)) {
+          if (c.config.durable_name) consumers.push({ name: c.config.durable_name, stream, pending: c.num_pending });
+        }
+      } catch {
+        // The stream does not exist yet: no function ran here.
+      }
+    }
+    if (!consumers.length) {
+      return [warn("workers", "no Ferry function has run on this NATS yet (no durable consumers)", `start them: ${ferryHint(o, "run all")}`)];
+    }
+    const workers = await runningWorkers(nc, { timeoutMs: Math.min(timeout, 3000) });
+    return consumers
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((c) => {
+        const n = workers.get(c.name) ?? 0;
+        const id = `workers:${c.name}`;
+        if (n > 0) return ok(id, `function ${c.name}: ${n} running worker${n === 1 ? "" : "s"} (consumer ${c.stream}/${c.name}, ${c.pending} pending)`);
+        return fail(
+          id,
+          `function ${c.name} has no running worker: nothing consumes ${c.stream}/${c.name} (${c.pending} message${c.pending === 1 ? "" : "s"} waiting)`,
+          `start it: ${ferryHint(o, `run ${c.name}`)} (or ${ferryHint(o, "run all")}; systemd: systemctl start ferry@${c.name})`,
+        );
+      });
+  } catch (err) {
+    return [fail("workers", `the functions' consumers could not be listed: ${redactText((err as Error).message)}`, "see the nats check")];
+  } finally {
+    await nc.close().catch(() => undefined);
   }
 }
 
@@ -433,18 +579,22 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
     );
   }
   if (want("qemu")) pending.push(checkTool("qemu-img", "qemu-utils", o), checkTool("qemu-nbd", "qemu-utils", o));
+  const workers = want("workers") ? checkWorkers(o, natsCfg) : Promise.resolve([]);
   if (want("nbdkit")) pending.push(checkTool("nbdkit", "nbdkit", o, true));
   checks.push(...(await Promise.all(pending)));
   if (want("config") || (!config && (want("engines") || want("store")))) checks.push(...configChecks);
   if (config) {
     const later: Promise<CheckResult>[] = [];
-    if (want("engines")) for (const [name, engine] of Object.entries(config.engines)) later.push(checkEngine(name, engine, o));
+    if (want("engines")) {
+      for (const [name, engine] of Object.entries(config.engines)) later.push(checkEngine(name, engine, o, caPathFor(name, engine, config.file, o.cwd)));
+    }
     const certs = want("certs")
-      ? checkCerts(config, o, natsCfg).catch((err: unknown) => [fail("certs", `certificates could not be checked: ${redactText((err as Error).message)}`, "see ferry cert list")])
+      ? checkCerts(config, o, natsCfg).catch((err: unknown) => [fail("certs", `certificates could not be checked: ${redactText((err as Error).message)}`, `see ${ferryHint(o, "cert list")}`)])
       : Promise.resolve([]);
     if (want("store")) later.push(checkStore(config.store.path));
     const [rest, certResults] = await Promise.all([Promise.all(later), certs]);
     checks.push(...rest.filter((c) => c.name !== "store"), ...certResults, ...rest.filter((c) => c.name === "store"));
   }
+  checks.push(...(await workers));
   return { ok: checks.every((c) => c.status !== "fail"), checks };
 }

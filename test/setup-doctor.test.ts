@@ -41,10 +41,21 @@ function makeCa(name: string): { caFile: string; key: string; cert: string } {
   return { caFile: path.join(d, "ca.pem"), key: readFileSync(path.join(d, "srv.key"), "utf8"), cert: readFileSync(path.join(d, "srv.pem"), "utf8") };
 }
 
-/** An https server that answers like an engine's API without credentials: 401 at /ovirt-engine/api. */
+/**
+ * An https server that answers like an engine's API without credentials (401 at /ovirt-engine/api)
+ * and like its SSO: password "pw" gets a token, anything else access_denied (HTTP 400, as oVirt).
+ */
 async function fakeEngine(tls: { key: string; cert: string }): Promise<string> {
   const server = createHttpsServer(tls, (req, res) => {
-    if (req.url === "/ovirt-engine/api") {
+    if (req.method === "POST" && req.url === "/ovirt-engine/sso/oauth/token") {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString()));
+      req.on("end", () => {
+        const ok = new URLSearchParams(body).get("password") === "pw";
+        res.writeHead(ok ? 200 : 400, { "content-type": "application/json" });
+        res.end(JSON.stringify(ok ? { access_token: "t0k", token_type: "bearer" } : { error_code: "access_denied", error: "Cannot authenticate user" }));
+      });
+    } else if (req.url === "/ovirt-engine/api") {
       res.writeHead(401, { "www-authenticate": 'Basic realm="RESTAPI"', "content-type": "text/html" });
       res.end("<html><body>Unauthorized</body></html>");
     } else {
@@ -144,7 +155,7 @@ describe("ferry doctor", () => {
     expect(r.stdout).toMatch(/^OK {4}nats-server 2\.\d+\.\d+$/m);
     expect(r.stdout).toMatch(/^OK {4}qemu-img \d+\.\d+/m);
     expect(r.stdout).toMatch(/^OK {4}qemu-nbd \d+\.\d+/m);
-    expect(r.stdout).toContain(`OK    engine prd (${engine}) is reachable: HTTP 401 from the API, TLS verified with ca.pem\n`);
+    expect(r.stdout).toContain(`OK    engine prd (${engine}) is reachable and admin@internal logged in, TLS verified with ca.pem\n`);
     expect(r.stdout).toMatch(new RegExp(`^OK {4}store ${path.join(dir, "store-ok")} is writable, [\\d.]+ GiB free of [\\d.]+ GiB$`, "m"));
     expect(r.stdout).toContain("Ready: every check passed.");
   });
@@ -158,7 +169,7 @@ describe("ferry doctor", () => {
       engines: {
         prd: { url: engine, passwordEnv: "FERRY_PRD_PASSWORD", caFile: caB.caFile },
         dr: { url: engine, passwordEnv: "FERRY_DR_PASSWORD" },
-        lab: { url: engine, password: "x", insecure: true },
+        lab: { url: engine, password: "pw", insecure: true },
       },
     });
     const r = await runCommand(doctorCommand, ["--config", file, "--check", "engines", "--json"], { cwd: dir, env: env() });
@@ -169,12 +180,13 @@ describe("ferry doctor", () => {
       name: "engine:prd",
       status: "fail",
       detail: `engine prd (${engine}): certificate not trusted: it is not signed by the CA in ${caB.caFile} (the engine CA may have changed)`,
-      fix: "run ferry cert fetch prd",
+      // This engine hands out no CA (pki-resource 404): the hint says where to put it and how to check again.
+      fix: `the engine did not hand out its CA (pki-resource): copy /etc/pki/ovirt-engine/ca.pem from the engine to ${caB.caFile}, then check again: ferry doctor --check engines --config ${file}`,
     });
     expect(byName["engine:dr"]).toMatchObject({
       status: "fail",
-      detail: `engine dr (${engine}): certificate not trusted: no caFile is set and the system does not trust the engine CA`,
-      fix: "run ferry cert fetch dr (it sets caFile)",
+      detail: `engine dr (${engine}): certificate not trusted: no CA file is set and the system does not trust the engine CA`,
+      fix: `the engine did not hand out its CA (pki-resource): copy /etc/pki/ovirt-engine/ca.pem from the engine to ${path.join(dir, "certs", "dr-ca.pem")}, then check again: ferry doctor --check engines --config ${file}`,
     });
     expect(byName["engine:lab"]).toMatchObject({ status: "warn", detail: expect.stringContaining("TLS NOT verified (insecure: true)") });
     // --check engines: once the config loads, only the engine checks run.

@@ -7,15 +7,20 @@ const usage = `Usage: ferry doctor [--config FILE] [--check GROUP,...] [--timeou
 Checks that this machine can run Ferry and says what to do about anything missing:
   node         Node.js ≥ 24
   nats-server  the nats-server binary and its version (≥ 2.10; needed when NATS runs here)
-  nats         the configured NATS servers answer and JetStream is enabled
+  nats         the configured NATS servers answer, run nats-server 2.10+ and JetStream is enabled
   qemu         qemu-img and qemu-nbd are installed
   nbdkit       nbdkit (optional)
   config       the config file is valid (see ferry config validate)
-  engines      each engine answers on https with its CA (HTTP 401 without login counts as reachable)
+  engines      each engine answers on https with the CA Ferry trusts for it (caFile, else
+               certs/<engine>-ca.pem) and its user logs in (a refused login is a FAIL naming the engine)
   certs        per engine: the trusted CA, the CA the engine serves, the engine's and the imageio hosts'
                certificates (KV ferry-certs), with days left; fails when the engine's certificate does
                not verify with the trusted CA, warns within certs.warnDays (as ferry cert list / check)
   store        the backup store exists and is writable; free space
+  workers      every function with a durable consumer on NATS has at least one running worker
+               (ferry run; found through NATS service discovery)
+
+Every hint after "->" is a command that works as printed (with --config FILE when given).
 
 --check runs only the named groups (e.g. --check nats,store for a container healthcheck).
 The config file is --config, else $FERRY_CONFIG, else ./ferry.json, else /etc/ferry/ferry.json.
@@ -31,7 +36,7 @@ function line(c: CheckResult): string {
 
 const command: Command = {
   name: "doctor",
-  summary: "Check this machine: Node, nats-server, NATS + JetStream, qemu, config, engines, certificates, store",
+  summary: "Check this machine: Node, nats-server, NATS + JetStream, qemu, config, engine logins, certificates, store, workers",
   usage,
   async run(args, io) {
     let values: { config?: string; check?: string; timeout?: string; json?: boolean };
