@@ -8,8 +8,15 @@
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { DIGESTS_DIR, isSegment, MANIFEST_FILE, OVF_DIR, parseLayerPath, RESTORE_LOGS_DIR, type ChainRecord } from "../../domain/chain/mod.ts";
-import { isTempName } from "./sweep.ts";
+import { TEMP_PREFIX } from "./fs-atomic.ts";
 import type { StorePaths } from "./paths.ts";
+
+const TEMP_PATTERNS = [/^\.tmp-/, /^\..+\.part-[0-9a-f]+$/, /\.tmp-\d+-[0-9a-z]+$/];
+
+/** Temp names: the store's `.tmp-<uuid>`, the dataplane's `.<name>.part-<hex>`, blkhash's `<name>.tmp-<pid>-<t>`. */
+export function isTempName(name: string): boolean {
+  return name.startsWith(TEMP_PREFIX) || TEMP_PATTERNS.some((re) => re.test(name));
+}
 
 export type OrphanKind = "layer" | "digests" | "ovf" | "temp";
 

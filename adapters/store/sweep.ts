@@ -7,7 +7,7 @@
 import { lstat, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { isSegment, MANIFEST_FILE, parseLayerPath, type ChainRecord } from "../../domain/chain/mod.ts";
-import { TEMP_PREFIX } from "./fs-atomic.ts";
+import { isTempName, referencedFiles } from "./orphans.ts";
 import type { StorePaths } from "./paths.ts";
 
 export interface SweepOptions {
@@ -26,11 +26,7 @@ export interface SweepReport {
   removedOrphans: string[];
 }
 
-const TEMP_PATTERNS = [/^\.tmp-/, /^\..+\.part-[0-9a-f]+$/, /\.tmp-\d+-[0-9a-z]+$/];
-
-export function isTempName(name: string): boolean {
-  return name.startsWith(TEMP_PREFIX) || TEMP_PATTERNS.some((re) => re.test(name));
-}
+export { isTempName };
 
 export async function sweepStore(
   paths: StorePaths,
@@ -49,9 +45,7 @@ export async function sweepStore(
     } catch {
       manifestOk = false; // a broken manifest: leave its layers alone, it needs a human
     }
-    const known = new Set<string>();
-    for (const r of [record, record?.pending?.target]) for (const p of r?.restorePoints ?? []) for (const d of p.disks) known.add(d.layer);
-    for (const step of record?.pending?.steps ?? []) for (const v of Object.values(step)) if (typeof v === "string" && v.includes("/")) known.add(v);
+    const known = referencedFiles(record);
     const vmAbs = join(paths.root, vm);
     for (const sub of ["", ...(await dirs(vmAbs))]) {
       const dirAbs = join(vmAbs, sub);
