@@ -65,4 +65,24 @@ describe("vm lease", () => {
     await leases.releaseRun("vm", "run-a");
     expect(await leases.get("vm")).toBeUndefined();
   });
+
+  it("vm lease - resume takes back only the run's own lease and never creates one (a redelivery of an ended run locks nothing)", async () => {
+    const kv = await new Kvm(nc).create(`leases-d-${Date.now()}`, { history: 1 });
+    let now = Date.parse("2026-01-01T00:00:00Z");
+    const leases = createLeases(kv, { ttlMs: 10_000, handOffTtlMs: 900_000, clock: () => new Date(now) });
+    expect(await leases.resume({ vmId: "vm", runId: "run-a", owner: "w1" })).toBeUndefined();
+    expect(await leases.get("vm")).toBeUndefined();
+    const a = await leases.acquire({ vmId: "vm", runId: "run-a", owner: "w1" });
+    await a.handOff("disk-transferred");
+    const back = await leases.resume({ vmId: "vm", runId: "run-a", owner: "w2", step: "backup-requested" });
+    expect(back?.record).toMatchObject({ runId: "run-a", owner: "w2" });
+    await back!.release();
+    expect(await leases.resume({ vmId: "vm", runId: "run-a", owner: "w2" })).toBeUndefined();
+    // Another run's live lease: busy; once it expired: not this run's, so nothing is taken.
+    await leases.acquire({ vmId: "vm", runId: "run-b", owner: "w3" });
+    await expect(leases.resume({ vmId: "vm", runId: "run-a", owner: "w2" })).rejects.toMatchObject({ code: "VM_BUSY" });
+    now += 10_001;
+    expect(await leases.resume({ vmId: "vm", runId: "run-a", owner: "w2" })).toBeUndefined();
+    expect(await leases.get("vm")).toMatchObject({ runId: "run-b" });
+  });
 });

@@ -93,77 +93,77 @@ export function createLeases(kv: KvLike, o: LeaseOptions): Leases {
       return (await readRecord<LeaseRecord>(kv, kvKey(vmId)))?.value;
     },
     releaseRun: (vmId, runId) => releaseIf(kvKey(vmId), runId),
-    acquire: (o) => take(o, false) as Promise<Lease>,
-    resume: (o) => take(o, true),
+    acquire: (req) => take(req, false) as Promise<Lease>,
+    resume: (req) => take(req, true),
   };
 
   async function take({ vmId, runId, owner, step }: { vmId: string; runId: string; owner: string; step?: string }, existingOnly: boolean): Promise<Lease | undefined> {
-      const key = kvKey(vmId);
-      let revision = 0;
-      let record: LeaseRecord = { vmId, runId, owner, step, expiresAt: expiry(o.ttlMs) };
-      for (let i = 0; ; i++) {
-        const cur = await readRecord<LeaseRecord>(kv, key);
-        record = { vmId, runId, owner, step, expiresAt: expiry(o.ttlMs) };
-        try {
-          if (!cur && existingOnly) return undefined;
-          if (!cur) revision = await kv.create(key, encodeRecord(record));
-          else {
-            const held = cur.value;
-            const expired = new Date(held.expiresAt) <= clock();
-            const mine = held.runId === runId && (held.owner === owner || held.owner === HANDED_OFF);
-            if (!expired && !mine) throw new VmBusyError(vmId, held);
-            if (existingOnly && held.runId !== runId) return undefined;
-            revision = await kv.update(key, encodeRecord(record), cur.revision);
-          }
-          break;
-        } catch (err) {
-          if (!isCasConflict(err) || i >= 5) throw err;
+    const key = kvKey(vmId);
+    let revision = 0;
+    let record: LeaseRecord = { vmId, runId, owner, step, expiresAt: expiry(o.ttlMs) };
+    for (let i = 0; ; i++) {
+      const cur = await readRecord<LeaseRecord>(kv, key);
+      record = { vmId, runId, owner, step, expiresAt: expiry(o.ttlMs) };
+      try {
+        if (!cur && existingOnly) return undefined;
+        if (!cur) revision = await kv.create(key, encodeRecord(record));
+        else {
+          const held = cur.value;
+          const expired = new Date(held.expiresAt) <= clock();
+          const mine = held.runId === runId && (held.owner === owner || held.owner === HANDED_OFF);
+          if (!expired && !mine) throw new VmBusyError(vmId, held);
+          if (existingOnly && held.runId !== runId) return undefined;
+          revision = await kv.update(key, encodeRecord(record), cur.revision);
         }
+        break;
+      } catch (err) {
+        if (!isCasConflict(err) || i >= 5) throw err;
       }
-      // Renew, hand-off and release run one after the other: a release racing an in-flight
-      // renewal would read the old revision, lose the compare-and-set and leave the lease held.
-      let queue: Promise<unknown> = Promise.resolve();
-      let done = false;
-      const serial = <T>(op: () => Promise<T>): Promise<T> => {
-        const next = queue.then(op, op);
-        queue = next.catch(() => undefined);
-        return next;
-      };
-      const lease: Lease = {
-        get record() {
-          return record;
-        },
-        renew: () =>
-          serial(async () => {
-            if (done) return;
-            const next = { ...record, expiresAt: expiry(o.ttlMs) };
-            try {
-              revision = await kv.update(key, encodeRecord(next), revision);
-              record = next;
-            } catch (err) {
-              if (isCasConflict(err)) throw new TransientError("LEASE_LOST", `the lease of VM ${vmId} was taken over`, { vmId, runId });
-              throw err;
-            }
-          }),
-        handOff: (nextStep) =>
-          serial(async () => {
-            if (done) return;
-            done = true;
-            const next: LeaseRecord = { ...record, owner: HANDED_OFF, step: nextStep, expiresAt: expiry(handOffTtl) };
-            try {
-              revision = await kv.update(key, encodeRecord(next), revision);
-              record = next;
-            } catch (err) {
-              if (isCasConflict(err)) throw new TransientError("LEASE_LOST", `the lease of VM ${vmId} was taken over before run ${runId} could hand it on`, { vmId, runId });
-              throw err;
-            }
-          }),
-        release: () =>
-          serial(async () => {
-            done = true;
-            await releaseIf(key, runId);
-          }),
-      };
-      return lease;
+    }
+    // Renew, hand-off and release run one after the other: a release racing an in-flight
+    // renewal would read the old revision, lose the compare-and-set and leave the lease held.
+    let queue: Promise<unknown> = Promise.resolve();
+    let done = false;
+    const serial = <T>(op: () => Promise<T>): Promise<T> => {
+      const next = queue.then(op, op);
+      queue = next.catch(() => undefined);
+      return next;
+    };
+    const lease: Lease = {
+      get record() {
+        return record;
+      },
+      renew: () =>
+        serial(async () => {
+          if (done) return;
+          const next = { ...record, expiresAt: expiry(o.ttlMs) };
+          try {
+            revision = await kv.update(key, encodeRecord(next), revision);
+            record = next;
+          } catch (err) {
+            if (isCasConflict(err)) throw new TransientError("LEASE_LOST", `the lease of VM ${vmId} was taken over`, { vmId, runId });
+            throw err;
+          }
+        }),
+      handOff: (nextStep) =>
+        serial(async () => {
+          if (done) return;
+          done = true;
+          const next: LeaseRecord = { ...record, owner: HANDED_OFF, step: nextStep, expiresAt: expiry(handOffTtl) };
+          try {
+            revision = await kv.update(key, encodeRecord(next), revision);
+            record = next;
+          } catch (err) {
+            if (isCasConflict(err)) throw new TransientError("LEASE_LOST", `the lease of VM ${vmId} was taken over before run ${runId} could hand it on`, { vmId, runId });
+            throw err;
+          }
+        }),
+      release: () =>
+        serial(async () => {
+          done = true;
+          await releaseIf(key, runId);
+        }),
+    };
+    return lease;
   }
 }

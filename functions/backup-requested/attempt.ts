@@ -139,6 +139,11 @@ export async function attempt(s: AttemptScope, req: BackupRequested, forceFull: 
           if (lm.mode === "incremental" && isBrokenIncremental(err)) {
             throw new NeedFullError(`incremental transfer of disk ${d.alias} failed (${redactText(err instanceof Error ? err.message : String(err))}); the checkpoint chain is broken`);
           }
+          // New transfers may still get past it (a ticket the engine dropped): a later delivery
+          // tries again, resuming this engine backup with the disks already stored.
+          if (isDiskRetryable(err) && !(err instanceof TransientError)) {
+            throw new TransientError("DISK_TRANSFER_FAILED", `disk ${d.alias}: ${t} transfers failed, the last with: ${redactText(err instanceof Error ? err.message : String(err))}`, { vm: vm.name, diskId: d.id }, { cause: err });
+          }
           throw err;
         }
       }
