@@ -85,7 +85,11 @@ export async function runCase(c: ChaosCase, ctx: CaseContext): Promise<CaseResul
       if (out.subject !== "backup.completed") problems.push(`follow-up backup of ${c.followUp}: ${out.subject} ${String((out.event as { code?: unknown }).code ?? "")}`);
     }
     notes.push(...problems);
+    // A clean stop is noted (not an invariant of the issue): `ferry run` should end within its grace.
+    await Promise.all(world.deployments.map((d) => d.killFunctions("SIGTERM")));
+    notes.push(...world.deployments.flatMap((d) => d.stuck));
     const survived = problems.length === 0 && Object.keys(findings.leftovers).length === 0;
+    if (!survived) notes.push(...logTail(world));
     return {
       name: c.name,
       survived,
@@ -98,6 +102,7 @@ export async function runCase(c: ChaosCase, ctx: CaseContext): Promise<CaseResul
     };
   } catch (err) {
     notes.push(`case error: ${err instanceof Error ? err.message : String(err)}`);
+    if (world) notes.push(...logTail(world));
     return { name: c.name, survived: false, outcome: "error", terminalEvents: {}, leftovers: {}, secondsToRecover: null, seconds: round1((performance.now() - started) / 1000), notes };
   } finally {
     await world?.stop();
@@ -109,6 +114,12 @@ async function settleWith(w: World, r: CaseRun, timeoutMs: number): Promise<{ fi
   if (!r.skipVerify) return s;
   // The case checked its own points: drop only verify's problems.
   return { ...s, findings: { ...s.findings, problems: s.findings.problems.filter((p) => !p.startsWith("verify ")) } };
+}
+
+/** The last warnings and errors the `ferry run` processes logged: why a case failed, from Ferry's side. */
+function logTail(w: World, n = 6): string[] {
+  const lines = w.deployments.flatMap((d) => d.functions.flatMap((f) => f.logs)).filter((l) => Number(l.level ?? 0) >= 40 || l.$raw !== undefined);
+  return lines.slice(-n).map((l) => `log: ${JSON.stringify({ msg: l.msg ?? l.$raw, fn: l.function, code: l.code, err: (l.err as { message?: string } | undefined)?.message }).slice(0, 300)}`);
 }
 
 function summarize(f: Findings): string {

@@ -55,8 +55,10 @@ export interface Deployment {
   readonly jsm: JetStreamManager;
   readonly functions: FerryProcess[];
   startFunctions(): Promise<FerryProcess>;
-  /** Signal every `ferry run` of this deployment and wait for them to exit. */
+  /** Signal every `ferry run` of this deployment and wait for them to exit (SIGKILL after 15 s). */
   killFunctions(signal?: NodeJS.Signals): Promise<void>;
+  /** Processes that had to be SIGKILLed because they ignored a SIGTERM (a finding). */
+  readonly stuck: string[];
   /** Publish backup.requested; returns the request id (also the correlation id). */
   request(vm: string, o?: { id?: string; msgId?: string; mode?: string }): Promise<string>;
   /** Every event stored on FERRY_EVENTS, read from the stream (survives server restarts). */
@@ -158,6 +160,7 @@ async function startDeployment(o: WorldOptions, dir: string, index: number, prd:
     { mode: 0o600 },
   );
   const functions: FerryProcess[] = [];
+  const stuck: string[] = [];
   const dep: Deployment & { stopAll(): Promise<void> } = {
     index, dir, tmp, storePath, configFile, nats, nc, js, jsm, functions,
     async startFunctions() {
@@ -168,8 +171,18 @@ async function startDeployment(o: WorldOptions, dir: string, index: number, prd:
       return p;
     },
     async killFunctions(signal = "SIGKILL") {
-      await Promise.all(functions.map((f) => f.kill(signal)));
+      await Promise.all(
+        functions.map(async (f) => {
+          const t = signal === "SIGKILL" ? undefined : setTimeout(() => {
+            stuck.push(`ferry run pid ${f.pid} did not exit within 15 s of ${signal}`);
+            void f.kill("SIGKILL");
+          }, 15_000);
+          await f.kill(signal);
+          clearTimeout(t);
+        }),
+      );
     },
+    stuck,
     async request(vm, r = {}) {
       const id = r.id ?? `cx-${Math.random().toString(36).slice(2, 10)}`;
       await js.publish("backup.requested", JSON.stringify({ id, correlationId: id, vm, mode: r.mode ?? "auto" }), { msgID: r.msgId ?? id });
@@ -181,9 +194,11 @@ async function startDeployment(o: WorldOptions, dir: string, index: number, prd:
       for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
         const m = await jsm.streams.getMessage(streams.events.name, { seq }).catch(() => null);
         if (!m) continue;
-        let event: Record<string, unknown> = {};
+        let event: Record<string, unknown>;
         try {
-          event = m.json<Record<string, unknown>>();
+          const v = m.json<unknown>();
+          // Garbage cases store non-objects on event subjects too.
+          event = v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : { $raw: m.string().slice(0, 200) };
         } catch {
           event = { $raw: m.string().slice(0, 200) };
         }
