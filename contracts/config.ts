@@ -85,6 +85,14 @@ export const CONFIG_DEFAULTS = Object.freeze({
   summaryEnabled: true,
   /** summary.time: local time (in timeZone) of the daily summary */
   summaryTime: "07:00",
+  /** console.listen: where `ferry console` serves its pages (plain HTTP only on loopback) */
+  consoleListen: "127.0.0.1:8440",
+  /** console.usersFile: the console's local users (hashed passwords), relative to the config file */
+  consoleUsersFile: "./console-users.json",
+  /** console.auditFile: one JSON line per console action, relative to the config file */
+  consoleAuditFile: "./data/console-audit.jsonl",
+  /** console.sessionMinutes: a console session ends after this long without a request */
+  consoleSessionMinutes: 480,
   /** events.poll: `ferry run engine-events` follows each engine's audit log (GET /events?from=) */
   eventsPoll: true,
   /** events.pollSeconds: how often each engine's audit log is read (jittered ±20 %) */
@@ -398,6 +406,29 @@ export const HooksSchema = z
   })
   .describe("The hook endpoint `ferry hooks serve` (oVirt/VDSM hook scripts post backup, restore and engine events to it).");
 
+export const ConsoleSchema = z
+  .strictObject({
+    listen: z
+      .string()
+      .regex(LISTEN_ADDRESS, 'must be host:port, e.g. "127.0.0.1:8440" or "[::1]:8440"')
+      .refine((v) => Number(LISTEN_ADDRESS.exec(v)?.[2]) <= 65535, "the port must be 0..65535")
+      .default(CONFIG_DEFAULTS.consoleListen)
+      .describe("Where `ferry console` listens: host:port (port 0 = any free port). Plain HTTP only on a loopback address; anything else needs tlsCertFile and tlsKeyFile. --listen wins."),
+    tlsCertFile: filePath.optional().describe("PEM certificate (chain) to serve HTTPS with; needs tlsKeyFile."),
+    tlsKeyFile: filePath.optional().describe("PEM private key of tlsCertFile."),
+    usersFile: filePath
+      .default(CONFIG_DEFAULTS.consoleUsersFile)
+      .describe("The console's local users with scrypt-hashed passwords and roles (written by `ferry console adduser`)."),
+    auditFile: filePath.default(CONFIG_DEFAULTS.consoleAuditFile).describe("Every console action, one JSON line with the user."),
+    ssoEngine: engineName
+      .optional()
+      .describe("Engine whose SSO checks the passwords of users named like admin@internal (listed in usersFile with a role, without a password)."),
+    sessionMinutes: positiveInt(10_080)
+      .default(CONFIG_DEFAULTS.consoleSessionMinutes)
+      .describe("A session ends after this many minutes without a request."),
+  })
+  .describe("The web console `ferry console`.");
+
 export interface Policy {
   enabled: boolean;
   engine: string;
@@ -453,6 +484,7 @@ const ConfigObject = z.strictObject({
   metrics: MetricsSchema.optional(),
   events: EventsSchema.prefault({}),
   hooks: HooksSchema.optional(),
+  console: ConsoleSchema.optional(),
   summary: SummarySchema.prefault({}),
 });
 
@@ -475,6 +507,7 @@ export type EngineConfig = FerryConfig["engines"][string];
 export type NatsConfig = FerryConfig["nats"];
 export type RestoreConfig = NonNullable<FerryConfig["restore"]>;
 export type MetricsConfig = NonNullable<FerryConfig["metrics"]>;
+export type ConsoleConfig = NonNullable<FerryConfig["console"]>;
 export type HooksConfig = NonNullable<FerryConfig["hooks"]>;
 
 export interface ConfigIssue {
