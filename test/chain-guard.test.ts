@@ -6,6 +6,9 @@
  * publishing and moving its index neither misses nor repeats an event.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { RawApi } from "../lab/test-support.ts";
 import { createPublisher, runFunctions, type Outbound } from "../functions/runtime/mod.ts";
@@ -17,6 +20,7 @@ import { describePoints } from "../domain/chain/mod.ts";
 import { streams } from "../infra/streams/mod.ts";
 import { startPipeline, type Pipeline } from "./backup-support.ts";
 import { waitFor } from "./harness/wait-for.ts";
+import { spawnFerry } from "./harness/ferry-process.ts";
 
 const MiB = 1048576;
 let p: Pipeline;
@@ -182,5 +186,69 @@ describe("chain guard (lab, real nats-server)", () => {
     expect(mark.events.filter((e) => e.startsWith("prd:event:"))).toEqual(mark.events);
     expect(mark.more).toBe(mark.events.length - 1);
     expect(mark.reason).toMatch(/^engine event \d+ \(\d+\) on prd: /);
+  }, 300_000);
+
+  it("chain guard - a VM removed on the engine is marked removed and reported once, also when a hook reports it again", async () => {
+    const control = p.lab.engines.prd!.control;
+    const vm = await control.createVm({ name: "guard03", disks: [{ alias: "guard03_d1", size: 4 * MiB }], status: "down" });
+    const first = await p.backup("guard03");
+    expect(first.subject, JSON.stringify(first.event)).toBe("backup.completed");
+    await poller().pollOnce();
+    const removed = await api.call("DELETE", `/vms/${vm.id}`);
+    expect(removed.status, removed.text).toBe(200);
+    await poller().pollOnce();
+    const report = await waitFor(() => p.seen.find((s) => s.subject === "backup.failed" && s.event.vm === "guard03"), { timeoutMs: 60_000, intervalMs: 200, what: "backup.failed VM_REMOVED" });
+    expect(report.event).toMatchObject({ code: "VM_REMOVED", engine: "prd", step: "ovirt.event" });
+    expect(String(report.event.message)).toMatch(/^VM guard03 was removed from engine prd \(engine event \d+ \(113\) on prd: VM guard03 was successfully removed\.\)/);
+    expect(await p.wiring.guard.removed("guard03")).toMatchObject({ vm: { id: vm.id, name: "guard03" }, engine: "prd" });
+    expect((await p.wiring.guard.removedVms()).has("guard03")).toBe(true);
+
+    // The hook endpoint reports the same removal: acked, not reported again.
+    const bus = createPublisher(p.nc, jetstream(p.nc));
+    await bus.publish({ subject: "ovirt.event", event: { id: "hook:guard03-removed", time: new Date().toISOString(), correlationId: "hook:guard03-removed", engine: "prd", source: "hook", kind: "vm-removed", vm: { name: "guard03" }, engineEvent: { description: "vm removed (hook)" } } });
+    const jsm = await jetstreamManager(p.nc);
+    await waitFor(async () => {
+      const c = await jsm.consumers.info(streams.events.name, "engine-events");
+      return c.num_pending === 0 && c.num_ack_pending === 0;
+    }, { timeoutMs: 60_000, intervalMs: 200, what: "engine-events to have handled every ovirt.event" });
+    expect(p.seen.filter((s) => s.subject === "backup.failed" && s.event.vm === "guard03")).toHaveLength(1);
+  }, 300_000);
+});
+
+describe("chain guard as a process: ferry run engine-events", () => {
+  it("ferry run engine-events - its own poller reports a snapshot restore; the mark is recorded; SIGTERM stops it cleanly", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "ferry-chain-guard-"));
+    const prd = p.lab.engines.prd!;
+    await writeFile(join(dir, "prd-ca.pem"), prd.caPem);
+    const cfg = join(dir, "ferry.json");
+    await writeFile(
+      cfg,
+      JSON.stringify({
+        engines: { prd: { url: prd.url, user: prd.user, passwordEnv: "FERRY_PRD_PASSWORD", caFile: "prd-ca.pem" } },
+        nats: { servers: [p.nats.url] },
+        store: { path: p.storePath },
+        vms: { guard04: { engine: "prd" } },
+        events: { pollSeconds: 5 },
+      }),
+    );
+    const fn = spawnFerry(["run", "engine-events", "--config", cfg, "--grace", "2"], { FERRY_PRD_PASSWORD: prd.password });
+    try {
+      await fn.waitForLog((l) => l.msg === "functions running", 90_000);
+      expect(fn.logs.some((l) => l.msg === "engine events: polling the audit log" && l.engine === "prd" && l.everySeconds === 5)).toBe(true);
+      const vm = await p.lab.engines.prd!.control.createVm({ name: "guard04", disks: [{ alias: "guard04_d1", size: 4 * MiB }], status: "down" });
+      const first = await p.backup("guard04");
+      expect(first.subject, JSON.stringify(first.event)).toBe("backup.completed");
+      const index = await restoreThroughRest(vm.id, "process");
+      await fn.waitForLog((l) => l.msg === "engine event published" && (l.index as number) === index, 60_000);
+      const mark = await waitFor(async () => {
+        const m = await p.wiring.guard.mark(vm.id);
+        return m?.events.includes(`prd:event:${index}`) ? m : undefined;
+      }, { timeoutMs: 60_000, intervalMs: 200, what: "the mark of the process's event" });
+      expect(mark.vm.name).toBe("guard04");
+    } finally {
+      const exit = await fn.kill("SIGTERM");
+      expect(exit.code, fn.stderr()).toBe(0);
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 300_000);
 });

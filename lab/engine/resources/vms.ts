@@ -262,7 +262,9 @@ export function registerVms(r: Router, e: Engine): void {
     e.st.vms = e.st.vms.filter((v) => v.id !== vm.id);
     e.st.snapshots = e.st.snapshots.filter((s) => s.vmId !== vm.id);
     e.st.checkpoints = e.st.checkpoints.filter((c) => c.vmId !== vm.id);
+    // The engine's audit log keeps the removed VM's id (the event links it).
     e.audit("USER_REMOVE_VM", `VM ${vm.name} was successfully removed.`, {
+      vmId: vm.id,
       ...(ctx.correlationId ? { correlationId: ctx.correlationId } : {}),
     });
     e.save();
