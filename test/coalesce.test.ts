@@ -32,10 +32,10 @@ describe.each([1, 3])("coalescing (%i backup worker slots)", (slots) => {
     vmId = vm.id;
     diskIds = vm.disks.map((d: { id: string }) => d.id);
     await control.writeGuestData(diskIds[0]!, { offset: 0, length: 4 * MiB, pattern: 0x31 });
-    const first = await p.backup("vm02");
+    const first = await p.backup("vm02", { timeoutMs: 180_000 });
     expect(first.subject, JSON.stringify(first.event)).toBe("backup.completed");
     await until("the first run's lease to go", async () => (await p.wiring.leases.get(vmId)) === undefined);
-  });
+  }, 300_000);
 
   afterAll(async () => {
     await p?.stop();
@@ -49,7 +49,7 @@ describe.each([1, 3])("coalescing (%i backup worker slots)", (slots) => {
     await p.lab.engines.prd!.control.writeGuestData(diskIds[1]!, { offset: MiB, length: MiB, pattern: 0x32 });
 
     const ids = await Promise.all([0, 1, 2, 3, 4].map((i) => p.request("vm02", { id: `c${slots}-${i}-${Date.now()}` })));
-    const outcomes = await Promise.all(ids.map((id) => p.outcome(id, 180_000)));
+    const outcomes = await Promise.all(ids.map((id) => p.outcome(id, 300_000)));
     await until("the run's lease to go", async () => (await p.wiring.leases.get(vmId)) === undefined);
 
     for (const o of outcomes) expect(o.subject, JSON.stringify(o.event)).toBe("backup.completed");
@@ -76,5 +76,5 @@ describe.each([1, 3])("coalescing (%i backup worker slots)", (slots) => {
     }
     expect(batch.filter((s) => s.subject === "backup.failed").map((s) => s.event.code)).toEqual([]);
     expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
-  });
+  }, 400_000);
 });

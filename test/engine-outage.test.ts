@@ -39,7 +39,7 @@ describe("engine outage (lab)", () => {
 
     const id = await p.request("eo01");
     // The outage starts while the first disk is moving: the engine backup is READY, a transfer open.
-    await until("the first progress of the run", () => p.seen.some((s) => s.subject === "transfer.progress" && s.event.correlationId === id));
+    await until("the first progress of the run", () => p.seen.some((s) => s.subject === "transfer.progress" && s.event.correlationId === id), 180_000);
     control.faults.httpErrors(503, 1_000_000, "^/ovirt-engine/api");
     const outageStart = Date.now();
 
@@ -64,5 +64,5 @@ describe("engine outage (lab)", () => {
     console.log(`engine outage: ${outageMs} ms of 503s, ${waited.length} waits logged, backup completed in delivery 1`);
     await until("the lease to go", async () => (await p.wiring.leases.get(vm.id)) === undefined);
     expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
-  });
+  }, 400_000);
 });

@@ -40,7 +40,7 @@ describe("retry resumes (lab)", () => {
     // delivery ends with a transient error after the big disk is stored.
     for (let i = 0; i < 3; i++) control.faults.failNextTransfer("transferring", "download", small);
 
-    const out = await p.backup("rs01", { timeoutMs: 180_000 });
+    const out = await p.backup("rs01", { timeoutMs: 360_000 });
     expect(out.subject, JSON.stringify(out.event)).toBe("backup.completed");
 
     const m = moves(String(out.event.correlationId));
@@ -67,5 +67,5 @@ describe("retry resumes (lab)", () => {
       expect((await qemuImg.compare(top, exported, { formatA: "qcow2", formatB: "raw" })).identical).toBe(true);
     }
     expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
-  });
+  }, 400_000);
 });

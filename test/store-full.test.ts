@@ -49,7 +49,7 @@ describe("store full (tmpfs)", () => {
     const [d1, d2] = vm.disks.map((d: { id: string }) => d.id) as [string, string];
     await control.writeGuestData(d1, { offset: 0, length: 8 * MiB, seed: 21 });
     await control.writeGuestData(d2, { offset: 0, length: 4 * MiB, seed: 22 });
-    const first = await p.backup("sf01");
+    const first = await p.backup("sf01", { timeoutMs: 180_000 });
     expect(first.subject, JSON.stringify(first.event)).toBe("backup.completed");
     const chainBefore = (await p.wiring.chains.read(vm.id))!;
     const manifestBefore = (await p.wiring.store.volume.readManifest("sf01"))!;
@@ -60,7 +60,7 @@ describe("store full (tmpfs)", () => {
     await writeFile(filler, Buffer.alloc(free() - 6 * MiB, 1));
     await control.writeGuestData(d1, { offset: 16 * MiB, length: 24 * MiB, seed: 23 });
 
-    const failed = await p.backup("sf01", { timeoutMs: 120_000 });
+    const failed = await p.backup("sf01", { timeoutMs: 180_000 });
     expect(failed.subject, JSON.stringify(failed.event)).toBe("backup.failed");
     expect(failed.event.code).toBe("STORE_FULL");
     expect(failed.event.message).toContain(store);
@@ -84,11 +84,11 @@ describe("store full (tmpfs)", () => {
 
     // Space freed: the next backup builds on the intact chain.
     await rm(filler);
-    const next = await p.backup("sf01", { timeoutMs: 120_000 });
+    const next = await p.backup("sf01", { timeoutMs: 180_000 });
     expect(next.subject, JSON.stringify(next.event)).toBe("backup.completed");
     expect(next.event.kind).toBe("incremental");
     const chainNext = (await p.wiring.chains.read(vm.id))!;
     expect(chainNext.restorePoints.length).toBe(chainBefore.restorePoints.length + 1);
     expect(chainNext.restorePoints.at(-1)!.parentId).toBe(chainBefore.restorePoints.at(-1)!.id);
-  });
+  }, 600_000);
 });
