@@ -12,6 +12,8 @@
 #   nats-server 2.10+ Debian 13 (trixie)'s static binary, fetched with a private apt config (the
 #                     system's sources are untouched) into /usr/local/bin; fallback: Debian 12's 2.9
 #   qemu-utils, nbdkit, libnbd-bin   from apt (apt-get update runs once, only if an install needs it)
+#   chromium          Debian's, with fonts-liberation, from apt: the console's browser test drives
+#                     /usr/bin/chromium headless (puppeteer-core); browsers are never downloaded
 #   promtool          from Debian 12's prometheus package, extracted into /usr/local/bin (the tests
 #                     check /metrics and the example alert rules with it; installing the package
 #                     would also set up and start a Prometheus server)
@@ -42,6 +44,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Install locations. Overridable so the script's own tests can install into a temp dir.
 NODE_PREFIX=${FERRY_NODE_PREFIX:-/opt/ferry/node24}
 BIN_DIR=${FERRY_BIN_DIR:-/usr/local/bin}
+CHROMIUM=${FERRY_CHROMIUM:-/usr/bin/chromium}
 MIN_NODE_MAJOR=24
 NATS_WANTED=2.10.0
 NATS_FALLBACK=2.9.0
@@ -111,6 +114,7 @@ detect() {
   if ! have qemu-img || ! have qemu-nbd; then APT_PKGS+=(qemu-utils); fi
   if ! have nbdkit; then APT_PKGS+=(nbdkit); fi
   if ! have nbdinfo || ! have nbdcopy; then APT_PKGS+=(libnbd-bin); fi
+  if [ ! -x "$CHROMIUM" ]; then APT_PKGS+=(chromium fonts-liberation); fi
   if [ "${#APT_PKGS[@]}" -gt 0 ]; then MISSING+=("Debian packages: ${APT_PKGS[*]}"); fi
 
   if ! have promtool; then
@@ -276,7 +280,7 @@ npm_ci() {
 detect
 
 if [ "${#MISSING[@]}" -eq 0 ]; then
-  say "ok: node $NODE_OK_VERSION, nats-server $NATS_OK_VERSION, qemu-img, qemu-nbd, nbdkit, nbdinfo, promtool, node_modules"
+  say "ok: node $NODE_OK_VERSION, nats-server $NATS_OK_VERSION, qemu-img, qemu-nbd, nbdkit, nbdinfo, promtool, chromium, node_modules"
   exit 0
 fi
 

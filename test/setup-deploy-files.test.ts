@@ -208,7 +208,7 @@ describe("infra/systemd and infra/cron", () => {
   it("deploy - systemd units are well-formed, run ferry / nats-server from the documented paths, and systemd-analyze accepts them", () => {
     const unitsDir = path.join(REPO, "infra/systemd");
     const files = readdirSync(unitsDir).sort();
-    expect(files).toEqual(["ferry-all.service", "ferry-hooks.service", "ferry-schedule.service", "ferry-schedule.timer", "ferry@.service", "nats-server.service"]);
+    expect(files).toEqual(["ferry-all.service", "ferry-console.service", "ferry-hooks.service", "ferry-schedule.service", "ferry-schedule.timer", "ferry@.service", "nats-server.service"]);
     for (const f of files) {
       const unit = parseUnit(readFileSync(path.join(unitsDir, f), "utf8"));
       expect(unit.Unit?.Description, f).toBeDefined();
@@ -235,13 +235,14 @@ describe("infra/systemd and infra/cron", () => {
     expect(read("infra/systemd/ferry-all.service")).toMatch(/^ExecStart=.* run all$/m);
     expect(read("infra/systemd/ferry-schedule.service")).toMatch(/^ExecStart=.* schedule$/m);
     expect(read("infra/systemd/ferry-hooks.service")).toMatch(/^ExecStart=.* hooks serve --config \/etc\/ferry\/hooks\.json$/m);
+    expect(read("infra/systemd/ferry-console.service")).toMatch(/^ExecStart=.* console$/m);
 
     const analyze = spawnSync("bash", ["-c", "command -v systemd-analyze"], { encoding: "utf8" }).stdout.trim();
     if (analyze) {
       const copy = path.join(dir, "units");
       cpSync(unitsDir, copy, { recursive: true });
       cpSync(path.join(copy, "ferry@.service"), path.join(copy, "ferry@backup-requested.service"));
-      const units = ["ferry@backup-requested.service", "ferry-all.service", "ferry-hooks.service", "nats-server.service", "ferry-schedule.service", "ferry-schedule.timer"];
+      const units = ["ferry@backup-requested.service", "ferry-all.service", "ferry-console.service", "ferry-hooks.service", "nats-server.service", "ferry-schedule.service", "ferry-schedule.timer"];
       const r = spawnSync(analyze, ["verify", ...units.map((u) => path.join(copy, u))], { encoding: "utf8" });
       // Only lines about our files count (verify also reports on the host's own units).
       const ours = r.stderr.split("\n").filter((l) => l.includes(copy));
