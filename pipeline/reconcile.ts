@@ -24,7 +24,7 @@ import type { RestoreEngine } from "./restore-engine.ts";
 import type { RestoreJournal } from "./restore-journal.ts";
 import { undoRestore } from "./restore-undo.ts";
 import { VmBusyError } from "./vm-lease.ts";
-import type { ChainsKv, OrphanFile, Store } from "../adapters/store/mod.ts";
+import { referencedFiles, type ChainsKv, type OrphanFile, type Store } from "../adapters/store/mod.ts";
 import type { Scrubber, ScrubResult } from "./scrub.ts";
 
 export interface OrphanSettings {
@@ -127,14 +127,9 @@ export function createReconciler(deps: ReconcilerDeps) {
       let live = false;
       for (const id of ids) if ((await leaseAlive(id, now)).alive) live = true;
       if (live) continue;
+      // Whatever the KV record names (incoming points, a point whose manifest write is still to come) stays.
       const keep = new Set<string>();
-      for (const c of chains) {
-        if (!ids.has(c.vm.id)) continue;
-        for (const p of c.incoming ?? []) {
-          if (p.ovfFile) keep.add(p.ovfFile);
-          for (const d of p.disks) for (const f of [d.layer, d.digestsFile]) keep.add(f);
-        }
-      }
+      for (const c of chains) if (ids.has(c.vm.id)) for (const f of referencedFiles(c)) keep.add(f);
       // The VM lease keeps a backup of the VM from starting while files are removed.
       const leaseId = manifestId ?? [...ids][0];
       let lease;
