@@ -11,6 +11,7 @@ import {
   checkEngineFaultText,
   checkFunctionWalls,
   checkIngressWalls,
+  checkConsoleWalls,
   checkPipelineWalls,
   formatViolations,
   importsOf,
@@ -167,6 +168,17 @@ describe("architecture walls - the checks catch what they should (fixtures)", ()
     expect(at(checkChaosWalls(files))).toEqual(["chaos/cases/x.ts:1", "pipeline/x.ts:1"]);
   });
 
+  it("g. console-wall - the console importing a function, the CLI, the lab, the data plane, ingress, chaos or a write-side pipeline module is caught", () => {
+    const forbidden = ["functions/runtime/mod.ts", "cli/command.ts", "lab/mod.ts", "dataplane/upload.ts", "ingress/hooks/server.ts", "chaos/registry.ts", "pipeline/close-run.ts", "pipeline/composition.ts"];
+    const files: SourceFile[] = forbidden.map((target, i) => ({ path: `console/f${i}.ts`, text: `import { x } from "../${target}";` }));
+    files.push({
+      path: "console/pages/vm.ts",
+      text: 'import { computeStatus } from "../../config/status.ts";\nimport { publishCommand } from "../../adapters/nats/publish-command.ts";\nimport { planRestore } from "../../pipeline/restore-plan.ts";\nimport type { BackupRun } from "../../pipeline/run-journal.ts";\nimport type { Deps } from "../../pipeline/composition.ts";\nimport { backupRequested } from "../../contracts/backup-requested.ts";',
+    });
+    files.push({ path: "cli/commands/console.ts", text: 'import { createLogger } from "../../functions/runtime/mod.ts";' }); // the command wires it: allowed
+    expect(at(checkConsoleWalls(files))).toEqual(forbidden.map((_, i) => `console/f${i}.ts:1`));
+  });
+
   it("formatViolations - one file:line per violation", () => {
     expect(formatViolations([{ rule: "adapters-wall", file: "adapters/x.ts", line: 3, found: 'imports "../lab/mod.ts" (lab/mod.ts)' }])).toBe(
       'adapters/x.ts:3  [adapters-wall] imports "../lab/mod.ts" (lab/mod.ts)',
@@ -175,10 +187,10 @@ describe("architecture walls - the checks catch what they should (fixtures)", ()
 });
 
 describe("architecture walls - the source tree", () => {
-  const tree = readTree(ROOT, ["functions", "pipeline", "adapters", "ingress", "chaos", "dataplane", "domain", "contracts", "config", "cli", "lab"]);
+  const tree = readTree(ROOT, ["functions", "pipeline", "adapters", "ingress", "chaos", "dataplane", "domain", "contracts", "config", "cli", "lab", "console"]);
 
   it("the tree is read (functions, pipeline, adapters and ingress all have files)", () => {
-    for (const d of ["functions/runtime/", "functions/backup-requested/", "pipeline/", "adapters/ovirt/", "ingress/hooks/"]) {
+    for (const d of ["functions/runtime/", "functions/backup-requested/", "pipeline/", "adapters/ovirt/", "ingress/hooks/", "console/pages/"]) {
       expect(tree.some((f) => f.path.startsWith(d)), d).toBe(true);
     }
   });
@@ -189,6 +201,7 @@ describe("architecture walls - the source tree", () => {
     ["c. pipeline/ imports no function folder (functions/runtime: types only)", checkPipelineWalls],
     ["e. ingress/ imports no functions/, pipeline/, dataplane/, cli/ or lab/ (the command wires the publisher in)", checkIngressWalls],
     ["f. chaos/ imports no function folder; nothing Ferry runs imports chaos/", checkChaosWalls],
+    ["g. console/ imports no functions/, cli/, lab/, dataplane/, ingress/, chaos/, and from pipeline/ only read-side modules", checkConsoleWalls],
     ["d. functions/ and pipeline/ apply no regex to engine fault text and never read .detail (typed errors from adapters/ovirt, instanceof)", checkEngineFaultText],
   ];
   for (const [name, check] of rules) {

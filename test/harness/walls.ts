@@ -31,7 +31,7 @@ export interface SourceFile {
 }
 
 export interface Violation {
-  rule: "functions-wall" | "adapters-wall" | "pipeline-wall" | "engine-fault-text" | "ingress-wall" | "chaos-wall";
+  rule: "functions-wall" | "adapters-wall" | "pipeline-wall" | "engine-fault-text" | "ingress-wall" | "chaos-wall" | "console-wall";
   file: string;
   line: number;
   /** What was found: the import specifier and where it leads, or the offending line. */
@@ -260,4 +260,26 @@ export function checkChaosWalls(files: SourceFile[]): Violation[] {
 /** One line per violation: "file:line  [rule] found". */
 export function formatViolations(vs: Violation[]): string {
   return vs.map((v) => `${v.file}:${v.line}  [${v.rule}] ${v.found}`).join("\n");
+}
+
+/**
+ * g. The web console (console/) is a reader and a command publisher: it imports contracts/,
+ * config/, adapters/, domain/, infra/ and only the read-side modules of pipeline/ below (the
+ * restore preflight, replica and trust records); never a function, the CLI, the lab, the data
+ * plane, ingress/ or chaos/.
+ */
+export const CONSOLE_MUST_NOT_IMPORT = ["functions", "cli", "lab", "dataplane", "ingress", "chaos"] as const;
+export const CONSOLE_PIPELINE_READ_SIDE = ["pipeline/restore-plan.ts", "pipeline/restore-engine.ts", "pipeline/replica.ts", "pipeline/trust.ts", "pipeline/cert-status.ts", "pipeline/chain-view.ts", "pipeline/run-journal.ts", "pipeline/vm-lease.ts"] as const;
+
+export function checkConsoleWalls(files: SourceFile[]): Violation[] {
+  const out: Violation[] = [];
+  for (const f of files) {
+    if (!under(f.path, "console")) continue;
+    for (const r of importsOf(f)) {
+      const forbidden = CONSOLE_MUST_NOT_IMPORT.some((d) => under(r.target, d));
+      const writeSide = under(r.target, "pipeline") && !r.typeOnly && !CONSOLE_PIPELINE_READ_SIDE.some((m) => r.target === m);
+      if (forbidden || writeSide) out.push({ rule: "console-wall", file: f.path, line: r.line, found: describeImport(r) + (writeSide ? " (not a read-side pipeline module)" : "") });
+    }
+  }
+  return out;
 }
