@@ -3,7 +3,7 @@ import type { ChaosCase } from "./case.ts";
 import { clusterLeaders, natsKill } from "./cases/bus.ts";
 import { engine503, engineRestart, imageioStall, ticketExpiry } from "./cases/engine.ts";
 import { duplicates, fiveCommands, forgedEvents, garbageInput } from "./cases/input.ts";
-import { killAfterBackupStart, killAfterStoreWrite, killMidDownload } from "./cases/process.ts";
+import { killAfterBackupStart, killAfterStoreWrite, killMidDownload, restoreKillMidUpload } from "./cases/process.ts";
 import { twoDeployments } from "./cases/deployments.ts";
 import { corruptLayer, storeFull, storeReadOnly } from "./cases/store.ts";
 import { transferSigint, transferSigterm, uploadSigterm } from "./cases/transfer.ts";
@@ -29,4 +29,5 @@ export const CASES: readonly ChaosCase[] = [
   transferSigint,
   transferSigterm,
   uploadSigterm,
+  restoreKillMidUpload,
 ];

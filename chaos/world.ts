@@ -156,6 +156,8 @@ async function startDeployment(o: WorldOptions, dir: string, index: number, prd:
       store: { path: storePath },
       nats: { servers, replicas: o.cluster ? 3 : 1 },
       vms: Object.fromEntries(vmNames.map((n) => [n, {}])),
+      // Restores land on the same lab engine (target "prd"), under another name.
+      restore: { cluster: "Default", storageDomain: "data", start: false },
     }),
     { mode: 0o600 },
   );
@@ -167,7 +169,7 @@ async function startDeployment(o: WorldOptions, dir: string, index: number, prd:
       const p = spawnFerry(["run", "all", "--config", configFile, "--grace", "2"], { FERRY_PRD_PASSWORD: prd().password, TMPDIR: tmp, FERRY_LOG_LEVEL: "info" });
       functions.push(p);
       // A cluster elects its meta leader first: the first start may need a while.
-      await p.waitForLog((l) => l.msg === "functions running", o.cluster ? 120_000 : 60_000);
+      await p.waitForLog((l) => l.msg === "functions running", o.cluster ? 240_000 : 180_000);
       return p;
     },
     async killFunctions(signal = "SIGKILL") {

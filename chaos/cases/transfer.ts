@@ -6,11 +6,12 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { RawApi } from "../../lab/test-support.ts";
 import type { ChaosCase } from "../case.ts";
-import { until } from "../steps.ts";
+import { sleep, until } from "../steps.ts";
 import { MiB, type World } from "../world.ts";
 
 const ferryBin = fileURLToPath(new URL("../../cli/ferry.mjs", import.meta.url));
@@ -29,7 +30,7 @@ async function interrupted(w: World, direction: "download" | "upload", signal: "
     const disk = direction === "upload" ? (await w.prd().control.addDisk(w.vms.cx01!.id, { alias: "cx01_up", size: 64 * MiB })).id : w.vms.cx01!.diskId;
     if (direction === "upload") await until("the new disk", async () => (await api.get(`/disks/${disk}`)).json?.status === "ok");
     const t = (await api.post("/imagetransfers", { disk: { id: disk }, direction, format: direction === "upload" ? "raw" : "raw", inactivity_timeout: "120" })).json as { id: string; transfer_url: string };
-    w.prd().control.faults.throttleImageio(512 * 1024);
+    w.prd().control.faults.throttleImageio(256 * 1024);
     const out = join(d.storePath, "cli-transfer", "out.qcow2");
     const args = direction === "download" ? ["transfer", "download", t.transfer_url, out, "--ca", w.prd().caFile] : ["transfer", "upload", image, t.transfer_url, "--ca", w.prd().caFile, "--disk-is-zero"];
     await import("node:fs/promises").then((fs) => fs.mkdir(join(d.storePath, "cli-transfer"), { recursive: true }));
@@ -38,12 +39,21 @@ async function interrupted(w: World, direction: "download" | "upload", signal: "
     child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     const ticket = () => w.prd().engine.st.transfers.find((x) => x.id === t.id)?.ticketId;
-    await until("2 MiB through imageio", () => {
-      const id = ticket();
-      const info = id ? w.prd().engine.imageio.getTicket(id) : undefined;
-      // imageio does not count written bytes: an upload is caught once its process is past its start.
-      return direction === "download" ? (info?.transferred ?? 0) >= 2 * MiB : stderr.length > 0 || (info?.active ?? false);
-    }, 60_000);
+    // Mid-transfer: a download has read 1 MiB through imageio; an upload (imageio counts no
+    // written bytes) has its source served by qemu-nbd (ferry-src-*) for 3 s.
+    await until(
+      "the transfer under way",
+      async () => {
+        if (direction === "download") {
+          const id = ticket();
+          return ((id ? w.prd().engine.imageio.getTicket(id)?.transferred : 0) ?? 0) >= 1 * MiB;
+        }
+        return (await readdir(d.tmp)).some((n) => n.startsWith("ferry-src-"));
+      },
+      180_000,
+      100,
+    );
+    if (direction === "upload") await sleep(3000);
     const faultAt = performance.now();
     child.kill(signal);
     const code = await exited;
