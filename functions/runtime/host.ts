@@ -2,7 +2,6 @@
  * What `ferry run` does, as a library call: provision streams and buckets (functions may open
  * buckets while they are built), build each selected function from its main.ts, and run them.
  */
-import { dirname, join } from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -10,7 +9,7 @@ import type { Logger } from "pino";
 import type { LoadedConfig } from "../../config/load.ts";
 import { provisionInfra } from "../../adapters/nats/provision.ts";
 import { discoverFunctions, loadFunction, selectFunctions } from "./discover.ts";
-import { vmMetricsSource } from "./metrics.ts";
+import { trustedCaFiles, vmMetricsSource } from "./metrics.ts";
 import { runFunctions, type RunOptions, type RunResult } from "./run.ts";
 
 export interface HostOptions extends Omit<RunOptions, "provision"> {
@@ -47,12 +46,8 @@ export async function hostFunctions(o: HostOptions): Promise<RunResult> {
 
 function vmMetricsOptions(o: HostOptions) {
   const policies = Object.fromEntries(Object.entries(o.config.vms).map(([name, p]) => [name, { enabled: p.enabled, schedule: p.schedule }]));
-  // The CA each engine is trusted with: its caFile, else certs/<name>-ca.pem beside the config file.
-  const caFiles: Record<string, string> = {};
-  for (const [name, e] of Object.entries(o.config.engines)) {
-    const file = e.caFile ?? (o.config.file ? join(dirname(o.config.file), "certs", `${name}-ca.pem`) : undefined);
-    if (file) caFiles[name] = file;
-  }
+  // The CA each engine is trusted with, where pipeline/trust.ts says it is.
+  const caFiles = trustedCaFiles(o.config);
   // The config's zone: /metrics' next slot and RPO agree with ferry status and ferry schedule.
   return { nc: o.nc, policies, caFiles, timeZone: o.config.timeZone };
 }

@@ -23,6 +23,7 @@ import type { Logger } from "pino";
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 import { computeStatus, OutcomeIndex, OVERDUE_GRACE_MS, type VmStatus } from "../../config/status.ts";
 import { followOutcomes, readKvFacts, type VmPolicies } from "../../config/status-source.ts";
+import { certEnginesOf } from "../../pipeline/trust.ts";
 import type { FunctionRunner, RunnerStats } from "./runner.ts";
 
 /** Adds metrics to the registry (collect callbacks read their values at scrape time). */
@@ -193,13 +194,26 @@ export interface VmMetricsOptions {
   readonly nc: NatsConnection;
   /** The config's VMs (effective policies). */
   readonly policies: VmPolicies;
-  /** CA files to report the expiry of, by engine name (missing or unreadable files are left out). */
+  /** CA files to report the expiry of, by engine name (missing or unreadable files are left out): trustedCaFiles(config). */
   readonly caFiles?: Readonly<Record<string, string>>;
   /** Zone the schedules are written in (default: this machine's). */
   readonly timeZone?: string;
   readonly graceMs?: number;
   /** KV is read at most this often (default 5 s): scrapes in between get the same values. */
   readonly minIntervalMs?: number;
+}
+
+/**
+ * The CA file Ferry trusts for each engine, from pipeline/trust.ts (the one home of where an
+ * engine's CA is: caFile, else certs/<name>-ca.pem beside the config file or in `cwd`). Engines
+ * with `insecure: true` trust no CA and are left out.
+ */
+export function trustedCaFiles(config: Parameters<typeof certEnginesOf>[0], cwd?: string): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(certEnginesOf(config, cwd))
+      .filter(([, e]) => !e.insecure)
+      .map(([name, e]) => [name, e.caPath]),
+  );
 }
 
 /**
@@ -284,7 +298,7 @@ export function vmMetricsSource(o: VmMetricsOptions): MetricsSource {
     const caCache = new Map<string, { mtimeMs: number; notAfter: number | undefined }>();
     new Gauge({
       name: "ferry_engine_ca_expiry_timestamp_seconds",
-      help: "When the CA certificate Ferry trusts for the engine (its caFile) expires.",
+      help: "When the CA certificate Ferry trusts for the engine (its caFile, else certs/<engine>-ca.pem) expires.",
       labelNames: ["engine"],
       registers: [registry],
       async collect() {
