@@ -97,7 +97,7 @@ export function createBackupRequestedHandler(deps: BackupRequestedDeps) {
       handOff = NEXT_STEP;
     } catch (caught) {
       // Out of space anywhere (a layer, digests, the OVF): one final STORE_FULL naming the store.
-      const err = isNoSpace(caught) ? await storeFullError(deps.store.absolute("."), caught) : caught;
+      const err = isNoSpace(caught) ? await storeFullError(deps.store.root, caught) : caught;
       if (isPermanent(err) || ctx.lastAttempt === true) {
         await dropRunLayers(runId, log);
         const code = errorCode(err);
