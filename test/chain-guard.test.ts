@@ -21,6 +21,9 @@ import { streams } from "../infra/streams/mod.ts";
 import { startPipeline, type Pipeline } from "./backup-support.ts";
 import { waitFor } from "./harness/wait-for.ts";
 import { spawnFerry } from "./harness/ferry-process.ts";
+import { Writable } from "node:stream";
+import schedule from "../cli/commands/schedule.ts";
+import type { CommandIO } from "../cli/command.ts";
 
 const MiB = 1048576;
 let p: Pipeline;
@@ -213,6 +216,34 @@ describe("chain guard (lab, real nats-server)", () => {
     }, { timeoutMs: 60_000, intervalMs: 200, what: "engine-events to have handled every ovirt.event" });
     expect(p.seen.filter((s) => s.subject === "backup.failed" && s.event.vm === "guard03")).toHaveLength(1);
   }, 300_000);
+});
+
+describe("chain guard and ferry schedule", () => {
+  it("ferry schedule - a VM removed on its engine is not published any more; the others are", async () => {
+    // Runs after the removal test: guard03 is marked removed.
+    expect(await p.wiring.guard.removed("guard03")).toBeDefined();
+    const dir = await mkdtemp(join(tmpdir(), "ferry-chain-guard-schedule-"));
+    const cfg = join(dir, "ferry.json");
+    const daily = { days: "1111111", time: "02:00" };
+    await writeFile(cfg, JSON.stringify({ engines: { prd: { url: p.lab.engines.prd!.url, passwordEnv: "FERRY_PRD_PASSWORD" } }, nats: { servers: [p.nats.url] }, vms: { guard03: { schedule: daily }, guard05: { schedule: daily } } }));
+    let out = "";
+    let err = "";
+    const io: CommandIO = {
+      stdout: new Writable({ write: (c, _e, cb) => ((out += String(c)), cb()) }),
+      stderr: new Writable({ write: (c, _e, cb) => ((err += String(c)), cb()) }),
+      env: {},
+      cwd: dir,
+      signal: new AbortController().signal,
+    };
+    try {
+      const code = await schedule.run(["--config", cfg, "--tz", "UTC", "--now", "2026-01-05T02:01:00Z", "--window", "10", "--json"], io);
+      expect(code, err).toBe(0);
+      const rows = out.trim().split("\n").map((l) => JSON.parse(l) as { vm: string; status: string });
+      expect(rows.map((r) => [r.vm, r.status])).toEqual([["guard05", "published"]]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 describe("chain guard as a process: ferry run engine-events", () => {
