@@ -111,6 +111,11 @@ export function createReconciler(deps: ReconcilerDeps) {
     const runs = await deps.runs.list();
     const chains = await o.chains.list();
     for (const folder of await o.store.vmFolders()) {
+      // A lock whose holder is provably gone blocks everyone (a live run too): it goes first.
+      if (await o.store.clearStaleLock(folder).catch(() => false)) {
+        report.clearedLocks.push(folder);
+        deps.log.info({ vm: folder }, "reconciler removed a stale store lock whose holder is gone");
+      }
       let manifestId: string | undefined;
       try {
         manifestId = (await o.store.readManifest(folder))?.vm.id;
@@ -130,6 +135,9 @@ export function createReconciler(deps: ReconcilerDeps) {
       // Whatever the KV record names (incoming points, a point whose manifest write is still to come) stays.
       const keep = new Set<string>();
       for (const c of chains) if (ids.has(c.vm.id)) for (const f of referencedFiles(c)) keep.add(f);
+      // A look first: the lease and the folder lock are taken only when there is something to remove.
+      const candidates = await o.store.removeOrphans(folder, { olderThanMs: o.graceMs, now, keep, dryRun: true }).catch(() => []);
+      if (!candidates.length) continue;
       // The VM lease keeps a backup of the VM from starting while files are removed.
       const leaseId = manifestId ?? [...ids][0];
       let lease;
@@ -140,10 +148,6 @@ export function createReconciler(deps: ReconcilerDeps) {
         throw err;
       }
       try {
-        if (await o.store.clearStaleLock(folder)) {
-          report.clearedLocks.push(folder);
-          deps.log.info({ vm: folder }, "reconciler removed a stale store lock whose holder is gone");
-        }
         const removed = await o.store.removeOrphans(folder, { olderThanMs: o.graceMs, now, keep, vmId: manifestId });
         for (const f of removed) deps.log.info({ vm: folder, path: f.path, bytes: f.bytes, kind: f.kind }, "reconciler removed an orphan store file");
         report.removedFiles.push(...removed);

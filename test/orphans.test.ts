@@ -4,11 +4,12 @@
  * left — once untouched for the grace period, logs each with its size and counts them; files of a
  * restore point, unknown files, files younger than the grace, the files of a run in flight (a
  * real backup held mid-download by a throttled imageio) and the files of an incoming point are
- * never touched.
+ * never touched. A `.lock` left by this process (its release failed) is removed.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdir, readdir, stat, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { hostname } from "node:os";
 import { qemuImg } from "../adapters/qemu/mod.ts";
 import { startPipeline, type Pipeline } from "./backup-support.ts";
 import { createReconciler } from "../pipeline/reconcile.ts";
@@ -72,6 +73,8 @@ describe("orphan store files (lab)", () => {
     ];
     const fresh = await plant(`orph-a/${aDisk}/20260102T000000Z.cp-fresh.full.qcow2`, 0, { qcow2: true });
     const unknown = await plant("orph-a/notes.txt", 2 * HOUR);
+    // A lock this process left (its release failed while the store was read-only): it would block `ferry verify` for 5 min.
+    await writeFile(join(p.storePath, "orph-a/.lock"), JSON.stringify({ pid: process.pid, host: hostname(), label: "verify" }), { mode: 0o600 });
 
     // VM C: a point still being recorded (an incoming disk in KV, no lease): its files are kept.
     const cDisk = "c-disk-1";
@@ -88,6 +91,8 @@ describe("orphan store files (lab)", () => {
 
     // Pass 1, grace 1 h: the old orphans go, the fresh one stays.
     const r1 = await reconcilerWith(HOUR).reconcileOnce();
+    expect(r1.clearedLocks).toEqual(["orph-a"]);
+    expect(await exists(join(p.storePath, "orph-a/.lock"))).toBe(false);
     expect(r1.removedFiles.map((f) => f.path).sort()).toEqual([...old.map((f) => f.slice(p.storePath.length + 1)), cOrphan.slice(p.storePath.length + 1)].sort());
     expect(r1.removedBytes).toBe(r1.removedFiles.reduce((n, f) => n + f.bytes, 0));
     expect(r1.removedBytes).toBeGreaterThan(0);

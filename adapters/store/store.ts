@@ -131,7 +131,7 @@ export interface Store {
    * no restore point, pending retention run or `keep` references, untouched for `olderThanMs`.
    * Returns what was deleted. `vmId`: refuse a folder whose manifest is another VM's.
    */
-  removeOrphans(vmName: string, o: OrphanOptions & { vmId?: string | undefined }): Promise<OrphanFile[]>;
+  removeOrphans(vmName: string, o: OrphanOptions & { vmId?: string | undefined; dryRun?: boolean }): Promise<OrphanFile[]>;
   /** Remove `<vm>/.lock` when its holder is provably gone (lock.ts clearStaleLock); true when removed. */
   clearStaleLock(vmName: string): Promise<boolean>;
   withVmLock<T>(vmName: string, label: string, fn: () => Promise<T>): Promise<T>;
@@ -451,6 +451,8 @@ export function openStore(o: StoreOptions): Store {
     vmFolders: () => vmFolders(paths),
 
     async removeOrphans(vmName, ro) {
+      // A dry run lists without the lock (a cheap look before taking the lease and the lock).
+      if (ro.dryRun) return findOrphans(paths, vmName, await readManifest(vmName), ro);
       return withVmLock(vmName, "remove orphans", async () => {
         const record = await current(vmName);
         if (record && ro.vmId !== undefined && record.vm.id !== ro.vmId) {
