@@ -4,7 +4,7 @@
  * each is undone when the world stops, whatever happened.
  */
 import { execFile } from "node:child_process";
-import { open, readdir, stat } from "node:fs/promises";
+import { open, readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -36,7 +36,8 @@ async function layersOf(storePath: string, vm: string): Promise<string[]> {
 async function mountTmpfs(w: World, dir: string, size: string): Promise<void> {
   if (process.getuid?.() !== 0) throw new NeedsRootError("mounting a tmpfs store needs root");
   await run("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir]);
-  w.defer(() => run("umount", ["-l", dir]));
+  // Unless the case unmounted it already.
+  w.defer(async () => ((await readFile("/proc/mounts", "utf8")).includes(` ${dir} `) ? run("umount", ["-l", dir]) : undefined));
 }
 
 export const corruptLayer: ChaosCase = {
