@@ -1,9 +1,10 @@
 /**
  * Following the bus for people and scripts (`ferry events`): an ordered consumer per Ferry
- * stream whose subjects can overlap the filter, plus a core subscription for core-only
- * subjects (transfer.progress). Ordered consumers are ephemeral and need no cleanup.
+ * stream whose subjects can overlap the filter (the whole stream, filtered here), plus a core
+ * subscription for core-only subjects (transfer.progress). Ordered consumers are ephemeral and
+ * need no cleanup.
  */
-import { DeliverPolicy, jetstream, type OrderedConsumerOptions } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager, type OrderedConsumerOptions } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { coreOnlySubjects, streams } from "../../infra/streams/mod.ts";
 
@@ -48,38 +49,62 @@ function decode(data: Uint8Array): { data: unknown; text: string } {
   }
 }
 
-/** Calls `onEvent` for every matching message until `signal` aborts. */
+/**
+ * Calls `onEvent` for every matching message until `signal` aborts. One ordered consumer per
+ * stream over the whole stream, filtered here: an ordered consumer with many filter subjects
+ * reported num_pending 0 and delivered nothing on nats-server 2.10.27. With a start in the past,
+ * what the streams hold is read first and given in time order across the streams, then events
+ * as they come.
+ */
 export async function followBus(nc: NatsConnection, o: FollowOptions, onEvent: (e: BusEvent) => void): Promise<void> {
   const filter = o.subject ?? ">";
   const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
   const from = o.from ?? { kind: "new" };
   const tasks: Promise<void>[] = [];
   const stops: Array<() => void> = [];
+  // Until every stream's backlog is read, events are held here and then given sorted by time.
+  let held: BusEvent[] | undefined = [];
+  const backlogs = new Set<string>();
+  const emit = (e: BusEvent) => (held ? held.push(e) : onEvent(e));
+  const caughtUp = (stream: string) => {
+    backlogs.delete(stream);
+    if (backlogs.size > 0 || !held) return;
+    const out = held.sort((a, b) => a.received.getTime() - b.received.getTime() || a.seq - b.seq);
+    held = undefined;
+    for (const e of out) onEvent(e);
+  };
 
-  for (const def of Object.values(streams)) {
-    const subjects = def.subjects.filter((s) => subjectsIntersect(s, filter));
-    if (subjects.length === 0) continue;
-    const opts: Partial<OrderedConsumerOptions> = {
-      // Stream subjects are concrete, so the ones matching the filter are exactly the intersection.
-      filter_subjects: subjects,
-      ...(from.kind === "all"
+  const selected = Object.values(streams).filter((def) => def.subjects.some((s) => subjectsIntersect(s, filter)));
+  for (const def of selected) {
+    const state = await jsm.streams.info(def.name).then(
+      (i) => i.state,
+      (err: unknown) => {
+        throw /stream not found/i.test(String(err))
+          ? new Error(`stream ${def.name} does not exist yet: start the functions (ferry run all) or publish once (ferry publish ...)`)
+          : err;
+      },
+    );
+    // The stream's last message at start: once it is read, the backlog is done.
+    const hasBacklog =
+      from.kind !== "new" && state.messages > 0 && (from.kind === "all" || Date.parse(state.last_ts) >= from.time.getTime());
+    const lastSeq = state.last_seq;
+    if (hasBacklog) backlogs.add(def.name);
+    const opts: Partial<OrderedConsumerOptions> =
+      from.kind === "all"
         ? { deliver_policy: DeliverPolicy.All }
         : from.kind === "since"
           ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: from.time.toISOString() }
-          : { deliver_policy: DeliverPolicy.New }),
-    };
-    const consumer = await js.consumers.get(def.name, opts).catch((err: unknown) => {
-      throw /stream not found/i.test(String(err))
-        ? new Error(`stream ${def.name} does not exist yet: start the functions (ferry run all) or publish once (ferry publish ...)`)
-        : err;
-    });
+          : { deliver_policy: DeliverPolicy.New };
+    const consumer = await js.consumers.get(def.name, opts);
     const messages = await consumer.consume();
     stops.push(() => messages.stop());
     tasks.push(
       (async () => {
         for await (const m of messages) {
-          const d = decode(m.data);
-          onEvent({ subject: m.subject, stream: m.info.stream, seq: m.seq, received: m.time, ...d });
+          // Stream subjects are concrete, so "intersects the filter" is "matches the filter".
+          if (subjectsIntersect(m.subject, filter)) emit({ subject: m.subject, stream: m.info.stream, seq: m.seq, received: m.time, ...decode(m.data) });
+          if (backlogs.has(def.name) && m.seq >= lastSeq) caughtUp(def.name);
         }
       })(),
     );
@@ -90,11 +115,15 @@ export async function followBus(nc: NatsConnection, o: FollowOptions, onEvent: (
     stops.push(() => sub.unsubscribe());
     tasks.push(
       (async () => {
-        for await (const m of sub) onEvent({ subject: m.subject, stream: "", seq: 0, received: new Date(), ...decode(m.data) });
+        for await (const m of sub) emit({ subject: m.subject, stream: "", seq: 0, received: new Date(), ...decode(m.data) });
       })(),
     );
   }
   if (tasks.length === 0) throw new Error(`no Ferry stream or subject matches '${filter}'`);
+  if (backlogs.size === 0) {
+    backlogs.add("");
+    caughtUp("");
+  }
   await new Promise<void>((resolve) => {
     if (o.signal.aborted) resolve();
     else o.signal.addEventListener("abort", () => resolve(), { once: true });

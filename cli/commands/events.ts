@@ -6,9 +6,11 @@ import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandL
 
 const usage = `Usage: ferry events [subject] [options]
 
-Follow the bus: commands, facts, outcomes, rejections (stored in JetStream) and transfer
-progress (live only). One line per event; --json prints one JSON object per line instead.
-The subject may use NATS wildcards: backup.*, *.failed, *.*.rejected.
+Follow the bus: by default every subject of Ferry's streams — commands (FERRY_COMMANDS), facts,
+outcomes, failures, rejections and engine events (FERRY_EVENTS) — and transfer progress (live
+only). With --since or --all, what the streams hold comes first, in time order across the
+streams, then new events as they come. One line per event; --json prints one JSON object per
+line instead. The subject may use NATS wildcards: backup.*, *.failed, *.*.rejected.
 
   ferry events                      everything from now on
   ferry events '*.failed' --all     every failure still in the streams
