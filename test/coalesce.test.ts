@@ -7,6 +7,8 @@
  * after it) and with three (they race the first for the VM lease).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PassThrough } from "node:stream";
+import { main } from "../cli/main.ts";
 import { startPipeline, type Pipeline } from "./backup-support.ts";
 import { labState } from "./backup-lab.ts";
 
@@ -76,5 +78,29 @@ describe.each([1, 3])("coalescing (%i backup worker slots)", (slots) => {
     }
     expect(batch.filter((s) => s.subject === "backup.failed").map((s) => s.event.code)).toEqual([]);
     expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
+  }, 400_000);
+  it(`coalescing - \`ferry backup vm02 --wait\` twice at once (${slots} slot(s)): both exit 0 with the same restore point`, async () => {
+    const ferry = async (...args: string[]) => {
+      const stdout = new PassThrough();
+      const stderr = new PassThrough();
+      let out = "";
+      let err = "";
+      stdout.on("data", (b) => (out += String(b)));
+      stderr.on("data", (b) => (err += String(b)));
+      const code = await main(args, { stdout, stderr, env: { NATS_URL: p.nats.url }, cwd: p.dir, signal: new AbortController().signal });
+      return { code, out, err };
+    };
+    const pointsBefore = (await p.wiring.chains.read(vmId))!.restorePoints.length;
+    await p.lab.engines.prd!.control.writeGuestData(diskIds[0]!, { offset: 2 * MiB, length: MiB, pattern: 0x33 });
+    const [a, b] = await Promise.all([ferry("backup", "vm02", "--wait", "--json"), ferry("backup", "vm02", "--wait", "--json")]);
+    expect(a.code, a.err).toBe(0);
+    expect(b.code, b.err).toBe(0);
+    const ea = JSON.parse(a.out.trim()) as Record<string, unknown>;
+    const eb = JSON.parse(b.out.trim()) as Record<string, unknown>;
+    expect(ea.restorePoint).toBe(eb.restorePoint);
+    expect(ea.runId).toBe(eb.runId);
+    expect(ea.correlationId).not.toBe(eb.correlationId);
+    await until("the run's lease to go", async () => (await p.wiring.leases.get(vmId)) === undefined);
+    expect((await p.wiring.chains.read(vmId))!.restorePoints.length).toBe(pointsBefore + 1);
   }, 400_000);
 });

@@ -94,7 +94,8 @@ describe("backup faults (lab)", () => {
   it("backup faults - a fault that outlasts every retry gives exactly one backup.failed and one alert", async () => {
     await change();
     const alertsBefore = (await ferryAudit(p)).filter((e) => e.severity === "alert").length;
-    p.lab.engines.prd!.control.faults.httpErrors(503, 1000, "/backups");
+    // 500, not 503: an engine outage (503) is waited out for its time budget instead of failing.
+    p.lab.engines.prd!.control.faults.httpErrors(500, 1000, "/backups");
     const id = await p.request("db01");
     const out = await p.outcome(id, 60_000);
     p.lab.engines.prd!.control.faults.clear();

@@ -73,8 +73,9 @@ describe("ferry status (lab)", () => {
     expect(row(rows, "off01")?.schedule).toEqual({ description: "disabled" });
   });
 
-  it("status - a backup that fails for good (503s outlasting every retry) shows failed with its code; exit 1", async () => {
-    p.lab.engines.prd!.control.faults.httpErrors(503, 1000, "/backups");
+  it("status - a backup that fails for good (500s outlasting every retry) shows failed with its code; exit 1", async () => {
+    // 500, not 503: an engine outage (503) is waited out for its time budget instead of failing.
+    p.lab.engines.prd!.control.faults.httpErrors(500, 1000, "/backups");
     const id = await p.request("st01");
     const out = await p.outcome(id, 60_000);
     p.lab.engines.prd!.control.faults.clear();
