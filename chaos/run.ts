@@ -37,7 +37,7 @@ async function main(): Promise<number> {
   for (const [i, c] of chosen.entries()) {
     process.stderr.write(`[chaos] ${c.name}: ${c.summary}\n`);
     const r = await runCase(c, caseContext(seed + i));
-    process.stderr.write(`[chaos] ${c.name}: ${r.survived ? "survived" : "FAILED"} (recovery ${r.secondsToRecover ?? "-"} s, ${r.seconds} s)${r.notes.length ? `\n  ${r.notes.join("\n  ")}` : ""}\n`);
+    process.stderr.write(`[chaos] ${c.name}: ${r.survived ? "survived" : "FAILED"} (recovery ${r.secondsToRecover ?? "-"} s, ${r.seconds} s)${r.notes.length ? `\n  ${r.notes.join("\n  ")}` : ""}${r.survived ? "" : `\n  outcome: ${r.outcome}; leftovers: ${JSON.stringify(r.leftovers)}`}\n`);
     results.push(r);
   }
   const report = {
