@@ -77,6 +77,15 @@ describe("engine-events poller", () => {
     expect(w.published.map((p) => p.event.id)).toEqual(["prd:event:2", "prd:event:2", "prd:event:3", "prd:event:4"]);
   });
 
+  it("an engine event that does not fit the contract is skipped (logged), not retried forever", async () => {
+    const events = [ev(1, 100)];
+    const w = world(events);
+    await w.poller().pollOnce();
+    events.push(ev(2, 100, { vm: { id: "x".repeat(300) } }), ev(3, 100));
+    expect(await w.poller().pollOnce()).toMatchObject({ index: 3, published: 1 });
+    expect([...w.stored.keys()]).toEqual(["prd:event:3"]);
+  });
+
   it("two pollers of one engine: the index moves by compare-and-set; facts are deduplicated by msgID", async () => {
     const events = [ev(1, 100)];
     const w = world(events);

@@ -13,7 +13,7 @@ import type { Logger } from "pino";
 import { ovirtEvent, type OvirtEvent } from "../../contracts/mod.ts";
 import type { Event } from "../../adapters/ovirt/models.ts";
 import type { ChainGuard } from "../../pipeline/chain-guard.ts";
-import type { Outbound, PublishAck } from "../runtime/mod.ts";
+import { ContractViolationError, type Outbound, type PublishAck } from "../runtime/mod.ts";
 import { kindOfCode } from "./codes.ts";
 
 export interface PollerDeps {
@@ -91,7 +91,15 @@ export function createPoller(d: PollerDeps) {
         signal?.throwIfAborted();
         const fact = await factOf(e, d);
         if (!fact) continue;
-        const ack = await d.publish({ subject: ovirtEvent.subject, event: fact as OvirtEvent & { id: string } });
+        let ack: PublishAck;
+        try {
+          ack = await d.publish({ subject: ovirtEvent.subject, event: fact as OvirtEvent & { id: string } });
+        } catch (err) {
+          // An engine event that cannot be said in the contract would stop the poller for good: skip it, loudly.
+          if (!(err instanceof ContractViolationError)) throw err;
+          d.log.warn({ engine: d.engine, index: fact.engineEvent.index, err }, "engine event skipped: it does not fit ovirt.event");
+          continue;
+        }
         if (!ack.duplicate) published++;
         d.log.info({ engine: d.engine, index: fact.engineEvent.index, code: fact.engineEvent.code, kind: fact.kind, vm: fact.vm, duplicate: ack.duplicate }, "engine event published");
       }
