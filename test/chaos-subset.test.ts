@@ -9,7 +9,8 @@ import { CASES } from "../chaos/registry.ts";
 
 const quick = CASES.filter((c) => c.quick);
 
-describe("chaos subset (npm run chaos, quick cases)", () => {
+// Each case has its own world (servers, lab, processes): they run side by side.
+describe.concurrent("chaos subset (npm run chaos, quick cases)", () => {
   it("the quick cases are there", () => {
     expect(quick.map((c) => c.name).sort()).toEqual(["duplicates", "forged-events", "garbage"]);
   });
