@@ -25,6 +25,8 @@ export interface CertWarning {
 export interface OverviewFacts {
   readonly rows: readonly VmStatus[];
   readonly replicas: ReadonlyMap<string, ReplicaState>;
+  /** VMs configured to keep a standing DR copy (vms.<vm>.replicateToDr). */
+  readonly replicating: ReadonlySet<string>;
   readonly totals: { vms: number; ok: number; failed: number; running: number; never: number; overdue: number; storedBytes: number };
   readonly certWarnings: readonly CertWarning[];
   readonly chains: readonly ChainRecord[];
@@ -108,8 +110,9 @@ export async function createFacts(o: FactsOptions): Promise<ConsoleFacts> {
     async overview() {
       const { kv, rows } = await rowsNow();
       const replicaMap = new Map<string, ReplicaState>();
+      const replicating = new Set(rows.filter((r) => r.configured && o.replicates(r.vm)).map((r) => r.vm));
       for (const r of rows) {
-        if (!o.replicates(r.vm)) continue;
+        if (!replicating.has(r.vm)) continue;
         const state = await replicas.get("dr", r.vm).catch(() => undefined);
         if (state) replicaMap.set(r.vm, state);
       }
@@ -118,6 +121,7 @@ export async function createFacts(o: FactsOptions): Promise<ConsoleFacts> {
       return {
         rows,
         replicas: replicaMap,
+        replicating,
         chains: kv.chains,
         totals: {
           vms: rows.length,

@@ -64,13 +64,13 @@ beforeAll(async () => {
   // open before any disk moves and everything it shows afterwards came over the live stream.
   p = await startPipeline({ labEngines: ["prd", "dr"], labTimings: { backupPhaseMs: 2000 } });
   const prd = p.lab.engines.prd!.control;
-  const vm = await prd.createVm({ name: "web01", disks: [{ alias: "web01_os", size: 48 * MiB }, { alias: "web01_data", size: 32 * MiB }], status: "up" });
-  await prd.writeGuestData(vm.disks[0]!.id, { offset: 0, length: 8 * MiB, seed: 1 });
-  await prd.writeGuestData(vm.disks[1]!.id, { offset: 4 * MiB, length: 6 * MiB, seed: 2 });
+  const vm = await prd.createVm({ name: "web01", disks: [{ alias: "web01_os", size: 32 * MiB }, { alias: "web01_data", size: 16 * MiB }], status: "up" });
+  await prd.writeGuestData(vm.disks[0]!.id, { offset: 0, length: 6 * MiB, seed: 1 });
+  await prd.writeGuestData(vm.disks[1]!.id, { offset: 4 * MiB, length: 4 * MiB, seed: 2 });
   expect((await p.backup("web01", { timeoutMs: 120_000 })).subject).toBe("backup.completed");
   // db01 is configured but the engine has no such VM: its backup fails with VM_NOT_FOUND.
   expect((await p.backup("db01", { timeoutMs: 120_000 })).subject).toBe("backup.failed");
-  await prd.writeGuestData(vm.disks[0]!.id, { offset: 16 * MiB, length: 16 * MiB, seed: 3 });
+  await prd.writeGuestData(vm.disks[0]!.id, { offset: 12 * MiB, length: 12 * MiB, seed: 3 });
 
   p.nc.subscribe("backup.requested", { callback: (_e, m) => { const d = m.json<{ vm: string; id: string }>(); requested.push({ vm: d.vm, id: d.id }); } });
 
@@ -197,7 +197,19 @@ describe("ferry console in headless Chromium (lab PRD + DR)", () => {
     expect(await page.$$eval("svg.chain circle", (c) => c.length)).toBe(2);
     expect(await page.$eval("table.points", (t) => (t as HTMLElement).textContent)).toContain("web01_data");
     expect(await text(page, "table.history")).toMatch(/completed/);
+    expect(await text(page, "tr[data-point='2']")).not.toMatch(/\bok\b/); // not verified yet
     await shot("vm");
+  });
+
+  it("console - verify a point: confirmed, read back from the store, recorded on the point", async () => {
+    await Promise.all([page.waitForNavigation({ waitUntil: "domcontentloaded" }), page.click("tr[data-point='2'] a[href$='/verify?point=2']")]);
+    await shot("verify-confirm");
+    await Promise.all([page.waitForNavigation({ waitUntil: "domcontentloaded", timeout: 120_000 }), page.click("button.confirm")]);
+    const result = await text(page, "main");
+    expect(result).toMatch(/Verification of web01 #2: ok/);
+    expect(result).toMatch(/web01_os: ok \(\d+ blocks, 2 layers\)/);
+    await page.goto(`${con.url}/vm/web01`, { waitUntil: "domcontentloaded" });
+    expect(await text(page, "tr[data-point='2'] td[data-label=Verified]")).toMatch(/ok/);
   });
 
   it("console - restore a point to DR through the form: the preflight's plan first, then the restore runs to done", async () => {
@@ -206,7 +218,7 @@ describe("ferry console in headless Chromium (lab PRD + DR)", () => {
     await Promise.all([page.waitForNavigation({ waitUntil: "domcontentloaded" }), page.click("form.restore button[type=submit]")]);
     const plan = await text(page, "section.plan");
     expect(plan).toMatch(/Restore point #2 .* onto dr as VM web01-console in cluster Default/s);
-    expect(plan).toMatch(/disk web01_os: 48\.0 MiB virtual/);
+    expect(plan).toMatch(/disk web01_os: 32\.0 MiB virtual/);
     expect(plan).toMatch(/nothing has been changed/);
     await shot("restore-plan");
     const drBefore = (await p.wiring.engines.get("dr")!.client.vms.list()).map((v) => v.name);
@@ -266,6 +278,7 @@ describe("ferry console in headless Chromium (lab PRD + DR)", () => {
     expect(audit).toContainEqual(expect.objectContaining({ user: "victor", role: "viewer", action: "backup", vm: "web01", result: "refused" }));
     expect(audit).toContainEqual(expect.objectContaining({ user: "olga", role: "operator", action: "backup", vm: "web01", result: "published", detail: { mode: "auto" } }));
     expect(audit).toContainEqual(expect.objectContaining({ user: "olga", action: "restore", vm: "web01", result: "published", detail: expect.objectContaining({ target: "dr", name: "web01-console", point: 2 }) }));
+    expect(audit).toContainEqual(expect.objectContaining({ user: "olga", action: "verify", vm: "web01", result: "ok", detail: expect.objectContaining({ number: 2 }) }));
   });
 
   it("console - no secret is ever rendered or logged: engine passwords, user passwords and the session id appear on no page and in no audit line", async () => {

@@ -53,7 +53,7 @@ ${f.rows.map((r) => {
   <td data-label="Last good point">${r.lastGood ? html`#${r.lastGood.number} ${when(r.lastGood.time)} <span class="muted">(${formatDuration(r.lastGood.ageSeconds)} old)</span>` : html`<span class="muted">none</span>`}</td>
   <td data-label="RPO lag">${r.rpo?.lagSeconds !== undefined ? formatDuration(r.rpo.lagSeconds) : "–"}${r.overdue ? html` <span class="badge failed">overdue</span>` : ""}${r.rpo?.targetSeconds !== undefined ? html` <span class="muted">(target ${formatDuration(r.rpo.targetSeconds)})</span>` : ""}</td>
   <td data-label="Next slot">${r.schedule?.next ? when(r.schedule.next) : html`<span class="muted">${r.schedule?.description ?? "–"}</span>`}</td>
-  <td data-label="DR copy">${rep ? html`point ${rep.point.slice(0, 19)} as <b>${rep.name}</b> <span class="muted">(${ago(rep.updatedAt, now)})</span>` : html`<span class="muted">${r.configured ? "none" : "–"}</span>`}</td>
+  <td data-label="DR copy">${rep ? html`point ${rep.point.slice(0, 19)} as <b>${rep.name}</b> <span class="muted">(${ago(rep.updatedAt, now)})</span>` : html`<span class="muted">${f.replicating.has(r.vm) ? "not replicated yet" : "not replicated"}</span>`}</td>
 </tr>`;
 })}
 </tbody></table></div>
