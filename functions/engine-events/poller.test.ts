@@ -86,6 +86,18 @@ describe("engine-events poller", () => {
     expect([...w.stored.keys()]).toEqual(["prd:event:3"]);
   });
 
+  it("an engine whose audit log went back behind the position is followed from its newest event (checked every 10th idle poll)", async () => {
+    const events = [ev(1, 100), ev(2, 100), ev(3, 100)];
+    const w = world(events);
+    const poller = w.poller();
+    await poller.pollOnce();
+    events.splice(0, events.length, ev(1, 1032));
+    for (let i = 0; i < 9; i++) expect((await poller.pollOnce()).index).toBe(3);
+    expect((await poller.pollOnce()).index).toBe(1);
+    events.push(ev(2, 100));
+    expect(await poller.pollOnce()).toMatchObject({ index: 2, published: 1 });
+  });
+
   it("two pollers of one engine: the index moves by compare-and-set; facts are deduplicated by msgID", async () => {
     const events = [ev(1, 100)];
     const w = world(events);

@@ -68,7 +68,11 @@ export async function factOf(e: Event, d: Pick<PollerDeps, "engine" | "vmName" |
   };
 }
 
+/** Idle polls between two checks that the engine has not gone back behind the position. */
+const STALE_CHECK_EVERY = 10;
+
 export function createPoller(d: PollerDeps) {
+  let idle = 0;
   return {
     /** One poll: publish what is new, then move the index. */
     async pollOnce(signal?: AbortSignal): Promise<PollResult> {
@@ -85,7 +89,20 @@ export function createPoller(d: PollerDeps) {
         .map((e) => ({ e, index: indexOf(e) }))
         .filter((x): x is { e: Event; index: number } => x.index !== undefined && x.index > from)
         .sort((a, b) => a.index - b.index);
-      if (!events.length) return { index: from, seen: 0, published: 0 };
+      if (!events.length) {
+        // An engine whose audit log restarted below the position (database restored, engine
+        // reinstalled under the same name) would never be heard again: follow its newest event.
+        if (++idle % STALE_CHECK_EVERY === 0) {
+          const [newest] = await d.listEvents({ max: 1, ...(signal ? { signal } : {}) });
+          const top = newest ? indexOf(newest) : undefined;
+          if (top !== undefined && top < from) {
+            const moved = await d.guard.advance(d.engine, top, pos.revision, d.clock());
+            if (moved.ok) d.log.warn({ engine: d.engine, index: top, was: from }, "engine events: the engine's newest event is older than the position (its audit log was reset); following from it");
+            return { index: top, seen: 0, published: 0 };
+          }
+        }
+        return { index: from, seen: 0, published: 0 };
+      }
       let published = 0;
       for (const { e } of events) {
         signal?.throwIfAborted();
