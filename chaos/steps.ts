@@ -2,13 +2,18 @@
 import type { StoredEvent, World, Deployment } from "./world.ts";
 
 export class StepTimeoutError extends Error {}
+/** Thrown by a condition that can never become true (the process it waits on is gone): stop waiting. */
+export class StopWaitingError extends Error {}
 
 export async function until<T>(what: string, f: () => T | undefined | Promise<T | undefined>, timeoutMs = 120_000, everyMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await Promise.resolve()
       .then(f)
-      .catch(() => undefined);
+      .catch((err: unknown) => {
+        if (err instanceof StopWaitingError) throw err;
+        return undefined;
+      });
     if (v) return v;
     if (Date.now() > deadline) throw new StepTimeoutError(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
     await sleep(everyMs);

@@ -11,10 +11,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { RawApi } from "../../lab/test-support.ts";
 import type { ChaosCase } from "../case.ts";
-import { sleep, until } from "../steps.ts";
+import { sleep, StopWaitingError, until } from "../steps.ts";
 import { MiB, type World } from "../world.ts";
 
 const ferryBin = fileURLToPath(new URL("../../cli/ferry.mjs", import.meta.url));
+export class TransferEndedError extends StopWaitingError {}
+
 const EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
 
 async function interrupted(w: World, direction: "download" | "upload", signal: "SIGINT" | "SIGTERM") {
@@ -44,6 +46,7 @@ async function interrupted(w: World, direction: "download" | "upload", signal: "
     await until(
       "the transfer under way",
       async () => {
+        if (child.exitCode !== null) throw new TransferEndedError(`ferry transfer ${direction} ended (${child.exitCode}) before the fault: ${stderr.slice(-400)}`);
         if (direction === "download") {
           const id = ticket();
           return ((id ? w.prd().engine.imageio.getTicket(id)?.transferred : 0) ?? 0) >= 1 * MiB;
