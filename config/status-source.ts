@@ -17,6 +17,7 @@ import { chainsKv } from "../adapters/store/kv-chains.ts";
 import { buckets, streams } from "../infra/streams/mod.ts";
 import type { ChainRecord } from "../domain/chain/mod.ts";
 import { createRunJournal, type BackupRun } from "../pipeline/run-journal.ts";
+import { createRestoreJournal, type RestoreRun } from "../pipeline/restore-journal.ts";
 import type { LeaseRecord } from "../pipeline/vm-lease.ts";
 import { localTimeZone, timeZoneProblem } from "../domain/schedule/zoned.ts";
 import { OutcomeIndex, outcomeOf } from "./status.ts";
@@ -113,22 +114,24 @@ export async function checkStatusInfra(jsm: JetStreamManager): Promise<void> {
 export interface KvFacts {
   readonly chains: ChainRecord[];
   readonly runs: BackupRun[];
+  readonly restores: RestoreRun[];
   readonly leases: Map<string, LeaseRecord>;
 }
 
-/** The chains, backup runs and leases in KV. */
+/** The chains, backup and restore runs and leases in KV. */
 export async function readKvFacts(nc: NatsConnection): Promise<KvFacts> {
   try {
     const kvm = new Kvm(nc);
     const [chainsBucket, runsBucket, leasesBucket] = await Promise.all(STATUS_BUCKETS.map((b) => kvm.open(b)));
     const chains = await chainsKv(chainsBucket!).list();
     const runs = await createRunJournal(runsBucket!).list();
+    const restores = await createRestoreJournal(runsBucket!).list();
     const leases = new Map<string, LeaseRecord>();
     for await (const k of await leasesBucket!.keys()) {
       const r = await readRecord<LeaseRecord>(leasesBucket!, k).catch(() => undefined);
       if (r?.value?.vmId) leases.set(r.value.vmId, r.value);
     }
-    return { chains, runs, leases };
+    return { chains, runs, restores, leases };
   } catch (err) {
     if (isNotFound(err)) throw new StatusSourceError(`a KV bucket of Ferry (${STATUS_BUCKETS.join(", ")}) is missing: ${natsProblem(err)}`);
     throw new StatusSourceError(natsProblem(err));

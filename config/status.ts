@@ -33,6 +33,7 @@ import type { Policy } from "../contracts/config.ts";
 import { pointSize, visiblePoints, type ChainRecord } from "../domain/chain/mod.ts";
 import { dueSlots, type Schedule } from "../domain/schedule/mod.ts";
 import type { BackupRun } from "../pipeline/run-journal.ts";
+import type { RestoreRun } from "../pipeline/restore-journal.ts";
 import type { LeaseRecord } from "../pipeline/vm-lease.ts";
 
 const MINUTE = 60_000;
@@ -257,6 +258,72 @@ export interface VmStatus {
   overdue: boolean;
   /** Counts against the exit code: the last finished result failed, or overdue. */
   problem: boolean;
+  /** Restores of the VM (restore journal, KV ferry-runs kind "restore"); absent when it never had one. */
+  restore?: RestoreStatus | undefined;
+}
+
+/** One restore run as status shows it. */
+export interface RestoreRunView {
+  runId: string;
+  /** restore (onto the target under a new name), replicate (the standing DR copy), test (boot, remove). */
+  mode: string;
+  target: string;
+  /** Name of the VM on the target. */
+  name: string;
+  startedAt: string;
+  updatedAt: string;
+  phase: string;
+  disks: { verified: number; total: number };
+  error?: { code: string; message: string } | undefined;
+}
+
+/**
+ * A VM's restores from the restore journal: the one in progress (not done or failed, changed
+ * within STALLED_AFTER_MS), the newest that ended (done or failed; one without a change for
+ * STALLED_AFTER_MS counts as failed, RESTORE_STALLED), and the newest that succeeded.
+ */
+export interface RestoreStatus {
+  running?: RestoreRunView | undefined;
+  last?: (RestoreRunView & { result: "ok" | "failed" }) | undefined;
+  lastOk?: RestoreRunView | undefined;
+}
+
+function restoreView(r: RestoreRun): RestoreRunView {
+  return {
+    runId: r.runId,
+    mode: r.mode,
+    target: r.target,
+    name: r.name,
+    startedAt: r.startedAt,
+    updatedAt: r.updatedAt,
+    phase: r.phase,
+    disks: { verified: r.disks.filter((d) => d.state === "verified").length, total: r.disks.length },
+    ...(r.error ? { error: { code: r.error.code, message: r.error.message } } : {}),
+  };
+}
+
+/** The restore status of each VM (by name) that has restore runs. Pure. */
+export function restoreStatus(runs: readonly RestoreRun[], now: Date): Map<string, RestoreStatus> {
+  const out = new Map<string, RestoreStatus>();
+  const sorted = [...runs].sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  for (const r of sorted) {
+    const s = out.get(r.vm.name) ?? {};
+    const v = restoreView(r);
+    if (r.phase === "done") {
+      s.last = { ...v, result: "ok" };
+      s.lastOk = v;
+    } else if (r.phase === "failed") {
+      s.last = { ...v, result: "failed", error: v.error ?? { code: "RESTORE_FAILED", message: `restore run ${r.runId} failed` } };
+    } else if (now.getTime() - Date.parse(r.updatedAt) >= STALLED_AFTER_MS) {
+      s.last = { ...v, result: "failed", error: { code: "RESTORE_STALLED", message: `restore run ${r.runId} stopped in phase ${r.phase} (last change ${r.updatedAt})` } };
+    } else {
+      s.running = v;
+    }
+    out.set(r.vm.name, s);
+  }
+  // A run in progress older than one that ended is not running any more (a newer run replaced it).
+  for (const s of out.values()) if (s.running && s.last && s.last.startedAt > s.running.startedAt) s.running = undefined;
+  return out;
 }
 
 export interface StatusInputs {
@@ -268,6 +335,8 @@ export interface StatusInputs {
   /** Leases by VM id. */
   readonly leases: ReadonlyMap<string, LeaseRecord>;
   readonly outcomes: OutcomeIndex;
+  /** Restore runs (KV ferry-runs, kind "restore"); default none. */
+  readonly restores?: readonly RestoreRun[];
   readonly timeZone: string;
   readonly graceMs?: number;
 }
@@ -287,6 +356,8 @@ export function computeStatus(i: StatusInputs): VmStatus[] {
     // Two chains under one name (a VM re-created with a new id): the one with the newest point.
     if (!cur || (c.restorePoints.at(-1)?.time ?? "") > (cur.restorePoints.at(-1)?.time ?? "")) chainByName.set(c.vm.name, c);
   }
+  const restores = restoreStatus(i.restores ?? [], i.now);
+  for (const name of restores.keys()) names.add(name);
   const runsByName = new Map<string, BackupRun[]>();
   for (const r of i.runs) {
     names.add(r.vm.name);
@@ -410,6 +481,7 @@ export function computeStatus(i: StatusInputs): VmStatus[] {
       rpo,
       overdue,
       problem: lastResult === "failed" || overdue,
+      ...(restores.has(name) ? { restore: restores.get(name) } : {}),
     });
   }
   return rows.sort((a, b) => a.vm.localeCompare(b.vm));

@@ -9,12 +9,14 @@ import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectNats, provisionInfra } from "../adapters/nats/mod.ts";
 import { StorePaths, writeManifestFile } from "../adapters/store/mod.ts";
 import { main } from "../cli/main.ts";
 import type { VmStatus } from "../config/status.ts";
 import { emptyChain } from "../domain/chain/mod.ts";
+import { createRestoreJournal } from "../pipeline/restore-journal.ts";
 import { startPipeline, type Pipeline } from "./backup-support.ts";
 import { startNatsServer } from "./harness/nats-server.ts";
 import { waitFor } from "./harness/wait-for.ts";
@@ -132,6 +134,39 @@ describe("ferry status (lab)", () => {
     expect(human.out).toMatch(/never01\s+never\s+0 points\s+no restore point\s+next \S+T02:00:00\.000Z/);
   });
 
+  it("status - restores: the last good restore, one running and a failed one are shown under the VM, in text and --json", async () => {
+    // st01 has a restore point (the test before): a real restore of it onto prd under a new name.
+    const done = await p.restore({ vm: "st01", target: "prd", name: "st01_back" });
+    expect(done.subject, JSON.stringify(done.event)).toBe("restore.completed");
+    const kv = await new Kvm(p.nc).open("ferry-runs");
+    const journal = createRestoreJournal(kv);
+    const base = { kind: "restore" as const, target: "prd", vm: { name: "st01" }, owner: "", correlationId: "c", attempt: 1, transfers: [] };
+    const startedAt = new Date().toISOString();
+    // A restore in progress and a failed one, as restore-requested journals them.
+    await journal.change("rr-running", () => ({ ...base, runId: "rr-running", name: "st01_dr", mode: "replicate", phase: "disks", startedAt, updatedAt: startedAt, disks: [{ sourceId: "s1", alias: "st01_d1", id: "n1", state: "verified" }, { sourceId: "s2", alias: "st01_d2", id: "n2", state: "created" }] }));
+    await journal.change("rr-failed", () => ({ ...base, runId: "rr-failed", name: "st01_t", mode: "test", phase: "failed", startedAt: "2020-01-01T00:00:00.000Z", updatedAt: startedAt, disks: [], error: { code: "RESTORE_BOOT_FAILED", message: "the VM did not come up" } }));
+    try {
+      const { rows, err } = await status("st01");
+      const r = row(rows, "st01")!;
+      expect(r.restore?.lastOk, err).toMatchObject({ mode: "restore", target: "prd", name: "st01_back", phase: "done", disks: { verified: 2, total: 2 } });
+      expect(r.restore?.running).toMatchObject({ runId: "rr-running", mode: "replicate", name: "st01_dr", phase: "disks", disks: { verified: 1, total: 2 } });
+      // The newest run that ended is the real restore (started after the failed one).
+      expect(r.restore?.last).toMatchObject({ result: "ok", name: "st01_back" });
+      const human = await ferry(["status", "st01", "--tz", "UTC", "--config", config]);
+      expect(human.out).toMatch(/^ {4}restore running since \S+: replicate onto prd as st01_dr, phase disks, 1\/2 disks verified \(run rr-running\)$/m);
+      expect(human.out).toMatch(/^ {4}last restore ok \S+: restore onto prd as st01_back \(run \S+\)$/m);
+      // A failed restore newer than the good one is shown with its code.
+      await journal.change("rr-failed", (cur) => cur && { ...cur, startedAt: new Date().toISOString() });
+      const after = row((await status("st01")).rows, "st01")!;
+      expect(after.restore?.last).toMatchObject({ result: "failed", runId: "rr-failed", error: { code: "RESTORE_BOOT_FAILED" } });
+      const text = await ferry(["status", "st01", "--tz", "UTC", "--config", config]);
+      expect(text.out).toMatch(/^ {4}last restore failed \S+: restore test on prd, phase failed: RESTORE_BOOT_FAILED: the VM did not come up \(run rr-failed\)$/m);
+    } finally {
+      await kv.delete("rr-running");
+      await kv.delete("rr-failed");
+    }
+  });
+
   it("status - a run that fails in disk-transferred is failed with that step's code, not running forever", async () => {
     // The store folder of st02 belongs to another VM: recording the point fails for good in
     // disk-transferred, after the journal already said 'transferred'.
@@ -142,7 +177,8 @@ describe("ferry status (lab)", () => {
     const { code, rows } = await status("st02");
     expect(code).toBe(1);
     expect(row(rows, "st02")).toMatchObject({ result: "failed", outcome: { code: "STORE_VM_MISMATCH", step: "disk.transferred", source: "event" } });
-    expect(row(rows, "st02")?.run?.phase).toBe("transferred");
+    // disk-transferred now journals its final failure on the run (it answers coalesced requests too).
+    expect(row(rows, "st02")?.run).toMatchObject({ phase: "failed", error: { code: "STORE_VM_MISMATCH" } });
     await rm(join(p.storePath, "st02", "restore-points.json"));
     expect((await p.backup("st02")).subject).toBe("backup.completed");
     expect((await status("st02")).rows[0]).toMatchObject({ result: "ok", restorePoints: 1 });

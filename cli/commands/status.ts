@@ -25,6 +25,11 @@ restore point and its age, the next scheduled slot and the RPO lag against its s
   never     no restore point and no outcome yet (not a problem by itself: a failed first
             backup is 'failed')
 
+Restores (restore, replicate, test) are shown under their VM from the restore journal (KV
+ferry-runs): one running (its mode, target, phase, disks verified), the last failed one (with its
+code; RESTORE_STALLED when it stopped changing ${STALLED_AFTER_MS / 60_000} min ago without ending) and the last good one.
+They do not change the exit code. --json: "restore": {running, last, lastOk}.
+
 Where it comes from: outcome events from the stream FERRY_EVENTS (kept 30 days), runs from KV
 ferry-runs, leases from KV ferry-leases, restore points from KV ferry-chains (the same record as
 each VM's restore-points.json in the store). The last good restore point is the newest one whose
@@ -88,6 +93,16 @@ export function formatRow(r: VmStatus, now: number): string[] {
   } else if (r.running && o?.result === "ok") {
     lines.push(`${pad}last result: ok ${o.time}`);
   }
+  const rs = r.restore;
+  const onto = (v: { mode: string; target: string; name: string }) => (v.mode === "test" ? `restore test on ${v.target}` : `${v.mode} onto ${v.target} as ${v.name}`);
+  if (rs?.running) {
+    const g = rs.running;
+    lines.push(`${pad}restore running since ${g.startedAt}: ${onto(g)}, phase ${g.phase}, ${g.disks.verified}/${g.disks.total} disks verified (run ${g.runId})`);
+  }
+  if (rs?.last?.result === "failed") {
+    lines.push(`${pad}last restore failed ${rs.last.updatedAt}: ${onto(rs.last)}, phase ${rs.last.phase}: ${rs.last.error?.code ?? "UNKNOWN"}: ${rs.last.error?.message ?? ""} (run ${rs.last.runId})`.trimEnd());
+  }
+  if (rs?.lastOk) lines.push(`${pad}last restore ok ${rs.lastOk.updatedAt}: ${onto(rs.lastOk)} (run ${rs.lastOk.runId})`);
   return lines;
 }
 
