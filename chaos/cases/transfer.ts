@@ -31,7 +31,17 @@ async function interrupted(w: World, direction: "download" | "upload", signal: "
     }
     const disk = direction === "upload" ? (await w.prd().control.addDisk(w.vms.cx01!.id, { alias: "cx01_up", size: 64 * MiB })).id : w.vms.cx01!.diskId;
     if (direction === "upload") await until("the new disk", async () => (await api.get(`/disks/${disk}`)).json?.status === "ok");
-    const t = (await api.post("/imagetransfers", { disk: { id: disk }, direction, format: direction === "upload" ? "raw" : "raw", inactivity_timeout: "120" })).json as { id: string; transfer_url: string };
+    // A download reads a running VM's disk through a backup, as Ferry does.
+    let backupId: string | undefined;
+    if (direction === "download") {
+      const b = await api.post(`/vms/${w.vms.cx01!.id}/backups`, { disks: { disk: [{ id: disk }] } });
+      if (b.status !== 201) throw new Error(`backup start: ${b.status} ${b.text.slice(0, 200)}`);
+      backupId = String(b.json.id);
+      await until("the backup ready", async () => (await api.get(`/vms/${w.vms.cx01!.id}/backups/${backupId}`)).json?.phase === "ready", 120_000, 200);
+    }
+    const created = await api.post("/imagetransfers", { disk: { id: disk }, direction, format: "raw", inactivity_timeout: "120", ...(backupId ? { backup: { id: backupId } } : {}) });
+    if (created.status !== 201) throw new Error(`transfer: ${created.status} ${created.text.slice(0, 200)}`);
+    const t = created.json as { id: string; transfer_url: string };
     w.prd().control.faults.throttleImageio(256 * 1024);
     const out = join(d.storePath, "cli-transfer", "out.qcow2");
     const args = direction === "download" ? ["transfer", "download", t.transfer_url, out, "--ca", w.prd().caFile] : ["transfer", "upload", image, t.transfer_url, "--ca", w.prd().caFile, "--disk-is-zero"];
@@ -68,6 +78,10 @@ async function interrupted(w: World, direction: "download" | "upload", signal: "
     // The operator's side: cancel the transfer (an interrupted one is not a good copy).
     await api.post(`/imagetransfers/${t.id}/cancel`, {});
     await until("the transfer finished", async () => String((await api.get(`/imagetransfers/${t.id}`)).json?.phase ?? "finished_").startsWith("finished_"), 60_000, 200);
+    if (backupId) {
+      await api.post(`/vms/${w.vms.cx01!.id}/backups/${backupId}/finalize`, {});
+      await until("the backup finished", async () => ["succeeded", "failed"].includes(String((await api.get(`/vms/${w.vms.cx01!.id}/backups/${backupId}`)).json?.phase)), 60_000, 200);
+    }
     return { expect: { requests: [] }, faultAt, outcome: `exit ${code}`, problems };
   } finally {
     await api.close();
