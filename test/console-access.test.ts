@@ -5,7 +5,7 @@
  * HTTPS cookies are Secure, bad input changes nothing, and what the bus says is shown escaped.
  * Also `ferry console adduser` as a process, reading the password from stdin.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -129,6 +129,33 @@ describe("console access", () => {
     const noRole = spawnSync(process.execPath, [FERRY, "console", "adduser", "dave", "--users-file", file], { input: "long-enough-1\n", encoding: "utf8", timeout: 60_000 });
     expect(noRole.status).toBe(2);
     return readUsers(file).then((u) => expect(Object.keys(u)).toEqual(["carol"]));
+  });
+
+  it("ferry console - the process starts from a config, serves, and stops cleanly on SIGTERM; plain HTTP off loopback is refused with exit 4", async () => {
+    const config = join(dir, "ferry-console.json");
+    const e = lab.engines.prd!;
+    await writeFile(config, JSON.stringify({ engines: { prd: { url: e.url, user: e.user, passwordEnv: "FERRY_PRD_PASSWORD", caFile: e.caFile } }, store: { path: "./store" }, vms: { web01: {} }, console: { usersFile: "./users.json", auditFile: "./audit-process.jsonl" } }));
+    const env = { ...process.env, NATS_URL: nats.url, FERRY_PRD_PASSWORD: e.password };
+    const refused = spawnSync(process.execPath, [FERRY, "console", "--config", config, "--listen", "0.0.0.0:0"], { env, encoding: "utf8", timeout: 60_000 });
+    expect(refused.status).toBe(4);
+    expect(refused.stderr).toMatch(/plain HTTP is served on loopback only/);
+    const child = spawn(process.execPath, [FERRY, "console", "--config", config, "--listen", "127.0.0.1:0"], { env, stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (b) => (err += String(b)));
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    try {
+      const deadline = Date.now() + 60_000;
+      while (!/listening on (http:\/\/\S+)/.test(err) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      const url = /listening on (http:\/\/\S+)/.exec(err)?.[1];
+      expect(url, err).toBeDefined();
+      expect(await (await fetch(`${url}/healthz`)).text()).toBe("ok\n");
+      const anon = await fetch(`${url}/`, { redirect: "manual" });
+      expect(anon.status).toBe(303);
+      expect((await login(url!, "olga", "olga-password-1")).status).toBe(303); // the config's usersFile, relative to the config
+    } finally {
+      child.kill("SIGTERM");
+    }
+    expect(await exited).toBe(0);
   });
 
   it("console listen - plain HTTP only on loopback; anything else needs TLS", () => {
