@@ -28,6 +28,7 @@ import { overviewPage } from "./pages/overview.ts";
 import { isLive, runCard } from "./pages/run-card.ts";
 import { runsPage } from "./pages/runs.ts";
 import { vmPage } from "./pages/vm.ts";
+import { createLoginThrottle, type LoginThrottle } from "./login-throttle.ts";
 import { csrfMatches, type Session, type Sessions } from "./sessions.ts";
 import { SsoUnavailableError } from "./sso.ts";
 import type { Authenticator } from "./users.ts";
@@ -57,6 +58,8 @@ export interface ConsoleDeps {
   readonly clock?: () => Date;
   /** Heartbeat comment interval of /live. */
   readonly heartbeatMs?: number;
+  /** Failed-login limits (default: 5 failures of a name in 15 min lock it for a minute). */
+  readonly throttle?: LoginThrottle;
 }
 
 const ASSETS: Record<string, { file: URL; type: string }> = {
@@ -95,6 +98,7 @@ export async function buildConsoleApp(d: ConsoleDeps, https?: { cert: string; ke
   await app.register(cookie);
   await app.register(formbody, { bodyLimit: 64 * 1024 });
 
+  const throttle = d.throttle ?? createLoginThrottle();
   const cookieOptions = { path: "/", httpOnly: true, sameSite: "strict" as const, secure: d.secure };
   const send = (reply: FastifyReply, o: { title: string; nav: Nav; body: SafeHtml; session?: Session | undefined; status?: number; live?: boolean }) =>
     reply.code(o.status ?? 200).type("text/html; charset=utf-8").send(page({ title: o.title, nav: o.nav, body: o.body, session: o.session, live: o.live ?? false }));
@@ -165,6 +169,11 @@ export async function buildConsoleApp(d: ConsoleDeps, https?: { cert: string; ke
     const next = localPath(field(req.body, "next") || "/");
     const token = req.cookies[LOGIN_COOKIE];
     if (!token || token !== field(req.body, "_login")) return loginForm(req, reply, { user, next, status: 403, problem: "The login form expired; try again." });
+    const wait = throttle.waitSeconds(user);
+    if (wait > 0) {
+      await d.audit.record({ user: user.slice(0, 130), action: "login", result: "throttled", from: from(req) });
+      return loginForm(req, reply, { user, next, status: 429, problem: `Too many failed logins for this user; try again in ${wait} s.` });
+    }
     let who;
     try {
       who = await d.auth.authenticate(user, field(req.body, "password"));
@@ -174,9 +183,11 @@ export async function buildConsoleApp(d: ConsoleDeps, https?: { cert: string; ke
       return loginForm(req, reply, { user, next, status: 503, problem });
     }
     if (!who) {
+      throttle.failed(user);
       await d.audit.record({ user: user.slice(0, 130), action: "login", result: "refused", from: from(req) });
       return loginForm(req, reply, { user, next, status: 401, problem: "Unknown user or wrong password." });
     }
+    throttle.succeeded(user);
     const s = d.sessions.create(who);
     await d.audit.record({ user: s.user, role: s.role, action: "login", result: "ok", from: from(req) });
     reply.clearCookie(LOGIN_COOKIE, { path: "/" });

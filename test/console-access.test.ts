@@ -87,6 +87,7 @@ beforeAll(async () => {
   await putUser(usersFile, "olga", "operator", "olga-password-1");
   await putUser(usersFile, "victor", "viewer", "victor-password-1");
   await putUser(usersFile, "admin@internal", "operator", undefined);
+  await putUser(usersFile, "tess", "viewer", "tess-password-1");
   plain = await startConsole(options());
 }, 120_000);
 
@@ -187,6 +188,17 @@ describe("console access", () => {
     expect(text).not.toContain("not-her-password");
     expect(text).not.toContain("olga-password-1");
     expect(text).not.toContain(good.session!);
+  });
+
+  it("console login - after 5 failed logins a name is locked for a while: even the right password is refused (429) without being checked", async () => {
+    for (let i = 0; i < 5; i++) expect((await login(plain.url, "tess", `guess-${i}-xxxx`)).status).toBe(401);
+    const locked = await login(plain.url, "tess", "tess-password-1");
+    expect(locked.status).toBe(429);
+    expect(locked.body).toMatch(/Too many failed logins for this user; try again in \d+ s/);
+    expect(locked.session).toBeUndefined();
+    expect(await audit()).toContainEqual(expect.objectContaining({ user: "tess", action: "login", result: "throttled" }));
+    // Other names are not affected.
+    expect((await login(plain.url, "victor", "victor-password-1")).status).toBe(303);
   });
 
   it("console login - a login POST from another origin is refused before any password is checked", async () => {
