@@ -92,17 +92,21 @@ export const storeFull: ChaosCase = {
 
 export const storeReadOnly: ChaosCase = {
   name: "store-read-only",
-  summary: "the store volume remounted read-only mid-download, then read-write again",
+  summary: "the store turned read-only mid-download (a read-only bind mount over it; files already open stay writable), then writable again",
   followUp: "cx01",
   async run(w) {
-    await mountTmpfs(w, w.d.storePath, "512m");
+    if (process.getuid?.() !== 0) throw new NeedsRootError("a read-only bind mount needs root");
+    const dir = w.d.storePath;
     w.prd().control.faults.throttleImageio(1 * MiB);
     const id = await w.d.request("cx01");
     await downloading(w, 2 * MiB);
     const faultAt = performance.now();
-    await run("mount", ["-o", "remount,ro", w.d.storePath]);
+    // A busy filesystem cannot be remounted read-only; a read-only bind mount over it can be made at any time.
+    await run("mount", ["--bind", dir, dir]);
+    w.defer(async () => ((await readFile("/proc/mounts", "utf8")).includes(` ${dir} `) ? run("umount", ["-l", dir]) : undefined));
+    await run("mount", ["-o", "remount,bind,ro", dir]);
     const out = await w.d.outcome(id, 240_000);
-    await run("mount", ["-o", "remount,rw", w.d.storePath]);
+    await run("umount", [dir]);
     w.prd().control.faults.clear();
     return { expect: { requests: [id] }, faultAt, outcome: `${out.subject}${out.event.code ? `:${String(out.event.code)}` : ""}` };
   },
