@@ -202,7 +202,10 @@ describe("ferry console in headless Chromium (lab PRD + DR)", () => {
   });
 
   it("console - verify a point: confirmed, read back from the store, recorded on the point", async () => {
-    await Promise.all([page.waitForNavigation({ waitUntil: "domcontentloaded" }), page.click("tr[data-point='2'] a[href$='/verify?point=2']")]);
+    await page.goto(`${con.url}/vm/web01`, { waitUntil: "load" });
+    const link = await page.waitForSelector("tr[data-point='2'] a[href$='/verify?point=2']", { visible: true });
+    await Promise.all([page.waitForNavigation({ waitUntil: "domcontentloaded" }), link!.click()]);
+    expect(new URL(page.url()).pathname).toBe("/vm/web01/verify");
     await shot("verify-confirm");
     await Promise.all([page.waitForNavigation({ waitUntil: "domcontentloaded", timeout: 120_000 }), page.click("button.confirm")]);
     const result = await text(page, "main");
