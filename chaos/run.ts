@@ -50,8 +50,18 @@ async function main(): Promise<number> {
     totalSeconds: Math.round((performance.now() - started) / 100) / 10,
   };
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  reported = true;
   return report.failed.length ? 1 : 0;
 }
+
+// A case awaiting something that can no longer happen (no timer, no socket left) drains the
+// event loop: that must be a failure, never a silent exit 0 without the report.
+let reported = false;
+process.on("beforeExit", () => {
+  if (reported) return;
+  process.stderr.write("[chaos] the event loop drained before the report: a case awaited something that can never happen\n");
+  process.exit(1);
+});
 
 main().then(
   (code) => process.exit(code),

@@ -30,7 +30,10 @@ async function interrupted(w: World, direction: "download" | "upload", signal: "
       await w.prd().control.exportImage(w.vms.cx01!.diskId, image, { format: "qcow2" });
     }
     // An upload goes to a new disk of a VM that is down (the engine refuses a running VM's disk).
-    if (direction === "upload") await w.prd().control.setVmStatus(w.vms.cx01!.id, "down");
+    if (direction === "upload") {
+      await w.prd().control.setVmStatus(w.vms.cx01!.id, "down");
+      await until("cx01 down", () => w.prd().engine.st.vms.find((v) => v.id === w.vms.cx01!.id)?.status === "down", 60_000, 100);
+    }
     const disk = direction === "upload" ? (await w.prd().control.addDisk(w.vms.cx01!.id, { alias: "cx01_up", size: 64 * MiB })).id : w.vms.cx01!.diskId;
     if (direction === "upload") await until("the new disk", async () => (await api.get(`/disks/${disk}`)).json?.status === "ok");
     // A download reads a running VM's disk through a backup, as Ferry does.
