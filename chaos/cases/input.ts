@@ -93,7 +93,7 @@ export const garbageInput: ChaosCase = {
       expect: { requests: [id], mustComplete: [id] },
       faultAt,
       outcome: `${out.subject} after ${published} garbage messages (${refused} refused by the server, ${rejected} .rejected events)`,
-      notes: [`${published} stored garbage messages, ${rejected} answered with .rejected, the rest dropped by their consumer`],
+      notes: [`${published} stored garbage messages: ${rejected} answered with .rejected, ${Math.max(0, published - rejected)} dropped by their consumer`],
     };
   },
 };
