@@ -24,6 +24,7 @@ import type { RestoreEngine } from "./restore-engine.ts";
 import type { RestoreJournal } from "./restore-journal.ts";
 import { undoRestore } from "./restore-undo.ts";
 import { VmBusyError } from "./vm-lease.ts";
+import { coveredFailure } from "./coalesce.ts";
 import { referencedFiles, type ChainsKv, type OrphanFile, type Store } from "../adapters/store/mod.ts";
 import type { Scrubber, ScrubResult } from "./scrub.ts";
 
@@ -55,6 +56,11 @@ export interface ReconcilerDeps {
   readonly orphans?: OrphanSettings | undefined;
   /** The scheduled scrub, one due VM per pass. */
   readonly scrub?: Pick<Scrubber, "scrubNext"> | undefined;
+  /**
+   * Publish a `backup.failed` (PubAck awaited): requests coalesced into a run the reconciler
+   * abandons get their one outcome here — nobody else would answer them.
+   */
+  readonly announceFailure?: ((event: { id: string } & Record<string, unknown>) => Promise<void>) | undefined;
 }
 
 export interface ReconcileReport {
@@ -92,14 +98,20 @@ export function createReconciler(deps: ReconcilerDeps) {
         if (d.layer) await deps.removeUnrecorded(d.layer);
         else if (d.tmpPath) await deps.removeUnrecorded(d.tmpPath);
       }
-      let marked = false;
+      let marked: BackupRun | undefined;
       await deps.runs.change(run.runId, (cur) => {
         // Someone resumed the run meanwhile (a new attempt or owner): it is not dead.
         if (!cur || FINAL_RUN.has(cur.phase) || cur.attempt !== run.attempt || cur.owner !== run.owner) return undefined;
-        marked = true;
-        return { ...cur, phase: "abandoned", backupClosed: true, snapshotRemoved: true, transfers: cur.transfers.map((t) => ({ ...t, state: "closed" as const })), disks: cur.disks.map((d) => ({ id: d.id, state: "pending" as const })) };
+        marked = { ...cur, phase: "abandoned", backupClosed: true, snapshotRemoved: true, transfers: cur.transfers.map((t) => ({ ...t, state: "closed" as const })), disks: cur.disks.map((d) => ({ id: d.id, state: "pending" as const })) };
+        return marked;
       });
-      return marked;
+      if (!marked) return false;
+      // Requests that joined this run get their one outcome (msgID per request: a second pass is a duplicate).
+      for (const c of (marked as BackupRun).coalesced ?? []) {
+        const message = "its worker stopped and the reconciler closed the run; request the backup again";
+        await deps.announceFailure?.(coveredFailure(marked, c, "RUN_ABANDONED", message, deps.clock())).catch((err: unknown) => deps.log.warn({ err, request: c.id, runId: run.runId }, "reconciler could not answer a request coalesced into an abandoned run"));
+      }
+      return true;
     } finally {
       await lease.release();
     }

@@ -9,6 +9,7 @@ import { labState } from "./backup-lab.ts";
 import { createReconciler } from "../pipeline/reconcile.ts";
 import { backupFunctionDeps } from "../pipeline/composition.ts";
 import { backupIdFor, engineDescription } from "../pipeline/run-ids.ts";
+import { checkOutbound } from "../functions/runtime/mod.ts";
 
 const MiB = 1048576;
 let p: Pipeline;
@@ -41,7 +42,12 @@ describe("reconciler (lab)", () => {
     await engine.startBackup(a.id, { id: backupId, description: engineDescription(p.wiring.deployment, "orphan-a", runId), diskIds: [a.disks[0]!.id] });
     const t = await engine.createDownload({ diskId: a.disks[0]!.id, backupId });
     // Age the journal record so it counts as stale.
-    await p.wiring.runs.change(runId, (cur) => cur && { ...cur, transfers: [{ id: t.id, diskId: a.disks[0]!.id, state: "open" }] });
+    // Two requests had joined this run (coalesced): they must each get one outcome when it is abandoned.
+    const joined = [
+      { id: "req-2", correlationId: "corr-2", time: old },
+      { id: "req-3", correlationId: "corr-3", time: old },
+    ];
+    await p.wiring.runs.change(runId, (cur) => cur && { ...cur, coalesced: joined, transfers: [{ id: t.id, diskId: a.disks[0]!.id, state: "open" }] });
 
     // B: a Ferry backup with no journal at all (crash between POST and the journal write).
     const orphanB = backupIdFor("lost-run", 1);
@@ -59,8 +65,14 @@ describe("reconciler (lab)", () => {
 
     expect((await labState(p)).openBackups).toBe(4);
     const deps = backupFunctionDeps(p.wiring, { info() {}, warn() {}, error() {} });
-    const reconciler = createReconciler({ ...deps.reconciler, staleAfterMs: 0 });
+    const announced: Array<{ id: string } & Record<string, unknown>> = [];
+    const reconciler = createReconciler({ ...deps.reconciler, staleAfterMs: 0, announceFailure: async (e) => void announced.push(e) });
     const report = await reconciler.reconcileOnce();
+    expect(announced.map((e) => [e.correlationId, e.code, e.runId])).toEqual([
+      ["corr-2", "RUN_ABANDONED", runId],
+      ["corr-3", "RUN_ABANDONED", runId],
+    ]);
+    for (const event of announced) checkOutbound({ subject: "backup.failed", event });
 
     expect(report.abandonedRuns).toEqual([runId]);
     expect(report.finalizedBackups.sort()).toEqual([backupId, orphanB].sort());
@@ -74,6 +86,7 @@ describe("reconciler (lab)", () => {
     expect(await labState(p)).toEqual({ openBackups: 0, openTransfers: 0, lockedDisks: 0 });
     // A second pass finds nothing to do.
     const again = await reconciler.reconcileOnce();
+    expect(announced).toHaveLength(2);
     expect(again).toEqual({ abandonedRuns: [], finalizedBackups: [], closedTransfers: [], removedFiles: [], removedBytes: 0, clearedLocks: [] });
   });
 });

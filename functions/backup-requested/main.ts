@@ -8,6 +8,7 @@ import type { FunctionFactory } from "../runtime/mod.ts";
 import { createReconciler } from "../../pipeline/reconcile.ts";
 import { backupFunctionDeps, pipelineFor } from "../../pipeline/composition.ts";
 import { backupRequestedFunction } from "./definition.ts";
+import { createPublisher } from "../runtime/mod.ts";
 
 const RECONCILE_EVERY_MS = 3 * 60_000;
 
@@ -18,7 +19,9 @@ const create: FunctionFactory<LoadedConfig> = async (ctx) => {
     .sweep()
     .then((r) => r.removedTemp.length && ctx.log.info({ removedTemp: r.removedTemp, orphans: r.orphans }, "store sweep removed stale temp files"))
     .catch((err: unknown) => ctx.log.warn({ err }, "store sweep failed"));
-  void createReconciler(deps.reconciler).start(RECONCILE_EVERY_MS, ctx.signal);
+  const publisher = createPublisher(ctx.nc, ctx.js);
+  const announceFailure = async (event: { id: string } & Record<string, unknown>) => void (await publisher.publish({ subject: "backup.failed", event }));
+  void createReconciler({ ...deps.reconciler, announceFailure }).start(RECONCILE_EVERY_MS, ctx.signal);
   return backupRequestedFunction(deps.backupRequested);
 };
 export default create;
