@@ -42,8 +42,11 @@ export function terminalOf(events: readonly StoredEvent[], ids: readonly string[
   return Object.fromEntries(ids.map((id) => [id, events.filter((e) => isTerminal(e.subject) && e.event.correlationId === id).map((e) => `${e.subject}${e.event.code ? `:${String(e.event.code)}` : ""}`)]));
 }
 
-async function outcomes(d: Deployment, x: Expectation, problems: string[]): Promise<Record<string, string[]>> {
-  const terminal = terminalOf(await d.events(), x.requests);
+/** A request is published to one deployment: its terminal events are counted over all of them. */
+async function outcomes(ds: readonly Deployment[], x: Expectation, problems: string[]): Promise<Record<string, string[]>> {
+  const all: StoredEvent[] = [];
+  for (const d of ds) all.push(...(await d.events()));
+  const terminal = terminalOf(all, x.requests);
   for (const [id, seen] of Object.entries(terminal)) {
     if (seen.length !== 1) problems.push(`${id}: ${seen.length} terminal events (${seen.join(", ") || "none"})`);
     const only = seen[0];
@@ -149,10 +152,8 @@ export async function check(w: World, x: Expectation, o: { verify?: boolean } = 
       return undefined;
     }
   };
-  let terminalEvents: Record<string, string[]> = {};
+  const terminalEvents = (await guard("outcomes", () => outcomes(w.deployments, x, problems))) ?? {};
   for (const d of w.deployments) {
-    const t = await guard("outcomes", () => outcomes(d, x, problems));
-    if (t) terminalEvents = { ...terminalEvents, ...Object.fromEntries(Object.entries(t).filter(([, v]) => v.length || d.index === 0)) };
     const f = await guard("files", () => fileLeftovers(d));
     if (f) {
       add("store", f.store);
