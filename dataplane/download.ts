@@ -5,8 +5,8 @@
  * WRITE_ZEROES so they hide the backing data; clean ranges and the zeroes of a full backup are
  * skipped. The per-block sha256 digests of the guest image are computed on the way.
  */
-import { chmod, mkdtemp, rm, statfs } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { scratchDir } from "./scratch.ts";
+import { chmod, rm, statfs } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { openImageio, withRetry, type ImageioClient } from "../adapters/imageio/mod.ts";
 import { NbdClient, NbdError } from "../adapters/nbd/mod.ts";
@@ -160,7 +160,7 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
     });
     await chmod(tmp, 0o600);
 
-    sockDir = await mkdtemp(join(tmpdir(), "ferry-dl-"));
+    sockDir = await scratchDir("dl");
     server = await startTarget(tmp, join(sockDir, "nbd.sock"), signal);
     nbd = await NbdClient.connect({ socket: server.socket, exportName: server.exportName, signal });
 

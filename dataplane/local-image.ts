@@ -3,8 +3,8 @@
  * the backing chain into the guest view, with its allocation map from NBD BLOCK_STATUS
  * base:allocation. Upload reads from it; `ferry transfer checksum` hashes it.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { scratchDir } from "./scratch.ts";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { NbdClient, type BlockExtent } from "../adapters/nbd/mod.ts";
 import { QemuNbdStartError, qemuImg, startQemuNbd, type ImageFormat, type QemuNbdServer } from "../adapters/qemu/mod.ts";
@@ -38,7 +38,7 @@ export async function detectFormat(image: string, signal?: AbortSignal): Promise
 }
 
 export async function openLocalImage(o: { image: string; format: ImageFormat; signal?: AbortSignal }): Promise<LocalImage> {
-  const sockDir = await mkdtemp(join(tmpdir(), "ferry-src-"));
+  const sockDir = await scratchDir("src");
   let server: QemuNbdServer | undefined;
   try {
     const base = { image: o.image, format: o.format, socket: join(sockDir, "nbd.sock"), readOnly: true, signal: o.signal };

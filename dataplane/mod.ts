@@ -3,6 +3,7 @@ export { download, DownloadError, DEFAULT_CONNECTIONS, type DownloadParams, type
 export { upload, UploadError, type UploadParams, type UploadResult } from "./upload.ts";
 export { digestLocalImage, detectFormat, LocalImageError } from "./local-image.ts";
 export { TransferCancelledError } from "./abort.ts";
+export { scratchDir, sweepScratch, type ScratchKind } from "./scratch.ts";
 export { OutputExistsError, placeNoClobber, tempPathFor } from "./layer-file.ts";
 export type { Progress, ProgressCallback } from "./progress.ts";
 export {

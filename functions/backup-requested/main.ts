@@ -9,6 +9,7 @@ import { createReconciler } from "../../pipeline/reconcile.ts";
 import { backupFunctionDeps, pipelineFor } from "../../pipeline/composition.ts";
 import { backupRequestedFunction } from "./definition.ts";
 import { createPublisher } from "../runtime/mod.ts";
+import { sweepScratch } from "../../dataplane/mod.ts";
 
 const RECONCILE_EVERY_MS = 3 * 60_000;
 
@@ -21,6 +22,10 @@ const create: FunctionFactory<LoadedConfig> = async (ctx) => {
     .catch((err: unknown) => ctx.log.warn({ err }, "store sweep failed"));
   const publisher = createPublisher(ctx.nc, ctx.js);
   const announceFailure = async (event: { id: string } & Record<string, unknown>) => void (await publisher.publish({ subject: "backup.failed", event }));
+  // NBD socket dirs of a worker that was killed mid-download (nobody else removes them).
+  void sweepScratch()
+    .then((removed) => removed.length && ctx.log.info({ removed }, "removed scratch dirs of transfer processes that are gone"))
+    .catch((err: unknown) => ctx.log.warn({ err }, "scratch sweep failed"));
   void createReconciler({ ...deps.reconciler, announceFailure }).start(RECONCILE_EVERY_MS, ctx.signal);
   return backupRequestedFunction(deps.backupRequested);
 };
