@@ -85,6 +85,23 @@ export function isNoSpace(err: unknown): boolean {
   return !!err && typeof err === "object" && (err as { code?: unknown }).code === "ENOSPC";
 }
 
+/**
+ * The file system under the backup store is read-only (remounted after I/O errors, a read-only
+ * snapshot mounted by mistake): final, because nothing Ferry retries will make it writable.
+ */
+export class StoreReadOnlyError extends PermanentError {
+  constructor(readonly path: string, cause?: unknown) {
+    super("STORE_READ_ONLY", `the backup store at ${path} is on a read-only file system; make it writable (check the mount and the kernel log), then back up again`, { path }, { cause });
+  }
+}
+
+/** A write refused because the file system is read-only, as typed by whoever hit it. */
+export function isReadOnlyFs(err: unknown): boolean {
+  if (err instanceof StoreReadOnlyError) return true;
+  // NBD has no EROFS (a read-only file system under qemu-nbd answers EPERM/EIO): file writes only.
+  return !!err && typeof err === "object" && (err as { code?: unknown }).code === "EROFS";
+}
+
 /** StoreFullError for `path`, with the free bytes there now. */
 export async function storeFullError(path: string, cause?: unknown): Promise<StoreFullError> {
   const free = await statfs(path).then((f) => f.bavail * f.bsize, () => undefined);

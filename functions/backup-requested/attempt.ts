@@ -15,6 +15,7 @@ import { openTransfers, withDisk, withTransfer, type BackupRun } from "../../pip
 import { pointFileKey } from "../../domain/chain/naming.ts";
 import type { BackupRequested } from "../../contracts/backup-requested.ts";
 import { PermanentError, isPermanent } from "../../contracts/errors.ts";
+import { isNoSpace, isReadOnlyFs } from "../../dataplane/download.ts";
 import { joinReasons, NeedFullError, NoBackupApiError } from "./errors.ts";
 import { startEngineBackup } from "./engine-session.ts";
 import { moveDisk } from "./move-disk.ts";
@@ -170,7 +171,8 @@ export async function attempt(s: AttemptScope, req: BackupRequested, forceFull: 
 
 /** A failure the next delivery of this run may get past by resuming (not the last one, not a refusal). */
 function resumable(err: unknown, lastAttempt: boolean): boolean {
-  return !lastAttempt && !isPermanent(err) && !(err instanceof NeedFullError) && !(err instanceof NoBackupApiError);
+  // A full or read-only store ends the run (handler.ts makes it final): nothing to keep open for.
+  return !lastAttempt && !isPermanent(err) && !isNoSpace(err) && !isReadOnlyFs(err) && !(err instanceof NeedFullError) && !(err instanceof NoBackupApiError);
 }
 
 /** Every included disk has a placed layer (with its event) in the journal. */

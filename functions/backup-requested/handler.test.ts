@@ -345,9 +345,25 @@ describe("backup-requested handler", () => {
     };
     const { handler, runs, leases, removed } = deps(engine, transfers);
     await expect(handler(req, ctx())).rejects.toMatchObject({ code: "STORE_FULL", message: expect.stringContaining("/store") });
+    expect(open.size).toBe(0); // final: the engine backup is not kept for a retry that never comes
     await expect(handler(req, ctx())).rejects.toMatchObject({ code: "STORE_FULL" }); // a redelivery: the same answer
     expect((await runs.get(req.id))?.phase).toBe("failed");
     expect(removed).toContain("/store/web01/d1/cp-new.full.qcow2");
+    expect(open.size).toBe(0);
+    expect(await leases.get("vm-1")).toBeUndefined();
+  });
+  it("backup-requested - a read-only store is one final STORE_READ_ONLY naming the store (not a raw EROFS); the lease is released", async () => {
+    const { engine, open } = fakeEngine();
+    const transfers: Transfers = {
+      ...okTransfers,
+      async download(o) {
+        if (o.output.includes("/d2/")) throw Object.assign(new Error(`EROFS: read-only file system, open '${o.output}'`), { code: "EROFS" });
+        return okTransfers.download(o);
+      },
+    };
+    const { handler, runs, leases } = deps(engine, transfers);
+    await expect(handler(req, ctx())).rejects.toMatchObject({ code: "STORE_READ_ONLY", message: expect.stringContaining("/store") });
+    expect((await runs.get(req.id))?.phase).toBe("failed");
     expect(open.size).toBe(0);
     expect(await leases.get("vm-1")).toBeUndefined();
   });

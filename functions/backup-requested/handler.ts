@@ -19,7 +19,7 @@ import type { BackupEngine, EngineVm } from "../../pipeline/ports.ts";
 import { VmBusyError, type Lease } from "../../pipeline/vm-lease.ts";
 import { withOutagePatience } from "../../pipeline/engine-port.ts";
 import { CONFIG_DEFAULTS } from "../../contracts/config.ts";
-import { isNoSpace, storeFullError } from "../../dataplane/download.ts";
+import { isNoSpace, isReadOnlyFs, storeFullError, StoreReadOnlyError } from "../../dataplane/download.ts";
 import { coalesceInto, coveredCompletion, coveredFailure, requestOf } from "../../pipeline/coalesce.ts";
 import { attempt } from "./attempt.ts";
 import { NeedFullError, NoBackupApiError } from "./errors.ts";
@@ -96,8 +96,8 @@ export function createBackupRequestedHandler(deps: BackupRequestedDeps) {
       for (const d of scope.run.disks) if (d.event) await ctx.publish("disk.transferred", d.event as DiskTransferred);
       handOff = NEXT_STEP;
     } catch (caught) {
-      // Out of space anywhere (a layer, digests, the OVF): one final STORE_FULL naming the store.
-      const err = isNoSpace(caught) ? await storeFullError(deps.store.root, caught) : caught;
+      // Out of space or read-only anywhere (a layer, digests, the OVF): one final code naming the store.
+      const err = isNoSpace(caught) ? await storeFullError(deps.store.root, caught) : isReadOnlyFs(caught) ? new StoreReadOnlyError(deps.store.root, caught) : caught;
       if (isPermanent(err) || ctx.lastAttempt === true) {
         await dropRunLayers(runId, log);
         const code = errorCode(err);
