@@ -7,12 +7,13 @@
  * missing (a bucket, the stream, JetStream) — never a client stack trace.
  */
 import { readFile } from "node:fs/promises";
-import { DeliverPolicy, JetStreamApiError, jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { z } from "zod";
 import { PolicyInputSchema, resolvePolicy, type Policy } from "../contracts/config.ts";
 import { readRecord } from "../adapters/nats/kv-record.ts";
+import { isMissingResource } from "../adapters/nats/errors.ts";
 import { chainsKv } from "../adapters/store/kv-chains.ts";
 import { buckets, streams } from "../infra/streams/mod.ts";
 import type { ChainRecord } from "../domain/chain/mod.ts";
@@ -78,10 +79,7 @@ export async function readConfigTimeZone(file: string): Promise<string> {
   return zone;
 }
 
-function isNotFound(err: unknown): boolean {
-  if (err instanceof JetStreamApiError && (err.code === 10059 || err.code === 10014)) return true;
-  return /not found/i.test(err instanceof Error ? err.message : String(err));
-}
+const isNotFound = isMissingResource;
 
 /** One line for an error of the NATS client. */
 export function natsProblem(err: unknown): string {

@@ -41,7 +41,18 @@ const requested: { vm: string; id: string }[] = [];
 const logLines: string[] = [];
 
 async function shot(name: string, target: Page = page): Promise<void> {
-  await target.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  // Right after a navigation Chromium can report a 0-wide layout for a moment (CI saw
+  // "Cannot take screenshot with 0 width"): wait until the page has laid out, then take it.
+  await target.waitForFunction(() => document.readyState === "complete" && document.documentElement.getBoundingClientRect().width > 0, { polling: 50 });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await target.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+      return;
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
 }
 
 async function login(target: Page, who: { user: string; password: string }): Promise<void> {

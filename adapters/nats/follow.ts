@@ -7,6 +7,7 @@
 import { DeliverPolicy, jetstream, jetstreamManager, type OrderedConsumerOptions } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { coreOnlySubjects, streams } from "../../infra/streams/mod.ts";
+import { isMissingResource } from "./errors.ts";
 
 export interface BusEvent {
   readonly subject: string;
@@ -76,27 +77,32 @@ export async function followBus(nc: NatsConnection, o: FollowOptions, onEvent: (
   };
 
   const selected = Object.values(streams).filter((def) => def.subjects.some((s) => subjectsIntersect(s, filter)));
+  // Every stream's backlog is known before any consumer starts: a stream read to its end
+  // before the next one was counted would let the held events out early, out of time order.
+  const plans = [];
   for (const def of selected) {
     const state = await jsm.streams.info(def.name).then(
       (i) => i.state,
       (err: unknown) => {
-        throw /stream not found/i.test(String(err))
+        throw isMissingResource(err)
           ? new Error(`stream ${def.name} does not exist yet: start the functions (ferry run all) or publish once (ferry publish ...)`)
           : err;
       },
     );
-    // The stream's last message at start: once it is read, the backlog is done.
     const hasBacklog =
       from.kind !== "new" && state.messages > 0 && (from.kind === "all" || Date.parse(state.last_ts) >= from.time.getTime());
-    const lastSeq = state.last_seq;
     if (hasBacklog) backlogs.add(def.name);
-    const opts: Partial<OrderedConsumerOptions> =
-      from.kind === "all"
-        ? { deliver_policy: DeliverPolicy.All }
-        : from.kind === "since"
-          ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: from.time.toISOString() }
-          : { deliver_policy: DeliverPolicy.New };
-    const consumer = await js.consumers.get(def.name, opts);
+    // The stream's last message at start: once it is read, the backlog is done.
+    plans.push({ name: def.name, lastSeq: state.last_seq });
+  }
+  const opts: Partial<OrderedConsumerOptions> =
+    from.kind === "all"
+      ? { deliver_policy: DeliverPolicy.All }
+      : from.kind === "since"
+        ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: from.time.toISOString() }
+        : { deliver_policy: DeliverPolicy.New };
+  for (const plan of plans) {
+    const consumer = await js.consumers.get(plan.name, opts);
     const messages = await consumer.consume();
     stops.push(() => messages.stop());
     tasks.push(
@@ -104,7 +110,7 @@ export async function followBus(nc: NatsConnection, o: FollowOptions, onEvent: (
         for await (const m of messages) {
           // Stream subjects are concrete, so "intersects the filter" is "matches the filter".
           if (subjectsIntersect(m.subject, filter)) emit({ subject: m.subject, stream: m.info.stream, seq: m.seq, received: m.time, ...decode(m.data) });
-          if (backlogs.has(def.name) && m.seq >= lastSeq) caughtUp(def.name);
+          if (backlogs.has(plan.name) && m.seq >= plan.lastSeq) caughtUp(plan.name);
         }
       })(),
     );

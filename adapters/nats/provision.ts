@@ -3,11 +3,11 @@
  * update what differs (the editable settings), leave the rest. Safe to run from every process
  * at every start, concurrently.
  */
+import { isMissingResource } from "./errors.ts";
 import {
   AckPolicy,
   DeliverPolicy,
   DiscardPolicy,
-  JetStreamApiError,
   RetentionPolicy,
   StorageType,
   type ConsumerConfig,
@@ -36,9 +36,7 @@ export interface ProvisionReport {
   readonly buckets: Record<string, Change>;
 }
 
-function isNotFound(err: unknown): boolean {
-  return err instanceof JetStreamApiError ? err.code === 404 || /not found/i.test(err.message) : /not found/i.test(String(err));
-}
+const isNotFound = isMissingResource;
 
 function streamConfig(def: StreamDefinition, replicas: number): Partial<StreamConfig> & { name: string } {
   return {

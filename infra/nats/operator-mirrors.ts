@@ -18,6 +18,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { nanos, type NatsConnection } from "@nats-io/nats-core";
 import { bucketDefinitions, buckets, streams, type BucketDefinition, type StreamDefinition } from "../streams/mod.ts";
+import { isMissingResource } from "../../adapters/nats/errors.ts";
 
 /** Where OPERATORS reaches FERRY's consumer-create API (the `to` of its imports in auth.conf). */
 export const OPERATOR_MIRROR_API = "$JS.ferry.API";
@@ -38,7 +39,7 @@ async function exists(jsm: JetStreamManager, name: string): Promise<boolean> {
     await jsm.streams.info(name);
     return true;
   } catch (err) {
-    if (/not found/i.test(String(err))) return false;
+    if (isMissingResource(err)) return false;
     throw err;
   }
 }
