@@ -28,7 +28,7 @@ describe("provision", () => {
     const again = await provisionInfra(nc, jsm);
     expect(again).toEqual({
       streams: { FERRY_COMMANDS: "unchanged", FERRY_EVENTS: "unchanged" },
-      buckets: { "ferry-chains": "unchanged", "ferry-runs": "unchanged", "ferry-leases": "unchanged", "ferry-certs": "unchanged", "ferry-schedule": "unchanged", "ferry-alerts": "unchanged", "ferry-guard": "unchanged" },
+      buckets: { "ferry-chains": "unchanged", "ferry-runs": "unchanged", "ferry-leases": "unchanged", "ferry-certs": "unchanged", "ferry-schedule": "unchanged", "ferry-alerts": "unchanged", "ferry-guard": "unchanged", "ferry-slots": "unchanged" },
     });
     const info = await jsm.streams.info("FERRY_COMMANDS");
     expect(info.config.duplicate_window).toBe(3_600_000_000_000);

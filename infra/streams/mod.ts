@@ -81,6 +81,7 @@ export const buckets = {
   schedule: "ferry-schedule",
   alerts: "ferry-alerts",
   guard: "ferry-guard",
+  slots: "ferry-slots",
 } as const;
 
 export const bucketDefinitions: readonly BucketDefinition[] = [
@@ -138,6 +139,16 @@ export const bucketDefinitions: readonly BucketDefinition[] = [
     description: "The chain guard (pipeline/chain-guard.ts): per engine the event poller's last index; per VM id a 'next backup full' mark; per VM name a 'removed' mark. No TTL: none of it may be forgotten.",
     history: 5,
     ttlMs: 0,
+    maxValueSize: 64 * 1024,
+  },
+  {
+    name: buckets.slots,
+    // pipeline/engine-slots.ts: `engine.<name>`, `host.<engine>.<id>`, `sd.<engine>.<id>` → the
+    // backups holding a slot there, each with an expiry its worker renews (changed only by compare-and-set).
+    description: "Per engine (and host / storage domain when limited): the backups running there now, each with an expiry its worker renews.",
+    history: 1,
+    // Holders expire inside the record; the TTL only clears scopes nobody used for a day.
+    ttlMs: DAY,
     maxValueSize: 64 * 1024,
   },
 ];
