@@ -315,7 +315,13 @@ export const ConcurrencySchema = z
   .strictObject({
     backupsPerEngine: positiveInt(64)
       .default(CONFIG_DEFAULTS.backupsPerEngine)
-      .describe("Backups running at once against one engine."),
+      .describe("Backups running at once against one engine, across every process (KV ferry-slots); more wait for a free slot."),
+    backupsPerHost: positiveInt(64)
+      .optional()
+      .describe("Backups running at once of VMs on one host (off when unset)."),
+    backupsPerStorageDomain: positiveInt(64)
+      .optional()
+      .describe("Backups running at once with a disk on one storage domain (off when unset)."),
     connections: z
       .int()
       .min(1)

@@ -25,6 +25,7 @@ import { healingChains } from "./chain-heal.ts";
 import { createScrubber } from "./scrub.ts";
 import { createRunJournal, type RunJournal } from "./run-journal.ts";
 import { createLeases, type Leases } from "./vm-lease.ts";
+import { createSlots, type SlotLimits, type Slots } from "./engine-slots.ts";
 import type { ReconcileEngine } from "./ports.ts";
 import { createDeploymentId } from "./deployment.ts";
 import { createRestoreEngine, type RestoreEngine } from "./restore-engine.ts";
@@ -51,6 +52,8 @@ export interface BackupSettings {
   readonly timeZone?: string | undefined;
   /** Parallel connections per disk transfer. */
   readonly connections?: number;
+  /** concurrency.backupsPerEngine / backupsPerHost / backupsPerStorageDomain (default CONFIG_DEFAULTS.backupsPerEngine, the others off). */
+  readonly slotLimits?: SlotLimits;
   readonly pollMs?: number;
   /** A VM lease whose holder stops renewing it lasts this long (default CONFIG_DEFAULTS.leaseTtlMs). */
   readonly leaseTtlMs?: number;
@@ -82,6 +85,8 @@ export interface BackupWiring {
   readonly transfers: Transfers;
   readonly runs: RunJournal;
   readonly leases: Leases;
+  /** KV ferry-slots: backups at once per engine (host, storage domain) across all processes. */
+  readonly slots: Slots;
   readonly chains: ChainsKv;
   /** KV ferry-guard: engine-event marks that make a VM's next backup full (pipeline/chain-guard.ts). */
   readonly guard: ChainGuard;
@@ -104,7 +109,7 @@ export function settingsFromConfig(config: {
   engines: Readonly<Record<string, { url: string; user: string; password: string; caFile?: string | undefined; insecure?: boolean }>>;
   store: { path: string; orphanGraceHours?: number; scrubEveryDays?: number };
   vms: Readonly<Record<string, { full: { weeklyDay?: keyof typeof ISO_DAY | undefined; maxChainLength: number; everyDays?: number | undefined }; retention: RetentionPolicy; replicateToDr?: boolean }>>;
-  concurrency?: { connections?: number };
+  concurrency?: { connections?: number; backupsPerEngine?: number; backupsPerHost?: number | undefined; backupsPerStorageDomain?: number | undefined };
   restore?: { cluster?: string; storageDomain?: string; nameSuffix?: string; replicaSuffix?: string; start?: boolean; replaceExisting?: boolean; timeoutMinutes?: number } | undefined;
 }, caPems: Record<string, string | undefined>): BackupSettings {
   const r = config.restore;
@@ -133,7 +138,25 @@ export function settingsFromConfig(config: {
     retention: (vm) => config.vms[vm]?.retention ?? CONFIG_DEFAULTS.retention,
     replicates: (vm) => config.vms[vm]?.replicateToDr ?? CONFIG_DEFAULTS.replicateToDr,
     connections: config.concurrency?.connections,
+    slotLimits: slotLimitsOf(config.concurrency),
   };
+}
+
+/** The config's backup limits (defaults filled in). */
+export function slotLimitsOf(c: { backupsPerEngine?: number; backupsPerHost?: number | undefined; backupsPerStorageDomain?: number | undefined } | undefined): SlotLimits {
+  return {
+    backupsPerEngine: c?.backupsPerEngine ?? CONFIG_DEFAULTS.backupsPerEngine,
+    ...(c?.backupsPerHost !== undefined ? { backupsPerHost: c.backupsPerHost } : {}),
+    ...(c?.backupsPerStorageDomain !== undefined ? { backupsPerStorageDomain: c.backupsPerStorageDomain } : {}),
+  };
+}
+
+/**
+ * Backups one backup-requested process runs at once: a full set of slots for every engine, so
+ * requests waiting for one engine's slots never keep another engine's backups from starting here.
+ */
+export function backupConcurrencyOf(s: Pick<BackupSettings, "engines" | "slotLimits">): number {
+  return (s.slotLimits?.backupsPerEngine ?? CONFIG_DEFAULTS.backupsPerEngine) * Math.max(1, Object.keys(s.engines).length);
 }
 
 export async function readCaFiles(engines: Readonly<Record<string, { caFile?: string | undefined }>>): Promise<Record<string, string | undefined>> {
@@ -195,6 +218,8 @@ export async function buildBackupWiring(s: BackupSettings, kv: (bucket: string) 
     transfers,
     runs,
     leases: createLeases(await kv(buckets.leases), { ttlMs: s.leaseTtlMs ?? CONFIG_DEFAULTS.leaseTtlMs, handOffTtlMs: s.handOffTtlMs ?? CONFIG_DEFAULTS.handOffTtlMs }),
+    // A slot lives as long as a VM lease without renewal: both are renewed by the same heartbeat.
+    slots: createSlots(await kv(buckets.slots), { ttlMs: s.leaseTtlMs ?? CONFIG_DEFAULTS.leaseTtlMs }),
     // A VM with restore points in the store but no KV record (the bus lost its data) is healed on read.
     chains: healingChains(chainsKv(await kv(buckets.chains)), store.volume, { log }),
     guard: createChainGuard(await kv(buckets.guard)),
@@ -223,6 +248,8 @@ export function backupFunctionDeps(w: BackupWiring, log: { info(o: object, m?: s
       },
       runs: w.runs,
       leases: w.leases,
+      slots: w.slots,
+      slotLimits: s.slotLimits ?? slotLimitsOf(undefined),
       transfers: w.transfers,
       store: w.store,
       clock,

@@ -74,7 +74,8 @@ export function createEnginePort(client: EngineClient, o: EnginePortOptions): En
     async findVm(nameOrId) {
       const byId = UUID.test(nameOrId) ? await unlessGone(client.vms.get(nameOrId)) : undefined;
       const v = byId ?? (await client.vms.findByName(nameOrId));
-      return v ? { id: v.id, name: v.name, status: v.status } : undefined;
+      // The host (for concurrency.backupsPerHost) only while the VM runs somewhere.
+      return v ? { id: v.id, name: v.name, status: v.status, ...(v.host?.id ? { hostId: v.host.id } : {}) } : undefined;
     },
 
     vmOvf: (vmId) => client.vms.getOvf(vmId),
@@ -93,6 +94,8 @@ export function createEnginePort(client: EngineClient, o: EnginePortOptions): En
           storageType: disk.storage_type,
           shareable: disk.shareable,
           provisionedSize: disk.provisioned_size,
+          // For concurrency.backupsPerStorageDomain (pipeline/engine-slots.ts).
+          storageDomainIds: disk.storage_domains?.map((sd) => sd.id),
         }));
     },
 

@@ -10,6 +10,8 @@ export interface EngineVm {
   readonly id: string;
   readonly name: string;
   readonly status: string;
+  /** The host it runs on (none while it is down). */
+  readonly hostId?: string | undefined;
 }
 
 export interface EngineBackup {

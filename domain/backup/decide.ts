@@ -120,6 +120,8 @@ export interface EngineDisk {
   readonly storageType?: string | undefined;
   readonly shareable?: boolean | undefined;
   readonly provisionedSize: number;
+  /** The storage domains holding the disk (for per-domain backup limits). */
+  readonly storageDomainIds?: readonly string[] | undefined;
 }
 
 export interface DiskPlan {

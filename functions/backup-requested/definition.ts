@@ -8,7 +8,7 @@ export interface BackupRequestedPolicy {
   readonly ackWaitMs?: number;
   readonly maxDeliver?: number;
   readonly backoffMs?: readonly number[];
-  /** Backups at once in this process (default 1: heavy work scales with processes). */
+  /** Backups at once in this process (default 1; main.ts: concurrency.backupsPerEngine per engine, bounded across processes by the engine slots). */
   readonly concurrency?: number;
 }
 

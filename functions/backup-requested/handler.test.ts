@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { TransientError } from "../../contracts/errors.ts";
 import { engineFaultError } from "../../adapters/ovirt/mod.ts";
-import { createBackupRequestedHandler, type DeliveryContext } from "./handler.ts";
+import { createBackupRequestedHandler, type BackupRequestedDeps, type DeliveryContext } from "./handler.ts";
+import { createSlots } from "../../pipeline/engine-slots.ts";
 import type { BackupEngine, BackupStore, ChainView, Transfers } from "../../pipeline/ports.ts";
 import type { EngineDisk } from "../../domain/backup/decide.ts";
 import { createRunJournal } from "../../pipeline/run-journal.ts";
@@ -24,6 +25,7 @@ function fakeEngine(o: { failStart?: (from?: string) => unknown; failTransferFor
   const engine: BackupEngine = {
     name: "prd",
     async findVm(v) {
+      if (v === "web02" || v === "vm-2") return { id: "vm-2", name: "web02", status: "up" };
       return v === "web01" || v === "vm-1" ? { id: "vm-1", name: "web01", status: "up" } : undefined;
     },
     async vmOvf() {
@@ -79,7 +81,7 @@ function fakeEngine(o: { failStart?: (from?: string) => unknown; failTransferFor
   return { engine, calls, open };
 }
 
-function deps(engine: BackupEngine, transfers: Transfers) {
+function deps(engine: BackupEngine, transfers: Transfers, extra: Partial<BackupRequestedDeps> = {}) {
   const runsKv = memoryKv();
   const removed: string[] = [];
   const store: BackupStore = {
@@ -125,6 +127,7 @@ function deps(engine: BackupEngine, transfers: Transfers) {
       owner: "test",
       deployment: "t3st",
       heartbeatMs: 60_000,
+      ...extra,
     }),
   };
 }
@@ -366,5 +369,58 @@ describe("backup-requested handler", () => {
     expect((await runs.get(req.id))?.phase).toBe("failed");
     expect(open.size).toBe(0);
     expect(await leases.get("vm-1")).toBeUndefined();
+  });
+
+  it("backup-requested - the VM lease is handed on before the first disk.transferred goes out, so the run's next step never meets VM_BUSY", async () => {
+    const { engine } = fakeEngine();
+    const { handler, leases } = deps(engine, okTransfers);
+    const atPublish: unknown[] = [];
+    const c: DeliveryContext = {
+      async publish(subject) {
+        if (subject !== "disk.transferred") return;
+        atPublish.push(await leases.get("vm-1"));
+        // chain-updated in another process takes the run's lease the moment the event arrives.
+        const next = await leases.acquire({ vmId: "vm-1", runId: req.id, owner: "other-process", step: "chain-updated" });
+        await next.handOff("chain-updated");
+      },
+    };
+    await handler(req, c);
+    expect(atPublish).toHaveLength(2);
+    expect(atPublish[0]).toMatchObject({ runId: req.id, owner: "", step: "disk-transferred" });
+  });
+
+  it("backup-requested - with one slot per engine a second VM's backup waits for the first's engine work, then runs; the slot is free before the events go out", async () => {
+    const { engine, calls } = fakeEngine();
+    const slots = createSlots(memoryKv(), { ttlMs: 60_000, maxPollMs: 20 });
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    let downloads = 0;
+    const gated: Transfers = { ...okTransfers, async download(o) { if (++downloads === 1) await gate; return okTransfers.download(o); } };
+    const { handler } = deps(engine, gated, { slots, slotLimits: { backupsPerEngine: 1 } });
+    const holdersAtPublish: { vm: string; holders: string[] }[] = [];
+    const c = (vm: string): DeliveryContext => ({ async publish() { holdersAtPublish.push({ vm, holders: (await slots.holders("engine.prd")).map((h) => h.vm) }); } });
+    const first = handler(req, c("web01"));
+    await new Promise((r) => setTimeout(r, 50));
+    const second = handler({ ...req, id: "FERRY_COMMANDS:8", vm: "web02" }, c("web02"));
+    await new Promise((r) => setTimeout(r, 150));
+    // The first holds the only slot in its download; the second has not touched the engine backup.
+    expect(calls.filter((x) => x.startsWith("startBackup"))).toHaveLength(1);
+    expect((await slots.holders("engine.prd")).map((h) => h.vm)).toEqual(["web01"]);
+    open();
+    await Promise.all([first, second]);
+    expect(calls.filter((x) => x.startsWith("startBackup"))).toHaveLength(2);
+    // Neither run still held its slot while it published its disk events.
+    expect(holdersAtPublish).toHaveLength(4);
+    for (const p of holdersAtPublish) expect(p.holders).not.toContain(p.vm);
+    expect(await slots.holders("engine.prd")).toEqual([]);
+  });
+
+  it("backup-requested - a run that fails for good gives its slot back", async () => {
+    const fault = { status: 409, reason: "Operation Failed", detail: "[Cannot backup VM. VM is in preview]", method: "POST", path: "/vms/vm-1/backups" };
+    const { engine } = fakeEngine({ failStart: () => engineFaultError(fault) });
+    const slots = createSlots(memoryKv(), { ttlMs: 60_000, maxPollMs: 20 });
+    const { handler } = deps(engine, okTransfers, { slots, slotLimits: { backupsPerEngine: 1 } });
+    await expect(handler(req, ctx())).rejects.toMatchObject({ code: "VM_NOT_BACKUPABLE" });
+    expect(await slots.holders("engine.prd")).toEqual([]);
   });
 });

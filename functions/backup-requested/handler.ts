@@ -8,6 +8,10 @@
  * recorded and retention has run: no second backup of the VM can read the chain in between.
  * A failure for good ends the run (journal `failed`, lease released); the alert in the engine's
  * audit log is functions/alerts' job, from the `backup.failed` the runtime publishes.
+ *
+ * The engine work (engine backup, transfers, downloads) runs under a backup slot of the engine —
+ * and of the VM's host and storage domains when limited (pipeline/engine-slots.ts); a request that
+ * finds no free slot waits here, its delivery kept alive by the heartbeat, spending no attempt.
  */
 import { errorCode, isPermanent, PermanentError } from "../../contracts/errors.ts";
 import type { BackupRequested } from "../../contracts/backup-requested.ts";
@@ -17,6 +21,7 @@ import { compactTime, customIdFor } from "../../pipeline/run-ids.ts";
 import type { BackupRun } from "../../pipeline/run-journal.ts";
 import type { BackupEngine, EngineVm } from "../../pipeline/ports.ts";
 import { VmBusyError, type Lease } from "../../pipeline/vm-lease.ts";
+import { backupScopes, type SlotHold } from "../../pipeline/engine-slots.ts";
 import { withOutagePatience } from "../../pipeline/engine-port.ts";
 import { CONFIG_DEFAULTS } from "../../contracts/config.ts";
 import { isNoSpace, isReadOnlyFs, storeFullError, StoreReadOnlyError } from "../../dataplane/download.ts";
@@ -34,6 +39,9 @@ export const NEXT_STEP = "disk-transferred";
 export function createBackupRequestedHandler(deps: BackupRequestedDeps) {
   // Renew well within the lease TTL, so a live worker never loses its VM.
   const heartbeatMs = deps.heartbeatMs ?? Math.min(15_000, Math.floor(deps.leases.ttlMs / 4));
+  // One lease owner per delivery, not per process: a process runs several backups at once, and the
+  // same run delivered twice to it must still meet VM_BUSY rather than share the lease.
+  let deliveries = 0;
 
   return async function handleBackupRequested(req: BackupRequested, ctx: DeliveryContext): Promise<void> {
     const log = ctx.log ?? deps.log;
@@ -61,10 +69,11 @@ export function createBackupRequestedHandler(deps: BackupRequestedDeps) {
     if (known?.phase === "failed" && known.error) throw new PermanentError(known.error.code, known.error.message, { runId });
     if (!known && (await coalesced(req, vm, ctx, log))) return;
 
+    const owner = `${deps.owner}#${++deliveries}`;
     let lease: Lease;
     if (known?.phase === "transferred") {
       // Only the run's own lease, never a new one: without it the run ended meanwhile.
-      const own = await deps.leases.resume({ vmId: vm.id, runId, owner: deps.owner, step: "backup-requested" });
+      const own = await deps.leases.resume({ vmId: vm.id, runId, owner, step: "backup-requested" });
       if (!own) {
         log.info({ vm: vm.name, runId }, "run already ended (its VM lease is gone); duplicate delivery acknowledged");
         return;
@@ -72,33 +81,47 @@ export function createBackupRequestedHandler(deps: BackupRequestedDeps) {
       lease = own;
     } else {
       try {
-        lease = await deps.leases.acquire({ vmId: vm.id, runId, owner: deps.owner, step: "backup-requested" });
+        lease = await deps.leases.acquire({ vmId: vm.id, runId, owner, step: "backup-requested" });
       } catch (err) {
         // Another run took the VM between the look and the take: join it instead.
         if (err instanceof VmBusyError && !known && (await coalesced(req, vm, ctx, log))) return;
         throw err;
       }
     }
+    let slot: SlotHold | undefined;
     const beat = setInterval(() => {
       ctx.working?.();
       lease.renew().catch((err: unknown) => log.warn({ err, vm: vm.name }, "lease renewal failed"));
+      slot?.renew().catch((err: unknown) => log.warn({ err, vm: vm.name }, "backup slot renewal failed"));
     }, heartbeatMs);
     let handOff: string | undefined;
+    let handedOn = false;
+    let failedForGood = false;
     try {
       const run = await openRun(req, engineName, vm);
       if (run.phase === "failed" && run.error) throw new PermanentError(run.error.code, run.error.message, { runId });
       const scope = new AttemptScope(deps, engine, vm, ctx, log, run);
       if (run.phase !== "transferred") {
         await scope.change((cur) => ({ ...cur, owner: deps.owner }));
+        slot = await takeSlot(engine, vm, runId, ctx, log);
         await runAttempts(scope, req);
+        // The engine-side work is over (disks out, engine backup closed): the next backup may start.
+        await slot?.release();
         await scope.change((r) => ({ ...r, phase: "transferred" }));
       }
+      // Hand the lease on BEFORE the events go out: the run's next steps (chain-updated in another
+      // process, possibly within milliseconds) must find it handed off, not held, or they would meet
+      // VM_BUSY and wait out a retry timer. A failed publish is retried by this run's redelivery,
+      // which takes the handed-off lease back (Leases.resume).
+      clearInterval(beat);
+      handedOn = true;
+      await lease.handOff(NEXT_STEP).catch((err: unknown) => log.warn({ err, vm: vm.name }, "could not hand the VM lease on"));
       for (const d of scope.run.disks) if (d.event) await ctx.publish("disk.transferred", d.event as DiskTransferred);
-      handOff = NEXT_STEP;
     } catch (caught) {
       // Out of space or read-only anywhere (a layer, digests, the OVF): one final code naming the store.
       const err = isNoSpace(caught) ? await storeFullError(deps.store.root, caught) : isReadOnlyFs(caught) ? new StoreReadOnlyError(deps.store.root, caught) : caught;
       if (isPermanent(err) || ctx.lastAttempt === true) {
+        failedForGood = true;
         await dropRunLayers(runId, log);
         const code = errorCode(err);
         const message = redactText(err instanceof Error ? err.message : String(err));
@@ -115,10 +138,28 @@ export function createBackupRequestedHandler(deps: BackupRequestedDeps) {
       throw err;
     } finally {
       clearInterval(beat);
+      await slot?.release().catch((err: unknown) => log.warn({ err, vm: vm.name }, "could not give the backup slot back (it expires on its own)"));
       if (handOff) await lease.handOff(handOff).catch((err: unknown) => log.warn({ err, vm: vm.name }, "could not hand the VM lease on"));
-      else await lease.release().catch(() => undefined);
+      else if (!handedOn || failedForGood) await lease.release().catch(() => undefined);
     }
   };
+
+  /**
+   * Wait for a backup slot of the engine (and of the VM's host / storage domains when limited).
+   * No limit configured (no slots dep): undefined at once.
+   */
+  async function takeSlot(engine: BackupEngine, vm: EngineVm, runId: string, ctx: DeliveryContext, log: Log): Promise<SlotHold | undefined> {
+    if (!deps.slots || !deps.slotLimits) return undefined;
+    const limits = deps.slotLimits;
+    const storageDomainIds = limits.backupsPerStorageDomain !== undefined ? (await engine.vmDisks(vm.id)).flatMap((d) => d.storageDomainIds ?? []) : undefined;
+    const scopes = backupScopes({ engine: engine.name, hostId: vm.hostId, storageDomainIds }, limits);
+    const hold = await deps.slots.acquire({
+      scopes, runId, owner: deps.owner, vm: vm.name, signal: ctx.signal,
+      onWait: (full) => log.info({ vm: vm.name, scope: full.scope, limit: full.limit, holders: full.holders.map((h) => h.vm) }, "all backup slots taken; waiting for one"),
+    });
+    if (hold.waitedMs >= 1000) log.info({ vm: vm.name, waitedMs: hold.waitedMs }, "backup slot taken");
+    return hold;
+  }
 
   /** The run failed for good: the layers it placed will never be in a restore point, so they go now. */
   async function dropRunLayers(runId: string, log: Log): Promise<void> {

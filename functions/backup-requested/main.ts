@@ -1,12 +1,13 @@
 /**
  * backup-requested process wiring: the process's pipeline (pipeline/composition.ts). Every
  * backup-requested process also runs the reconciler (pipeline/reconcile.ts: at start, then every
- * 3 minutes) and, at start, the store's sweep of stale temp files a crashed worker left.
+ * 3 minutes) and, at start, the store's sweep of stale temp files a crashed worker left. It runs
+ * up to concurrency.backupsPerEngine backups per engine at once, under the engine slots.
  */
 import type { LoadedConfig } from "../../config/load.ts";
 import type { FunctionFactory } from "../runtime/mod.ts";
 import { createReconciler } from "../../pipeline/reconcile.ts";
-import { backupFunctionDeps, pipelineFor } from "../../pipeline/composition.ts";
+import { backupConcurrencyOf, backupFunctionDeps, pipelineFor } from "../../pipeline/composition.ts";
 import { backupRequestedFunction } from "./definition.ts";
 import { createPublisher } from "../runtime/mod.ts";
 import { sweepScratch } from "../../dataplane/mod.ts";
@@ -26,7 +27,9 @@ const create: FunctionFactory<LoadedConfig> = async (ctx) => {
   void sweepScratch()
     .then((removed) => removed.length && ctx.log.info({ removed }, "removed scratch dirs of transfer processes that are gone"))
     .catch((err: unknown) => ctx.log.warn({ err }, "scratch sweep failed"));
-  void createReconciler({ ...deps.reconciler, announceFailure }).start(RECONCILE_EVERY_MS, ctx.signal);
-  return backupRequestedFunction(deps.backupRequested);
+  ctx.background("reconciler", createReconciler({ ...deps.reconciler, announceFailure }).start(RECONCILE_EVERY_MS, ctx.signal));
+  // Several backups at once per process (concurrency.backupsPerEngine per engine); the engine slots
+  // (KV ferry-slots) bound them across every process, so a request beyond the limit waits for one.
+  return backupRequestedFunction(deps.backupRequested, { concurrency: backupConcurrencyOf(wiring.settings) });
 };
 export default create;

@@ -3,6 +3,7 @@ import type { TransferProgress } from "../../contracts/transfer-progress.ts";
 import type { BackupEngine, BackupStore, ChainReader, EngineVm, Transfers } from "../../pipeline/ports.ts";
 import type { BackupRun, RunJournal } from "../../pipeline/run-journal.ts";
 import type { Leases } from "../../pipeline/vm-lease.ts";
+import type { SlotLimits, Slots } from "../../pipeline/engine-slots.ts";
 import type { FullPolicy } from "../../domain/backup/decide.ts";
 
 export interface Log {
@@ -16,6 +17,13 @@ export interface BackupRequestedDeps {
   readonly chains: ChainReader;
   readonly runs: RunJournal;
   readonly leases: Leases;
+  /**
+   * Backups at once per engine (host, storage domain) across all processes (pipeline/engine-slots.ts):
+   * taken before the engine backup starts, given back once its disks are out and it is closed.
+   * Without it, no limit.
+   */
+  readonly slots?: Slots | undefined;
+  readonly slotLimits?: SlotLimits | undefined;
   readonly transfers: Transfers;
   readonly store: BackupStore;
   readonly clock: () => Date;
