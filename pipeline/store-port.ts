@@ -3,7 +3,8 @@
  * 0700, files 0600, atomic writes). Everything goes through the store's API so its rules hold
  * here too: the manifest is written under the VM lock after finishing any pending retention run,
  * new points have their files checked, points retention removed never come back, and a layer a
- * restore point records is never deleted.
+ * restore point records is never deleted. backup-requested calls layerTarget holding the VM
+ * lease, so a new layer first clears the temp files dead runs left in the VM folder.
  */
 import { StoreError, openStore, type Store } from "../adapters/store/mod.ts";
 import type { ChainRecord } from "../domain/chain/mod.ts";
@@ -23,7 +24,12 @@ export function createStorePort(rootOrStore: string | Store): StorePort {
     root: store.root,
     volume: store,
     absolute: (rel) => store.absolute(rel),
-    layerTarget: (o) => store.layerTarget(o),
+    async layerTarget(o) {
+      // The caller holds the VM lease, so a temp file in the folder is a dead run's (a partial
+      // layer a read-only or full store kept): gone now, not after the orphan grace of hours.
+      await store.removeDeadTemp(o.vmName);
+      return store.layerTarget(o);
+    },
     async removeUnrecorded(path) {
       try {
         await store.removeUnrecorded(path);

@@ -132,6 +132,12 @@ export interface Store {
    * Returns what was deleted. `vmId`: refuse a folder whose manifest is another VM's.
    */
   removeOrphans(vmName: string, o: OrphanOptions & { vmId?: string | undefined; dryRun?: boolean }): Promise<OrphanFile[]>;
+  /**
+   * Under the VM folder lock: delete every temp file of the folder, however fresh (a partial
+   * layer, digests or manifest write of a run that died). Only for a caller that holds the VM's
+   * lease: then no other run can be writing there, and manifest writers hold the folder lock.
+   */
+  removeDeadTemp(vmName: string): Promise<OrphanFile[]>;
   /** Remove `<vm>/.lock` when its holder is provably gone (lock.ts clearStaleLock); true when removed. */
   clearStaleLock(vmName: string): Promise<boolean>;
   withVmLock<T>(vmName: string, label: string, fn: () => Promise<T>): Promise<T>;
@@ -449,6 +455,15 @@ export function openStore(o: StoreOptions): Store {
     sweep: (so) => sweepStore(paths, readManifest, so),
 
     vmFolders: () => vmFolders(paths),
+
+    async removeDeadTemp(vmName) {
+      return withVmLock(vmName, "remove dead temp files", async () => {
+        // No age limit (-∞): a dead run's file can be seconds old, and an NFS server's clock may run ahead.
+        const found = (await findOrphans(paths, vmName, undefined, { olderThanMs: Number.NEGATIVE_INFINITY })).filter((f) => f.kind === "temp");
+        for (const f of found) await rm(paths.abs(f.path), { force: true });
+        return found;
+      });
+    },
 
     async removeOrphans(vmName, ro) {
       // A dry run lists without the lock (a cheap look before taking the lease and the lock).
