@@ -58,6 +58,9 @@ export async function startImageioServer(o: ImageioServerOptions = {}): Promise<
   const buffers = new BufferPool(PIECE, 8);
   const routes = createHandlers({ auth, pools, faults, maxConnections, buffers });
   const connections = new Map<HttpConnection, Promise<void>>();
+  // Every accepted socket until it closes: one whose request loop ended half-open (ended by us,
+  // reading paused) is no active handle, so close() waiting on it would hang a drained process.
+  const sockets = new Set<net.Socket>();
 
   async function app(req: HttpRequest, resp: HttpResponse): Promise<void> {
     try {
@@ -93,7 +96,12 @@ export async function startImageioServer(o: ImageioServerOptions = {}): Promise<
     throw new HttpError(STATUS.NOT_FOUND, `No handler for ${pyRepr(req.path)}`);
   }
 
+  const track = (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  };
   const onSocket = (socket: net.Socket) => {
+    track(socket);
     const conn = new HttpConnection(socket, app, CONNECTION_TIMEOUT_MS);
     socket.on("error", () => undefined);
     connections.set(
@@ -106,6 +114,8 @@ export async function startImageioServer(o: ImageioServerOptions = {}): Promise<
     ? tls.createServer({ cert: o.tls.cert, key: o.tls.key }, onSocket)
     : net.createServer(onSocket);
   server.on("tlsClientError", () => undefined);
+  // The TCP socket (what the server counts) and, under TLS, the TLS socket over it.
+  server.on("connection", track);
   const host = o.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -145,6 +155,7 @@ export async function startImageioServer(o: ImageioServerOptions = {}): Promise<
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const c of connections.keys()) c.destroy();
+      for (const s of sockets) s.destroy();
       // Closing the pools also fails requests still waiting for a connection slot.
       await Promise.all([...pools.values()].map((p) => p.close()));
       pools.clear();
