@@ -105,7 +105,8 @@ export async function runCase(c: ChaosCase, ctx: CaseContext): Promise<CaseResul
     if (world) notes.push(...logTail(world));
     return { name: c.name, survived: false, outcome: "error", terminalEvents: {}, leftovers: {}, secondsToRecover: null, seconds: round1((performance.now() - started) / 1000), notes };
   } finally {
-    await world?.stop();
+    // `notes` is the returned result's own list: a cleanup that failed or hung is reported there.
+    if (world) notes.push(...(await world.stop()));
   }
 }
 

@@ -1,5 +1,6 @@
 /** Moments of a running backup a case waits for before it strikes, read from the lab engine and the bus. */
-import type { StoredEvent, World, Deployment } from "./world.ts";
+import type { CaseRun } from "./case.ts";
+import { MiB, type StoredEvent, type World, type Deployment } from "./world.ts";
 
 export class StepTimeoutError extends Error {}
 /** Thrown by a condition that can never become true (the process it waits on is gone): stop waiting. */
@@ -37,3 +38,34 @@ export const downloading = (w: World, minBytes = 1) =>
 
 export const storedEvent = (d: Deployment, what: string, pred: (e: StoredEvent) => boolean, timeoutMs = 180_000) =>
   until(what, async () => (await d.events()).find(pred), timeoutMs, 200);
+
+export interface MidDownloadFault {
+  /** The VM to back up (default cx01). */
+  readonly vm?: string;
+  /** Strike once the download is moving; may return notes for the report. */
+  strike(): Promise<string[] | void>;
+  /** Undo the fault once the request has its outcome (e.g. the store writable again). */
+  recover?(): Promise<unknown>;
+  /** How long the request may take to reach its outcome after the strike (default 240 s). */
+  readonly outcomeMs?: number;
+}
+
+/**
+ * The shape most single-fault cases share: imageio throttled to 1 MiB/s so the download lasts,
+ * one backup requested, the fault struck once 2 MiB moved, the outcome awaited, faults cleared.
+ */
+export async function faultMidDownload(w: World, f: MidDownloadFault): Promise<CaseRun> {
+  w.prd().control.faults.throttleImageio(1 * MiB);
+  const id = await w.d.request(f.vm ?? "cx01");
+  await downloading(w, 2 * MiB);
+  const faultAt = performance.now();
+  const notes = (await f.strike()) ?? [];
+  const out = await w.d.outcome(id, f.outcomeMs ?? 240_000);
+  await f.recover?.();
+  // w.prd(): the engine the world runs now (a restart replaces it).
+  w.prd().control.faults.clear();
+  return { expect: { requests: [id] }, faultAt, outcome: outcomeText(out), notes };
+}
+
+/** `backup.failed:CODE` or `backup.completed`: a terminal event in a few words. */
+export const outcomeText = (out: StoredEvent) => `${out.subject}${out.event.code ? `:${String(out.event.code)}` : ""}`;

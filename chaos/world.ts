@@ -24,6 +24,8 @@ export interface VmSpec {
   readonly size?: number;
   /** Seeded guest data written at the start (default 16 MiB). */
   readonly data?: number;
+  /** Its retention policy in the config (vms.<name>.retention); default the config's default. */
+  readonly retention?: Record<string, number>;
 }
 
 export interface WorldOptions {
@@ -81,7 +83,22 @@ export interface World {
   /** Undo something at stop, before the processes and servers go (a mount, a fault). */
   defer(undo: () => Promise<unknown>): void;
   log(msg: string): void;
-  stop(): Promise<void>;
+  /** Undo everything; returns the cleanup steps that failed or did not finish in time (a finding, not a hang). */
+  stop(): Promise<string[]>;
+}
+
+/** One cleanup step may take this long: a close that waits on something gone must not drain or hang the run. */
+const CLEANUP_MS = 60_000;
+
+/** "did not finish within N s" when `p` outlasts `ms` (the timer is ref'd: it keeps the run alive); else undefined. */
+async function bounded(p: Promise<unknown>, ms: number): Promise<string | undefined> {
+  let t: NodeJS.Timeout | undefined;
+  const late = new Promise<string>((r) => (t = setTimeout(() => r(`did not finish within ${ms / 1000} s`), ms)));
+  try {
+    return await Promise.race([p.then(() => undefined), late]);
+  } finally {
+    clearTimeout(t);
+  }
 }
 
 const log = (world: string, msg: string) => process.stderr.write(`[chaos ${world}] ${msg}\n`);
@@ -93,10 +110,10 @@ async function startLabIn(dir: string): Promise<Lab> {
 
 export async function startWorld(o: WorldOptions): Promise<World> {
   const dir = await mkdtemp(join(tmpdir(), `ferry-chaos-${o.name}-`));
-  const cleanup: (() => Promise<unknown>)[] = [() => rm(dir, { recursive: true, force: true })];
+  const cleanup: { what: string; undo: () => Promise<unknown> }[] = [{ what: "remove the world's dir", undo: () => rm(dir, { recursive: true, force: true }) }];
   try {
     let lab = await startLabIn(join(dir, "lab"));
-    cleanup.push(() => lab.stop());
+    cleanup.push({ what: "lab.stop()", undo: () => lab.stop() });
     const vms: World["vms"] = {};
     for (const v of o.vms ?? [{ name: "cx01" }]) {
       const vm = await lab.engines.prd!.control.createVm({ name: v.name, disks: [{ alias: `${v.name}_d1`, size: v.size ?? 64 * MiB }], status: "up" });
@@ -105,8 +122,8 @@ export async function startWorld(o: WorldOptions): Promise<World> {
     }
     const deployments: Deployment[] = [];
     for (let i = 0; i < (o.deployments ?? 1); i++) {
-      const dep = await startDeployment(o, join(dir, `d${i}`), i, () => lab.engines.prd!, Object.keys(vms));
-      cleanup.push(() => dep.stopAll());
+      const dep = await startDeployment(o, join(dir, `d${i}`), i, () => lab.engines.prd!, o.vms ?? [{ name: "cx01" }]);
+      cleanup.push({ what: `stop deployment ${i}`, undo: () => dep.stopAll() });
       deployments.push(dep);
     }
     const world: World = {
@@ -124,20 +141,26 @@ export async function startWorld(o: WorldOptions): Promise<World> {
       },
       log: (m) => log(o.name, m),
       defer(undo) {
-        cleanup.push(undo);
+        cleanup.push({ what: "a case's deferred undo", undo });
       },
       async stop() {
-        for (const c of cleanup.reverse()) await c().catch((err: unknown) => log(o.name, `cleanup: ${String(err)}`));
+        const problems: string[] = [];
+        for (const c of cleanup.reverse()) {
+          const p = await bounded(c.undo(), CLEANUP_MS).catch((err: unknown) => `failed: ${String(err)}`);
+          if (p) problems.push(`cleanup: ${c.what} ${p}`);
+        }
+        for (const p of problems) log(o.name, p);
+        return problems;
       },
     };
     return world;
   } catch (err) {
-    for (const c of cleanup.reverse()) await c().catch(() => undefined);
+    for (const c of cleanup.reverse()) await bounded(c.undo(), CLEANUP_MS).catch(() => undefined);
     throw err;
   }
 }
 
-async function startDeployment(o: WorldOptions, dir: string, index: number, prd: () => LabEngine, vmNames: string[]): Promise<Deployment & { stopAll(): Promise<void> }> {
+async function startDeployment(o: WorldOptions, dir: string, index: number, prd: () => LabEngine, vmSpecs: readonly VmSpec[]): Promise<Deployment & { stopAll(): Promise<void> }> {
   const tmp = join(dir, "tmp");
   const storePath = join(dir, "store");
   await mkdir(tmp, { recursive: true });
@@ -155,7 +178,7 @@ async function startDeployment(o: WorldOptions, dir: string, index: number, prd:
       engines: { prd: { url: e.url, user: e.user, passwordEnv: "FERRY_PRD_PASSWORD", caFile: e.caFile } },
       store: { path: storePath },
       nats: { servers, replicas: o.cluster ? 3 : 1 },
-      vms: Object.fromEntries(vmNames.map((n) => [n, {}])),
+      vms: Object.fromEntries(vmSpecs.map((v) => [v.name, v.retention ? { retention: v.retention } : {}])),
       // Restores land on the same lab engine (target "prd"), under another name.
       restore: { cluster: "Default", storageDomain: "data", start: false },
     }),

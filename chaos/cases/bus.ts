@@ -1,24 +1,21 @@
 /** NATS faults: the single server SIGKILLed mid-download; a 3-node R3 cluster losing its stream leader, then its meta leader. */
 import type { ChaosCase } from "../case.ts";
-import { downloading, sleep, until } from "../steps.ts";
+import { downloading, faultMidDownload, sleep, until } from "../steps.ts";
 import { MiB, type World } from "../world.ts";
 
 export const natsKill: ChaosCase = {
   name: "nats-kill-restart",
   summary: "nats-server SIGKILLed mid-download, restarted on the same store after 5 s; the functions reconnect by themselves",
   followUp: "cx01",
-  async run(w) {
-    w.prd().control.faults.throttleImageio(1 * MiB);
-    const id = await w.d.request("cx01");
-    await downloading(w, 2 * MiB);
-    const faultAt = performance.now();
-    await w.d.nats[0]!.kill9();
-    await sleep(5000);
-    await w.d.nats[0]!.start();
-    w.prd().control.faults.clear();
-    const out = await w.d.outcome(id);
-    return { expect: { requests: [id] }, faultAt, outcome: out.subject };
-  },
+  run: (w) =>
+    faultMidDownload(w, {
+      async strike() {
+        await w.d.nats[0]!.kill9();
+        await sleep(5000);
+        await w.d.nats[0]!.start();
+        w.prd().control.faults.clear();
+      },
+    }),
 };
 
 /** The server named as leader of a stream (a KV bucket is the stream KV_<bucket>). */
