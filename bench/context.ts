@@ -114,7 +114,10 @@ export async function createBenchContext(config: BenchConfig, log: (msg: string)
         };
       },
       async runChild(job) {
-        const r = await execa(process.execPath, ["--import", "tsx", childScript], {
+        // FERRY_BENCH_PROFILE_DIR: each child writes a V8 CPU profile there (node --cpu-prof).
+        const prof = process.env.FERRY_BENCH_PROFILE_DIR;
+        const flags = prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`, `--cpu-prof-name=${job.kind}-${Date.now()}.cpuprofile`] : [];
+        const r = await execa(process.execPath, [...flags, "--import", "tsx", childScript], {
           input: JSON.stringify(job),
           reject: false,
           stderr: "pipe",

@@ -15,6 +15,7 @@ import { PermanentError } from "../contracts/errors.ts";
 import { BLOCK_SIZE, DigestBuilder, checksumHex, type BlockDigests } from "./blkhash.ts";
 import { assertAbsent, placeNoClobber, tempPathFor } from "./layer-file.ts";
 import { hashItemBlocks, type Fetched } from "./item-hash.ts";
+import { hasherFor, type BlockHasherPool } from "./hash-pool.ts";
 import { readLocal } from "./local-image.ts";
 import { BlockAction, PIECE_SIZE, SegmentKind, downloadSegments, planTransfer, type WorkItem } from "./plan.ts";
 import { runPool, runStagedPool } from "./pool.ts";
@@ -133,6 +134,7 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
   let server: QemuNbdServer | undefined;
   let nbd: NbdClient | undefined;
   let sockDir: string | undefined;
+  let hasher: BlockHasherPool | undefined;
   const tmp = tempPathFor(output);
   let created = false;
   let firstError: unknown;
@@ -160,10 +162,14 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
       pieceSize,
       canReuse: (i) => digests.canReuse(i),
     });
+    let hashBlocks = 0;
     plan.blocks.forEach((action, i) => {
       if (action === BlockAction.zero) digests.setZero(i);
       else if (action === BlockAction.reuse) digests.reuse(i);
+      else hashBlocks++;
     });
+    // Started before qemu-img and qemu-nbd, so the threads load while those start.
+    hasher = hasherFor(hashBlocks, BLOCK_SIZE);
 
     // Set first: a cancel can kill qemu-img after it made the file (the name is ours alone).
     created = true;
@@ -185,7 +191,7 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
     const conn = nbd;
     await runPool(plan.zeroRuns, connections, (r) => conn.writeZeroes(r.offset, r.length), signal, fail);
     if (!firstError) {
-      const c: CopyContext = { io: io0, nbd: conn, digests, blocks: plan.blocks, signal };
+      const c: CopyContext = { io: io0, nbd: conn, digests, blocks: plan.blocks, hasher, signal };
       await runStagedPool(
         plan.items,
         { workers: connections, buffers: connections + DOWNLOAD_EXTRA_BUFFERS, bufferSize: pieceSize },
@@ -227,6 +233,7 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
     throw abortReason(firstError, p.signal);
   } finally {
     dispose();
+    await hasher?.close();
     await nbd?.close().catch(() => {});
     await server?.stop().catch(() => {});
     await client?.close().catch(() => {});
@@ -259,19 +266,57 @@ interface CopyContext {
   nbd: NbdClient;
   digests: DigestBuilder;
   blocks: Uint8Array;
+  hasher: BlockHasherPool;
   signal: AbortSignal;
 }
 
-/** Stage one: the window's data ranges, fetched into the worker's buffer. */
-async function fetchItem(item: WorkItem, buffer: Buffer, c: CopyContext): Promise<Fetched[]> {
+interface FetchedItem {
+  fetched: Fetched[];
+  /** Kept (clean) ranges of blocks to hash, read back from the new layer, by offset. */
+  kept: Map<number, Buffer>;
+}
+
+/**
+ * Stage one: the window's data ranges, fetched into the worker's buffer; meanwhile (an
+ * incremental) the kept ranges of partially dirty blocks are read back from the local chain into
+ * their own places in the same buffer, so the NBD reads overlap the GETs instead of following them.
+ */
+async function fetchItem(item: WorkItem, buffer: Buffer, c: CopyContext): Promise<FetchedItem> {
+  const kept = new Map<number, Buffer>();
+  const reads = keptRanges(item, c.blocks, c.digests.blockSize).map(async (s) => {
+    kept.set(s.offset, await readLocal(c.nbd, s.offset, buffer.subarray(s.offset - item.offset, s.offset - item.offset + s.length)));
+  });
+  const local = Promise.all(reads);
+  local.catch(() => {});
   const fetched: Fetched[] = [];
-  for (const f of item.fetches) {
-    // A dropped connection or a 5xx retries this range; a 403 or a cancel does not.
-    const into = buffer.subarray(f.offset - item.offset);
-    const data = await withRetry(() => c.io.read(f.offset, f.length, { into }), { signal: c.signal });
-    fetched.push({ offset: f.offset, data });
+  try {
+    for (const f of item.fetches) {
+      // A dropped connection or a 5xx retries this range; a 403 or a cancel does not.
+      const into = buffer.subarray(f.offset - item.offset);
+      const data = await withRetry(() => c.io.read(f.offset, f.length, { into }), { signal: c.signal });
+      fetched.push({ offset: f.offset, data });
+    }
+  } finally {
+    // Never hand the buffer back with a local read still landing in it.
+    await Promise.allSettled(reads);
   }
-  return fetched;
+  await local;
+  return { fetched, kept };
+}
+
+/** The kept segments of the item that lie in blocks to hash (their bytes come from the local chain). */
+function keptRanges(item: WorkItem, blocks: Uint8Array, blockSize: number): { offset: number; length: number }[] {
+  const out: { offset: number; length: number }[] = [];
+  for (const s of item.segments) {
+    if (s.kind !== SegmentKind.keep) continue;
+    // Cut at block edges: a kept run can span a reused block and a block to hash.
+    for (let o = s.offset; o < s.offset + s.length; ) {
+      const end = Math.min(s.offset + s.length, (Math.floor(o / blockSize) + 1) * blockSize);
+      if (blocks[Math.floor(o / blockSize)] === BlockAction.hash) out.push({ offset: o, length: end - o });
+      o = end;
+    }
+  }
+  return out;
 }
 
 /**
@@ -280,7 +325,7 @@ async function fetchItem(item: WorkItem, buffer: Buffer, c: CopyContext): Promis
  * where qemu merges the backing chain; kept ranges are never written, so the read does not race
  * the writes). Meanwhile the connection that fetched this window is already fetching another.
  */
-async function storeItem(item: WorkItem, buffer: Buffer, fetched: readonly Fetched[], c: CopyContext): Promise<void> {
+async function storeItem(item: WorkItem, buffer: Buffer, { fetched, kept }: FetchedItem, c: CopyContext): Promise<void> {
   const writes: Promise<void>[] = [];
   try {
     for (const f of fetched) {
@@ -291,9 +336,13 @@ async function storeItem(item: WorkItem, buffer: Buffer, fetched: readonly Fetch
         writes.push(w);
       }
     }
-    // A kept range is never inside a fetched one, so its place in the window's buffer is free.
-    const readKept = (o: number, l: number) => readLocal(c.nbd, o, buffer.subarray(o - item.offset, o - item.offset + l));
-    await hashItemBlocks(item, fetched, c.blocks, c.digests, readKept);
+    // Kept ranges were read in stage one (blockSegments cuts them at the same block edges).
+    const readKept = async (o: number, l: number) => {
+      const data = kept.get(o);
+      if (!data || data.length !== l) throw new DownloadError("DOWNLOAD_KEPT_MISSING", `kept range ${o}+${l} was not read back`);
+      return data;
+    };
+    await hashItemBlocks(item, fetched, c.blocks, c.digests, readKept, { pool: c.hasher, memory: buffer });
   } catch (err) {
     // Never leave a write in flight behind a failure: the caller closes the connection next.
     await Promise.allSettled(writes);

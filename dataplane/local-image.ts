@@ -11,8 +11,9 @@ import { QemuNbdStartError, qemuImg, startQemuNbd, type ImageFormat, type QemuNb
 import { PermanentError } from "../contracts/errors.ts";
 import { BLOCK_SIZE, DigestBuilder, checksumHex, type BlockDigests } from "./blkhash.ts";
 import { hashItemBlocks } from "./item-hash.ts";
+import { hasherFor, type BlockHasherPool } from "./hash-pool.ts";
 import { BlockAction, PIECE_SIZE, planTransfer, uploadSegments } from "./plan.ts";
-import { runPool } from "./pool.ts";
+import { runPool, sharedBuffer } from "./pool.ts";
 import { linkedAbort, abortReason } from "./abort.ts";
 
 export const BASE_ALLOCATION = "base:allocation";
@@ -111,25 +112,30 @@ export async function digestLocalImage(o: {
   let firstError: unknown;
   const format = o.format ?? (await detectFormat(o.image, signal));
   const img = await openLocalImage({ image: o.image, format, signal });
+  let hasher: BlockHasherPool | undefined;
   try {
     const segments = uploadSegments(await img.allocation(), { diskIsZero: true });
     const plan = planTransfer(segments, { blockSize: BLOCK_SIZE, pieceSize: PIECE_SIZE });
     const digests = new DigestBuilder(img.size, BLOCK_SIZE);
+    let hashBlocks = 0;
     plan.blocks.forEach((a, i) => {
       if (a === BlockAction.zero) digests.setZero(i);
+      else hashBlocks++;
     });
+    hasher = hasherFor(hashBlocks, BLOCK_SIZE);
+    const pool = hasher;
     const buffers: Buffer[] = [];
     await runPool(
       plan.items,
       o.readers ?? 4,
       async (item, _s, worker) => {
-        const buffer = (buffers[worker] ??= Buffer.allocUnsafe(PIECE_SIZE));
+        const buffer = (buffers[worker] ??= sharedBuffer(PIECE_SIZE));
         const fetched = [];
         for (const f of item.fetches) {
           const target = buffer.subarray(f.offset - item.offset, f.offset - item.offset + f.length);
           fetched.push({ offset: f.offset, data: await readLocal(img.nbd, f.offset, target) });
         }
-        await hashItemBlocks(item, fetched, plan.blocks, digests);
+        await hashItemBlocks(item, fetched, plan.blocks, digests, undefined, { pool, memory: buffer });
       },
       signal,
       (err) => {
@@ -146,6 +152,7 @@ export async function digestLocalImage(o: {
     throw abortReason(firstError, o.signal);
   } finally {
     dispose();
+    await hasher?.close();
     await img.close();
   }
 }

@@ -28,6 +28,14 @@ export async function runPool<T>(
 }
 
 /**
+ * A transfer buffer over a SharedArrayBuffer: a hashing thread (hash-pool.ts) reads it in place
+ * while this thread sends the same bytes, with no copy and no transfer of ownership.
+ */
+export function sharedBuffer(size: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(size));
+}
+
+/**
  * Runs items through two stages over a fixed set of reusable buffers. `workers` run the first
  * stage (a GET, or a local read) into a free buffer, hand the buffer to the second stage (the
  * local write and hashing, or the PUT) and go on with the next item at once, so the first stage
@@ -42,16 +50,12 @@ export async function runStagedPool<T, R>(
   signal: AbortSignal,
   onFailure: (err: unknown) => void,
 ): Promise<void> {
-  const free: Buffer[] = [];
-  let allocated = 0;
+  // Allocated up front, all of them: memory is known before the first byte moves and never grows.
+  const free: Buffer[] = Array.from({ length: Math.max(1, o.buffers) }, () => sharedBuffer(o.bufferSize));
   const waiters: ((b: Buffer) => void)[] = [];
   const acquire = (): Promise<Buffer> => {
     const b = free.pop();
     if (b) return Promise.resolve(b);
-    if (allocated < o.buffers) {
-      allocated++;
-      return Promise.resolve(Buffer.allocUnsafe(o.bufferSize));
-    }
     return new Promise((resolve) => waiters.push(resolve));
   };
   const release = (b: Buffer) => {

@@ -11,6 +11,7 @@ import { PermanentError } from "../contracts/errors.ts";
 import { abortReason, linkedAbort } from "./abort.ts";
 import { BLOCK_SIZE, DigestBuilder, checksumHex } from "./blkhash.ts";
 import { DEFAULT_CONNECTIONS } from "./download.ts";
+import { hasherFor, type BlockHasherPool } from "./hash-pool.ts";
 import { hashItemBlocks, type Fetched } from "./item-hash.ts";
 import { detectFormat, openLocalImage, readLocal, type LocalImage } from "./local-image.ts";
 import { BlockAction, PIECE_SIZE, planTransfer, restrictSegments, uploadSegments } from "./plan.ts";
@@ -73,6 +74,7 @@ export async function upload(p: UploadParams): Promise<UploadResult> {
   };
   let client: ImageioClient | undefined;
   let img: LocalImage | undefined;
+  let hasher: BlockHasherPool | undefined;
   try {
     const format = p.format ?? (await detectFormat(p.image, signal));
     client = await openImageio(p.transferUrl, { caPem: p.caPem, maxConnections: p.connections ?? DEFAULT_CONNECTIONS, signal });
@@ -95,9 +97,13 @@ export async function upload(p: UploadParams): Promise<UploadResult> {
     const segments = p.only ? restrictSegments(all, p.only) : all;
     const plan = planTransfer(segments, { blockSize: BLOCK_SIZE, pieceSize: p.pieceSize ?? PIECE_SIZE, hash: !p.only });
     const digests = new DigestBuilder(img.size, BLOCK_SIZE);
+    let hashBlocks = 0;
     plan.blocks.forEach((a, i) => {
       if (a === BlockAction.zero) digests.setZero(i);
+      else hashBlocks++;
     });
+    hasher = hasherFor(hashBlocks, BLOCK_SIZE);
+    const pool = hasher;
 
     const local = img;
     // Without the zero feature the client PUTs zeroes itself (ovirt-api.md 7.10).
@@ -116,7 +122,7 @@ export async function upload(p: UploadParams): Promise<UploadResult> {
           }
           return fetched;
         },
-        async (item, _buffer, fetched) => {
+        async (item, buffer, fetched) => {
           const puts: Promise<void>[] = [];
           try {
             for (const f of fetched) {
@@ -126,7 +132,7 @@ export async function upload(p: UploadParams): Promise<UploadResult> {
               puts.push(put);
             }
             // Hash while the PUTs are on the wire; the buffer returns to the pool only after both.
-            await hashItemBlocks(item, fetched, plan.blocks, digests);
+            await hashItemBlocks(item, fetched, plan.blocks, digests, undefined, { pool, memory: buffer });
           } catch (err) {
             await Promise.allSettled(puts);
             throw err;
@@ -158,6 +164,7 @@ export async function upload(p: UploadParams): Promise<UploadResult> {
     throw abortReason(firstError, p.signal);
   } finally {
     dispose();
+    await hasher?.close();
     await img?.close().catch(() => {});
     await client?.close().catch(() => {});
   }
