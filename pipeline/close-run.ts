@@ -20,6 +20,8 @@ export interface CloseOptions {
   /** Close the transfers only: the engine backup stays READY for the run's retry to resume. */
   readonly keepBackup?: boolean;
   readonly log: { warn(o: object, m?: string): void };
+  /** The process is stopping: every engine wait ends at once (what is left open stays journaled). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export interface Closed {
@@ -34,13 +36,15 @@ export async function closeRun(run0: BackupRun, engine: BackupEngine, runs: RunJ
   const closedTransfers: string[] = [];
   let finalizedBackup: string | undefined;
   const failed = (err: unknown, what: object, msg: string) => {
-    if (o.onError === "throw") throw err;
+    // Stopping is not a failure to report: the journal still says what is open.
+    if (o.onError === "throw" || o.signal?.aborted) throw err;
     o.log.warn({ err, ...what }, msg);
   };
 
   for (const t of openTransfers(run)) {
+    o.signal?.throwIfAborted();
     try {
-      await engine.finishTransfer(t.id);
+      await engine.finishTransfer(t.id, o.signal ? { signal: o.signal } : {});
       await change((r) => withTransfer(r, { ...t, state: "closed" }));
       closedTransfers.push(t.id);
     } catch (err) {
@@ -48,18 +52,20 @@ export async function closeRun(run0: BackupRun, engine: BackupEngine, runs: RunJ
     }
   }
   if (run.backupId && !run.backupClosed && run.method !== "snapshot" && !o.keepBackup) {
+    o.signal?.throwIfAborted();
     try {
-      await engine.finalizeBackup(run.vm.id, run.backupId);
+      await engine.finalizeBackup(run.vm.id, run.backupId, o.signal);
       await change((r) => ({ ...r, backupClosed: true }));
       finalizedBackup = run.backupId;
     } catch (err) {
-      if (o.mustFinalize && !(err instanceof BackupTimeoutError)) throw err;
+      if ((o.mustFinalize && !(err instanceof BackupTimeoutError)) || o.signal?.aborted) throw err;
       failed(err, { backup: run.backupId }, "could not finalize the engine backup; the reconciler will retry");
     }
   }
   if (run.snapshotId && !run.snapshotRemoved) {
+    o.signal?.throwIfAborted();
     try {
-      await engine.removeSnapshot(run.vm.id, run.snapshotId);
+      await engine.removeSnapshot(run.vm.id, run.snapshotId, o.signal);
       await change((r) => ({ ...r, snapshotRemoved: true }));
     } catch (err) {
       failed(err, { snapshot: run.snapshotId }, "could not remove the backup snapshot; the reconciler will retry");

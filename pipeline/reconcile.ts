@@ -88,10 +88,11 @@ export function createReconciler(deps: ReconcilerDeps) {
   }
 
   /** Close a dead run under its VM lease; true when it was closed and marked abandoned. */
-  async function abandon(run: BackupRun, engine: ReconcileEngine, report: { closedTransfers: string[]; finalizedBackups: string[] }): Promise<boolean> {
+  async function abandon(run: BackupRun, engine: ReconcileEngine, report: { closedTransfers: string[]; finalizedBackups: string[] }, signal: AbortSignal | undefined): Promise<boolean> {
     const lease = await deps.leases.acquire({ vmId: run.vm.id, runId: run.runId, owner: deps.owner ?? "reconciler", step: "reconciler" });
     try {
-      const closed = await closeRun(run, engine, deps.runs, { onError: "throw", log: deps.log });
+      // Released in `finally` even when the process stops mid-close: the journal keeps what is open.
+      const closed = await closeRun(run, engine, deps.runs, { onError: "throw", log: deps.log, signal });
       report.closedTransfers.push(...closed.closedTransfers);
       if (closed.finalizedBackup) report.finalizedBackups.push(closed.finalizedBackup);
       for (const d of closed.run.disks) {
@@ -172,28 +173,35 @@ export function createReconciler(deps: ReconcilerDeps) {
   }
 
   return {
-    async reconcileOnce(): Promise<ReconcileReport> {
+    /**
+     * One pass. `signal` (the process stopping) ends every engine wait and the scrub at once and
+     * makes the pass reject with its reason; leases taken are released first.
+     */
+    async reconcileOnce(signal?: AbortSignal): Promise<ReconcileReport> {
       const now = deps.clock();
       const report = { abandonedRuns: [] as string[], finalizedBackups: [] as string[], closedTransfers: [] as string[], removedFiles: [] as OrphanFile[], clearedLocks: [] as string[] };
 
       // 1. Runs whose worker died: close what their journal says they created.
       for (const run of await deps.runs.list()) {
+        signal?.throwIfAborted();
         if (FINAL_RUN.has(run.phase)) continue;
         if (now.getTime() - Date.parse(run.updatedAt) < staleAfter) continue;
         if ((await leaseAlive(run.vm.id, now)).alive) continue;
         const engine = deps.engines.get(run.engine);
         if (!engine) continue;
         try {
-          if (!(await abandon(run, engine, report))) continue;
+          if (!(await abandon(run, engine, report, signal))) continue;
           report.abandonedRuns.push(run.runId);
           deps.log.info({ runId: run.runId, vm: run.vm.name }, "reconciler closed an abandoned backup run");
         } catch (err) {
+          signal?.throwIfAborted();
           deps.log.warn({ err, runId: run.runId }, "reconciler could not close a run yet");
         }
       }
 
       // 1b. Restore runs whose worker died (no redelivery left): remove what they made on the target.
       for (const run of deps.restore ? await deps.restore.journal.list() : []) {
+        signal?.throwIfAborted();
         if (run.phase === "done" || run.phase === "failed") continue;
         if (now.getTime() - Date.parse(run.updatedAt) < staleAfter) continue;
         if ((await leaseAlive(`restore.${run.target}.${run.name}`, now)).alive) continue;
@@ -215,11 +223,13 @@ export function createReconciler(deps: ReconcilerDeps) {
         try {
           vmIds = await engine.listVmIds();
         } catch (err) {
+          signal?.throwIfAborted();
           deps.log.warn({ err, engine: name }, "reconciler could not list VMs");
           continue;
         }
         let transfers: Awaited<ReturnType<ReconcileEngine["listTransfers"]>> | undefined;
         for (const vmId of vmIds) {
+          signal?.throwIfAborted();
           if ((await leaseAlive(vmId, now)).alive) continue;
           let backups;
           try {
@@ -234,14 +244,15 @@ export function createReconciler(deps: ReconcilerDeps) {
               const disks = new Set((await engine.backupDisks(vmId, b.id).catch(() => [])).map((d) => d.id));
               for (const t of transfers) {
                 if (t.diskId && disks.has(t.diskId) && !t.phase.startsWith("finished_")) {
-                  await engine.finishTransfer(t.id);
+                  await engine.finishTransfer(t.id, signal ? { signal } : {});
                   report.closedTransfers.push(t.id);
                 }
               }
-              await engine.finalizeBackup(vmId, b.id);
+              await engine.finalizeBackup(vmId, b.id, signal);
               report.finalizedBackups.push(b.id);
               deps.log.info({ engine: name, vmId, backupId: b.id }, "reconciler finalized a Ferry backup left open");
             } catch (err) {
+              signal?.throwIfAborted();
               deps.log.warn({ err, engine: name, backupId: b.id }, "reconciler could not finalize a backup yet");
             }
           }
@@ -250,6 +261,7 @@ export function createReconciler(deps: ReconcilerDeps) {
 
       // 3. Store files no restore point and no live run references (after the runs above were closed).
       if (deps.orphans) {
+        signal?.throwIfAborted();
         try {
           await removeOrphans(deps.orphans, now, report);
         } catch (err) {
@@ -260,31 +272,36 @@ export function createReconciler(deps: ReconcilerDeps) {
       // 4. The scheduled scrub: at most one VM per pass, so a week's work spreads out.
       let scrubbed: ScrubResult | undefined;
       if (deps.scrub) {
+        signal?.throwIfAborted();
         try {
-          scrubbed = await deps.scrub.scrubNext();
+          scrubbed = await deps.scrub.scrubNext(signal);
         } catch (err) {
+          signal?.throwIfAborted();
           deps.log.warn({ err }, "scheduled scrub failed");
         }
       }
       return { ...report, removedBytes: report.removedFiles.reduce((n, f) => n + f.bytes, 0), ...(scrubbed ? { scrubbed } : {}) };
     },
 
-    /** reconcileOnce now and then every `everyMs` until `signal` aborts. */
+    /**
+     * reconcileOnce now and then every `everyMs` until `signal` aborts; resolves once the pass
+     * under way has ended (leases released), so the host can wait for it before draining NATS.
+     */
     start(everyMs: number, signal: AbortSignal): Promise<void> {
       return (async () => {
         while (!signal.aborted) {
           try {
-            const r = await this.reconcileOnce();
+            const r = await this.reconcileOnce(signal);
             if (r.abandonedRuns.length || r.finalizedBackups.length || r.closedTransfers.length || r.removedFiles.length || r.clearedLocks.length || r.scrubbed) {
               deps.log.info({ ...r, removedFiles: r.removedFiles.map((f) => f.path) }, "reconciler pass");
             }
           } catch (err) {
+            if (signal.aborted) break;
             deps.log.warn({ err }, "reconciler pass failed");
           }
-          // A pass that ended after the signal fired must not start a 3-minute timer that keeps
-          // the process alive; the timer is unref'd for the same reason.
+          // A pass that ended after the signal fired must not start the 3-minute timer at all.
           if (signal.aborted) break;
-          await sleep(everyMs, undefined, { signal, ref: false }).catch(() => undefined);
+          await sleep(everyMs, undefined, { signal }).catch(() => undefined);
         }
       })();
     },

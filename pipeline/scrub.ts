@@ -67,7 +67,7 @@ export function createScrubber(deps: ScrubDeps) {
    * Verify the VM's newest point under its lease and record the verdict; undefined when busy or
    * raced, or (`onlyIfDue`) when another process scrubbed it meanwhile.
    */
-  async function scrubVm(vmName: string, o: { onlyIfDue?: boolean } = {}): Promise<ScrubResult | undefined> {
+  async function scrubVm(vmName: string, o: { onlyIfDue?: boolean; signal?: AbortSignal | undefined } = {}): Promise<ScrubResult | undefined> {
     const record = await deps.store.readManifest(vmName);
     const point = record ? visiblePoints(record).at(-1) : undefined;
     if (!record || !point) return undefined;
@@ -90,12 +90,13 @@ export function createScrubber(deps: ScrubDeps) {
     let detail: string | undefined;
     try {
       try {
-        const report = await deps.store.verify(vmName, point.id, { record: true });
+        const report = await deps.store.verify(vmName, point.id, { record: true, ...(o.signal ? { signal: o.signal } : {}) });
         ok = report.ok;
         detail = report.disks.flatMap((d) => d.problems.map((p) => `${d.diskId}: ${p}`)).join("; ").slice(0, 2000) || undefined;
       } catch (err) {
-        // A layer missing, mismatched or hostile is a failed verification too; busy or raced is not.
-        if (!(err instanceof StoreError)) throw err;
+        // A layer missing, mismatched or hostile is a failed verification too; busy, raced or
+        // cut short by the process stopping is not (it is due again in the next process).
+        if (!(err instanceof StoreError) || o.signal?.aborted) throw err;
         ok = false;
         detail = err.message.slice(0, 2000);
         await deps.store.markVerified(vmName, point.id, { time: deps.clock().toISOString(), ok, detail });
@@ -130,8 +131,11 @@ export function createScrubber(deps: ScrubDeps) {
 
   return {
     scrubVm,
-    /** Scrub the most overdue VM (one per call); undefined when none is due or the due ones are busy. */
-    async scrubNext(): Promise<ScrubResult | undefined> {
+    /**
+     * Scrub the most overdue VM (one per call); undefined when none is due or the due ones are
+     * busy. `signal` (the process stopping) cuts the verification short; the lease is released.
+     */
+    async scrubNext(signal?: AbortSignal): Promise<ScrubResult | undefined> {
       const now = deps.clock();
       const due: { vm: string; since: number }[] = [];
       for (const vm of await deps.store.listVms()) {
@@ -139,7 +143,8 @@ export function createScrubber(deps: ScrubDeps) {
         if (record && scrubDue(record, deps.everyMs, now)) due.push({ vm, since: lastScrubOf(record)! });
       }
       for (const { vm } of due.sort((a, b) => a.since - b.since)) {
-        const r = await scrubVm(vm, { onlyIfDue: true });
+        signal?.throwIfAborted();
+        const r = await scrubVm(vm, { onlyIfDue: true, signal });
         if (r) return r;
       }
       return undefined;

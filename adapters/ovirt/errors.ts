@@ -188,6 +188,16 @@ export function isEngineOutage(err: unknown): boolean {
   return err instanceof EngineUnavailableError || (err instanceof EngineServerError && (err.status === 502 || err.status === 503 || err.status === 504));
 }
 
+/**
+ * A call on a client that was closed (its process is stopping), or cut off by that close. Not an
+ * engine outage: nothing will answer it, so waits stop instead of polling until their deadline.
+ */
+export class EngineClientClosedError extends PermanentError {
+  constructor(engine: string, what: string) {
+    super("ENGINE_CLIENT_CLOSED", `the client of engine ${engine} was closed; ${what} was not completed`, { engine });
+  }
+}
+
 /** TLS verification of the engine failed: wrong or rotated CA, name mismatch, expired certificate. */
 export class EngineTlsError extends PermanentError {
   constructor(engine: string, cause: Error) {

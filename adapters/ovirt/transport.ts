@@ -11,6 +11,7 @@ import { PermanentError, TransientError } from "../../contracts/errors.ts";
 import { redactText } from "../secrets.ts";
 import {
   AuthError,
+  EngineClientClosedError,
   EngineConflictError,
   EngineFaultError,
   EngineProtocolError,
@@ -169,6 +170,7 @@ export class EngineSession {
   readonly #retryDelayMs: number;
   #token: string | undefined;
   #login: Promise<string> | undefined;
+  #closed = false;
   /** The password and the tokens issued so far: scrubbed from any engine text put into an error. */
   readonly #secrets = new Set<string>();
 
@@ -235,6 +237,7 @@ export class EngineSession {
     signal: AbortSignal | undefined,
     retried = false,
   ): Promise<RawResponse> {
+    if (this.#closed) throw new EngineClientClosedError(this.engine, what);
     const pool = this.#pool;
     try {
       const res = await pool.request({
@@ -251,6 +254,7 @@ export class EngineSession {
       return { status: res.statusCode, contentType: Array.isArray(ct) ? ct.join(",") : (ct ?? ""), text };
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
+      if (this.#closed) throw new EngineClientClosedError(this.engine, what);
       if (err instanceof TransientError || err instanceof PermanentError) throw err;
       if (isTlsFailure(err) && !retried && (await this.#caChangedSince(pool))) {
         return this.#raw(method, fullPath, headers, body, what, signal, true);
@@ -427,9 +431,22 @@ export class EngineSession {
     };
   }
 
-  async close(): Promise<void> {
+  /**
+   * Closes the connections. Requests still under way get `graceMs` (default 2 s) to finish, then
+   * their sockets are destroyed: a caller stops a client when it is done with it, and a request
+   * left waiting on an engine that does not answer would otherwise keep the process alive until
+   * the request timeout (minutes).
+   */
+  async close(o: { graceMs?: number } = {}): Promise<void> {
+    this.#closed = true;
     this.#token = undefined;
-    await this.#pool.close();
+    const pool = this.#pool;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), o.graceMs ?? 2_000)));
+    const closed = pool.close().then(() => "closed" as const, () => "closed" as const);
+    const why = await Promise.race([closed, late]);
+    clearTimeout(timer);
+    if (why === "late") await pool.destroy();
   }
 
   toString(): string {

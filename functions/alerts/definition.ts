@@ -41,20 +41,28 @@ export function alertsFunction(alerts: Alerts, p: AlertsPolicy = {}): FunctionDe
   });
 }
 
-/** Post due summaries every `everyMs` until `signal` aborts (one flush at a time). */
-export function startSummaryFlusher(alerts: Alerts, o: { everyMs: number; signal: AbortSignal; log: AlertsDeps["log"] }): void {
-  if (o.signal.aborted) return;
-  let running = false;
+/**
+ * Post due summaries every `everyMs` until `signal` aborts (one flush at a time). Resolves once
+ * the signal fired and the flush under way (a KV claim, an engine post) has ended, so the host
+ * drains NATS after it, not under it.
+ */
+export function startSummaryFlusher(alerts: Alerts, o: { everyMs: number; signal: AbortSignal; log: AlertsDeps["log"] }): Promise<void> {
+  if (o.signal.aborted) return Promise.resolve();
+  let running: Promise<void> | undefined;
   const timer = setInterval(() => {
     if (running) return;
-    running = true;
-    alerts
+    running = alerts
       .flushSummaries()
-      .catch((err: unknown) => o.log.error({ err }, "failure summaries: flush failed"))
-      .finally(() => (running = false));
+      .then(() => undefined, (err: unknown) => void o.log.error({ err }, "failure summaries: flush failed"))
+      .finally(() => (running = undefined));
   }, o.everyMs);
   timer.unref();
-  o.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+  return new Promise<void>((resolve) => {
+    o.signal.addEventListener("abort", () => {
+      clearInterval(timer);
+      void (running ?? Promise.resolve()).then(resolve);
+    }, { once: true });
+  });
 }
 
 export { createAlerts };

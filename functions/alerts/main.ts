@@ -12,7 +12,7 @@ import { createAlertsFor } from "./wiring.ts";
 
 const create: FunctionFactory<LoadedConfig> = async (ctx) => {
   const alerts = createAlertsFor(await pipelineFor(ctx), await ctx.kvm.open(buckets.alerts), ctx.log);
-  startSummaryFlusher(alerts, { everyMs: FLUSH_EVERY_MS, signal: ctx.signal, log: ctx.log });
+  ctx.background("summary flusher", startSummaryFlusher(alerts, { everyMs: FLUSH_EVERY_MS, signal: ctx.signal, log: ctx.log }));
   return alertsFunction(alerts);
 };
 export default create;

@@ -30,7 +30,7 @@ const create: FunctionFactory<LoadedConfig> = async (ctx) => {
         clock: () => new Date(),
         log: ctx.log,
       });
-      void poller.run({ intervalMs, signal: ctx.signal });
+      ctx.background(`poller ${engine}`, poller.run({ intervalMs, signal: ctx.signal }));
       ctx.log.info({ engine, everySeconds: intervalMs / 1000 }, "engine events: polling the audit log");
     }
   }

@@ -4,7 +4,7 @@ import type { Event } from "../../adapters/ovirt/models.ts";
 import { ovirtEvent } from "../../contracts/mod.ts";
 import { createChainGuard } from "../../pipeline/chain-guard.ts";
 import { checkOutbound, type Outbound } from "../runtime/mod.ts";
-import { createPoller } from "./poller.ts";
+import { createPoller, pause } from "./poller.ts";
 
 const VM = "5ad2b4f1-9c31-4a4e-8c57-7d1d4c0b9e01";
 const ev = (index: number, code: number, o: Partial<Event> = {}): Event => ({ id: String(index), index, code, severity: "normal", time: new Date(1_700_000_000_000 + index), description: `event ${index}`, vm: { id: VM }, ...o }) as Event;
@@ -123,5 +123,46 @@ describe("engine-events poller run", () => {
     ac.abort();
     await running;
     expect([...w.stored.keys()]).toEqual(["prd:event:2"]);
+  });
+});
+
+describe("engine-event poller - stopping", () => {
+  it("poller - a poll that finishes after the signal fired ends the loop at once (no interval's timer keeps the process alive)", async () => {
+    const stop = new AbortController();
+    let release!: () => void;
+    const answered = new Promise<void>((r) => (release = r));
+    const guard = createChainGuard(memoryKv());
+    await guard.advance("prd", 5, undefined, new Date());
+    const poller = createPoller({
+      engine: "prd",
+      // An engine call that does not honour the signal: it answers after the stop.
+      listEvents: async () => (await answered, []),
+      guard,
+      vmName: async () => undefined,
+      publish: async () => ({ stream: "FERRY_EVENTS", seq: 1, duplicate: false }),
+      ownCorrelationId: "ferry-prd",
+      clock: () => new Date(),
+      log: { info() {}, warn() {}, debug() {} } as never,
+    });
+    const run = poller.run({ intervalMs: 60_000, signal: stop.signal });
+    await new Promise((r) => setTimeout(r, 20));
+    stop.abort();
+    release();
+    const t0 = performance.now();
+    const ended = await Promise.race([run.then(() => "ended"), new Promise((r) => setTimeout(() => r("still waiting"), 2_000))]);
+    expect(ended).toBe("ended");
+    expect(performance.now() - t0).toBeLessThan(1_000);
+  });
+
+  it("pause - returns at once on a signal that already fired, and at the abort otherwise", async () => {
+    const fired = AbortSignal.abort();
+    const t0 = performance.now();
+    await pause(60_000, fired);
+    expect(performance.now() - t0).toBeLessThan(100);
+    const later = new AbortController();
+    const p = pause(60_000, later.signal);
+    setTimeout(() => later.abort(), 10);
+    await p;
+    expect(performance.now() - t0).toBeLessThan(1_000);
   });
 });

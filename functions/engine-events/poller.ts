@@ -144,12 +144,27 @@ export function createPoller(d: PollerDeps) {
           d.log.warn({ engine: d.engine, err, failures }, "engine events: poll failed; trying again");
         }
         const wait = Math.max(100, Math.round(o.intervalMs * (1 - jitter + Math.random() * 2 * jitter)));
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, wait);
-          o.signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
-        });
+        await pause(wait, o.signal);
       }
     },
   };
 }
 export type Poller = ReturnType<typeof createPoller>;
+
+/**
+ * Wait `ms` or until `signal` aborts. A listener added to a signal that has ALREADY aborted never
+ * fires, so that case returns first (a poll that ended just after SIGTERM used to start a full
+ * interval's timer and keep the process alive); the listener goes when the timer does.
+ */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

@@ -37,6 +37,11 @@ export interface RunOptions {
   readonly version?: string;
   /** Serve GET /metrics (Prometheus) while the functions run (config `metrics.listen`). */
   readonly metrics?: MetricsOptions;
+  /**
+   * Called once the runners have stopped, before the service stops and NATS is drained: the host
+   * stops the functions' background work here, while it can still use the connection.
+   */
+  readonly beforeDrain?: () => Promise<void>;
   /** Called once consumers are ready and runners started (tests, readiness logs). */
   readonly onReady?: (info: { serviceId: string; metricsUrl?: string }) => void;
 }
@@ -107,6 +112,7 @@ export async function runFunctions(defs: readonly FunctionDefinition[], o: RunOp
   const handedBack = runners.reduce((n, r) => n + r.stats.handedBack, 0);
   metricsStop.abort();
   await metrics?.close();
+  await o.beforeDrain?.().catch((err: unknown) => log.error({ err }, "stopping background work failed"));
   if (!nc.isClosed()) {
     await service.stop().catch((err: unknown) => log.warn({ err }, "service stop failed"));
     if (o.drain ?? true) {

@@ -126,6 +126,13 @@ export interface FunctionContext<C = LoadedConfig> {
    * per-message signal in HandlerContext.
    */
   readonly signal: AbortSignal;
+  /**
+   * Hand the host a background loop (reconciler, poller, timer) that ends once `signal` aborts.
+   * At stop the host aborts `signal` and waits for these (bounded, naming any still running)
+   * BEFORE it drains NATS, so a loop can still release its lease or journal its last step.
+   * A rejection is logged.
+   */
+  background(what: string, work: Promise<unknown>): void;
 }
 
 /** The default export of functions/<name>/main.ts. */
