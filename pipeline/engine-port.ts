@@ -43,7 +43,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const FINAL_BACKUP = new Set(["succeeded", "failed"]);
 
 function toEngineBackup(b: Backup): EngineBackup {
-  return { id: b.id, phase: b.phase, toCheckpointId: b.to_checkpoint_id, description: b.description };
+  return { id: b.id, phase: b.phase, toCheckpointId: b.to_checkpoint_id, description: b.description, ...(b.snapshot?.id ? { snapshotId: b.snapshot.id } : {}) };
 }
 
 /** undefined for a 404, the value otherwise. */
@@ -177,6 +177,10 @@ export function createEnginePort(client: EngineClient, o: EnginePortOptions): En
 
     async listVmIds() {
       return (await client.vms.list()).map((v) => v.id);
+    },
+
+    async listSnapshotIds(vmId) {
+      return (await client.snapshots.list(vmId)).map((s) => s.id);
     },
 
     async createSnapshot(vmId, spec, signal) {

@@ -19,6 +19,8 @@ export interface EngineBackup {
   readonly phase: string;
   readonly toCheckpointId?: string | undefined;
   readonly description?: string | undefined;
+  /** The engine's own snapshot of a hybrid backup ("Auto-generated for Backup VM"). */
+  readonly snapshotId?: string | undefined;
 }
 
 export interface EngineTransfer {
@@ -60,6 +62,8 @@ export interface BackupEngine {
 export interface ReconcileEngine extends BackupEngine {
   listTransfers(): Promise<{ id: string; phase: string; diskId?: string | undefined }[]>;
   listVmIds(): Promise<string[]>;
+  /** The ids of a VM's snapshots (to find a hybrid backup's snapshot the engine left behind). */
+  listSnapshotIds(vmId: string): Promise<string[]>;
 }
 
 export interface DownloadResult {

@@ -67,6 +67,8 @@ export interface ReconcileReport {
   readonly abandonedRuns: string[];
   readonly finalizedBackups: string[];
   readonly closedTransfers: string[];
+  /** Snapshots of this deployment's finished backups the engine left behind, removed. */
+  readonly removedSnapshots: string[];
   /** Orphan store files removed (store-relative path, bytes, kind). */
   readonly removedFiles: OrphanFile[];
   readonly removedBytes: number;
@@ -179,7 +181,7 @@ export function createReconciler(deps: ReconcilerDeps) {
      */
     async reconcileOnce(signal?: AbortSignal): Promise<ReconcileReport> {
       const now = deps.clock();
-      const report = { abandonedRuns: [] as string[], finalizedBackups: [] as string[], closedTransfers: [] as string[], removedFiles: [] as OrphanFile[], clearedLocks: [] as string[] };
+      const report = { abandonedRuns: [] as string[], finalizedBackups: [] as string[], closedTransfers: [] as string[], removedSnapshots: [] as string[], removedFiles: [] as OrphanFile[], clearedLocks: [] as string[] };
 
       // 1. Runs whose worker died: close what their journal says they created.
       for (const run of await deps.runs.list()) {
@@ -237,6 +239,25 @@ export function createReconciler(deps: ReconcilerDeps) {
           } catch {
             continue;
           }
+          // A hybrid backup that ended without merging its snapshot away (the engine restarted
+          // mid-backup: VM_BACKUP_FAILED_UNMONITORED, "cleanup may be required"; or the merge
+          // failed: VM_BACKUP_SNAPSHOT_POSSIBLE_LEFTOVER) leaves "Auto-generated for Backup VM"
+          // on the VM. Ours are removed; the snapshot list is read only when one could be left.
+          const over = backups.filter((b) => FINAL_BACKUP.has(b.phase) && b.snapshotId && isOwnEngineObject(b.description, deps.deployment));
+          if (over.length) {
+            try {
+              const present = new Set(await engine.listSnapshotIds(vmId));
+              for (const b of over) {
+                if (!present.has(b.snapshotId!)) continue;
+                await engine.removeSnapshot(vmId, b.snapshotId!, signal);
+                report.removedSnapshots.push(b.snapshotId!);
+                deps.log.info({ engine: name, vmId, backupId: b.id, phase: b.phase, snapshotId: b.snapshotId }, "reconciler removed the snapshot a finished Ferry backup left behind");
+              }
+            } catch (err) {
+              signal?.throwIfAborted();
+              deps.log.warn({ err, engine: name, vmId }, "reconciler could not remove a leftover backup snapshot yet");
+            }
+          }
           for (const b of backups) {
             if (FINAL_BACKUP.has(b.phase) || !isOwnEngineObject(b.description, deps.deployment)) continue;
             try {
@@ -292,7 +313,7 @@ export function createReconciler(deps: ReconcilerDeps) {
         while (!signal.aborted) {
           try {
             const r = await this.reconcileOnce(signal);
-            if (r.abandonedRuns.length || r.finalizedBackups.length || r.closedTransfers.length || r.removedFiles.length || r.clearedLocks.length || r.scrubbed) {
+            if (r.abandonedRuns.length || r.finalizedBackups.length || r.closedTransfers.length || r.removedSnapshots.length || r.removedFiles.length || r.clearedLocks.length || r.scrubbed) {
               deps.log.info({ ...r, removedFiles: r.removedFiles.map((f) => f.path) }, "reconciler pass");
             }
           } catch (err) {

@@ -1,9 +1,25 @@
 /**
  * The reconciler against the lab: a run whose worker died (journal says backup + transfer open,
  * lease expired) and a Ferry backup nobody journaled are both closed, so nothing stays locked;
- * a VM whose lease is alive is left alone.
+ * a VM whose lease is alive is left alone. An engine restarted mid-backup fails the backup and
+ * leaves its snapshot ("Auto-generated for Backup VM"): the reconciler removes this deployment's.
  */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { connectNats, provisionInfra } from "../adapters/nats/mod.ts";
+import { createEngineClient } from "../adapters/ovirt/mod.ts";
+import { buckets } from "../infra/streams/mod.ts";
+import { startLab, type Lab } from "../lab/mod.ts";
+import { FAST_TIMINGS } from "../lab/test-support.ts";
+import { createDeploymentId } from "../pipeline/deployment.ts";
+import { createEnginePort } from "../pipeline/engine-port.ts";
+import { createRunJournal } from "../pipeline/run-journal.ts";
+import { createLeases } from "../pipeline/vm-lease.ts";
+import { startNatsServer } from "./harness/nats-server.ts";
 import { startPipeline, type Pipeline } from "./backup-support.ts";
 import { labState } from "./backup-lab.ts";
 import { createReconciler } from "../pipeline/reconcile.ts";
@@ -87,6 +103,75 @@ describe("reconciler (lab)", () => {
     // A second pass finds nothing to do.
     const again = await reconciler.reconcileOnce();
     expect(announced).toHaveLength(2);
-    expect(again).toEqual({ abandonedRuns: [], finalizedBackups: [], closedTransfers: [], removedFiles: [], removedBytes: 0, clearedLocks: [] });
+    expect(again).toEqual({ abandonedRuns: [], finalizedBackups: [], closedTransfers: [], removedSnapshots: [], removedFiles: [], removedBytes: 0, clearedLocks: [] });
   });
+});
+
+describe("reconciler (lab restarted mid-backup)", () => {
+  it("reconciler - removes the snapshot a backup of this deployment left when the engine restarted, never another deployment's", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "ferry-reconcile-restart-"));
+    const nats = await startNatsServer();
+    const nc = await connectNats({ servers: nats.url, name: "reconciler-restart-test" });
+    const start = () => startLab({ dataDir: dir, engines: ["prd"], engineOptions: { timings: FAST_TIMINGS } });
+    let lab: Lab = await start();
+    const clientOf = (l: Lab) => createEngineClient({ url: l.engines.prd!.url, user: l.engines.prd!.user, password: l.engines.prd!.password, caPem: l.engines.prd!.caPem });
+    let client = clientOf(lab);
+    try {
+      await provisionInfra(nc, await jetstreamManager(nc), { replicas: 1 });
+      const kvm = new Kvm(nc);
+      const runsKv = await kvm.open(buckets.runs);
+      const deployment = await createDeploymentId(runsKv);
+      const control = lab.engines.prd!.control;
+      const ours = await control.createVm({ name: "rr-ours", disks: [{ alias: "rro_d1", size: 4 * MiB }], status: "up" });
+      const theirs = await control.createVm({ name: "rr-theirs", disks: [{ alias: "rrt_d1", size: 4 * MiB }], status: "up" });
+      let engine = createEnginePort(client, { name: "prd", pollMs: 100 });
+      const ourBackup = backupIdFor("restart-run", 1);
+      const theirBackup = backupIdFor("their-restart-run", 1);
+      await engine.startBackup(ours.id, { id: ourBackup, description: engineDescription(deployment, ours.name, "restart-run"), diskIds: [ours.disks[0]!.id] });
+      await engine.startBackup(theirs.id, { id: theirBackup, description: engineDescription("0ther0de", theirs.name, "their-restart-run"), diskIds: [theirs.disks[0]!.id] });
+      await engine.createDownload({ diskId: ours.disks[0]!.id, backupId: ourBackup });
+
+      // The engine stops mid-backup and comes back with its state: the backups are failed, their snapshots stay.
+      await client.close();
+      await lab.stop();
+      lab = await start();
+      client = clientOf(lab);
+      engine = createEnginePort(client, { name: "prd", pollMs: 100 });
+      const ourSnapshot = (await engine.getBackup(ours.id, ourBackup))!;
+      const theirSnapshot = (await engine.getBackup(theirs.id, theirBackup))!;
+      expect([ourSnapshot.phase, theirSnapshot.phase]).toEqual(["failed", "failed"]);
+      expect(ourSnapshot.snapshotId).toBeTruthy();
+      const autoSnapshots = async (vmId: string) => (await client.snapshots.list(vmId)).filter((x) => x.description?.startsWith("Auto-generated for Backup")).map((x) => x.id);
+      expect(await autoSnapshots(ours.id)).toEqual([ourSnapshot.snapshotId]);
+      expect(await autoSnapshots(theirs.id)).toEqual([theirSnapshot.snapshotId]);
+
+      const reconciler = createReconciler({
+        engines: new Map([["prd", engine]]),
+        runs: createRunJournal(runsKv),
+        leases: createLeases(await kvm.open(buckets.leases), { ttlMs: 60_000, handOffTtlMs: 60_000 }),
+        deployment,
+        removeUnrecorded: async () => undefined,
+        clock: () => new Date(),
+        log: { info() {}, warn() {} },
+      });
+      const report = await reconciler.reconcileOnce();
+      expect(report.removedSnapshots).toEqual([ourSnapshot.snapshotId]);
+      expect(await autoSnapshots(ours.id)).toEqual([]);
+      // Another deployment's leftover is theirs to clean.
+      expect(await autoSnapshots(theirs.id)).toEqual([theirSnapshot.snapshotId]);
+      // The next pass finds nothing left (no DELETE is sent for a snapshot already gone).
+      expect((await reconciler.reconcileOnce()).removedSnapshots).toEqual([]);
+      // The VM is whole again: a new backup of it starts and finalizes.
+      const next = backupIdFor("restart-run-2", 1);
+      await engine.startBackup(ours.id, { id: next, description: engineDescription(deployment, ours.name, "restart-run-2"), diskIds: [ours.disks[0]!.id] });
+      await engine.finalizeBackup(ours.id, next);
+      expect((await engine.getBackup(ours.id, next))?.phase).toBe("succeeded");
+    } finally {
+      await client.close();
+      await nc.close();
+      await lab.stop();
+      await nats.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
