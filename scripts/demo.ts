@@ -10,6 +10,7 @@ import { join, relative } from "node:path";
 import { execa } from "execa";
 import { openBus, type Bus, type Outcome } from "./demo/bus.ts";
 import { writeDemoConfig, PRD_PASSWORD_ENV, type DemoConfig } from "./demo/config.ts";
+import { startDemoConsole, type DemoConsole } from "./demo/console.ts";
 import { prepareDataDir, releaseDataDir, type DemoDirs } from "./demo/data-dir.ts";
 import { describeEvent, progressThrottle } from "./demo/describe.ts";
 import { ferryEnv, repoRoot, runFerry, startFunctions, type DemoFunctions } from "./demo/functions.ts";
@@ -26,6 +27,7 @@ interface Running {
   nats?: DemoNats;
   lab?: DemoLab;
   functions?: DemoFunctions;
+  console?: DemoConsole;
   bus?: Bus;
 }
 
@@ -156,6 +158,14 @@ async function runDemo(opts: DemoOptions, dirs: DemoDirs, r: Reporter, running: 
     return f;
   });
 
+  await r.step("Start the web console: ferry console, with an operator user for this run", 60 * SEC, async (s) => {
+    const c = await startDemoConsole({ configFile: config.file, natsUrl: nats.url, usersFile: config.consoleUsersFile, logDir: dirs.logs, signal: s, timeoutMs: 50 * SEC });
+    running.console = c;
+    r.line(`$ ferry console --config ${show(config.file)}`);
+    r.line(`pid ${c.pid}: ${c.url}   user ${c.login.user} (operator; a random password, shown at the end)`);
+    r.line(`users ${show(config.consoleUsersFile)} (scrypt hashes, 0600)   audit ${show(config.consoleAuditFile)}   log ${show(c.logFile)}`);
+  });
+
   const bus = await openBus(nats.url);
   running.bus = bus;
   const showProgress = progressThrottle(2 * SEC);
@@ -240,6 +250,7 @@ async function runDemo(opts: DemoOptions, dirs: DemoDirs, r: Reporter, running: 
   });
 
   printHandDriving(r, opts, dirs, nats, config, running.functions?.metricsUrl);
+  if (running.console) printConsole(r, opts, running.console);
 }
 
 function expectCompleted(o: Outcome, kind: "full" | "incremental"): Outcome {
@@ -278,6 +289,13 @@ function printHandDriving(r: Reporter, opts: DemoOptions, dirs: DemoDirs, nats: 
   for (const l of lines) out.write(`  ${l}\n`);
 }
 
+/** The console's address and this run's login: printed here on purpose, and nowhere else. */
+function printConsole(r: Reporter, opts: DemoOptions, c: DemoConsole): void {
+  r.heading(opts.keep ? "Web console (open it in a browser while this runs)" : "Web console (it stops with the demo; run with --keep to keep it up)");
+  out.write(`  URL       ${c.url}\n`);
+  out.write(`  login     user ${c.login.user}   password ${c.login.password}   (operator; made for this run only)\n`);
+}
+
 async function bounded(what: string, ms: number, fn: () => Promise<unknown>): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -294,17 +312,24 @@ async function bounded(what: string, ms: number, fn: () => Promise<unknown>): Pr
 
 /** Stops what runs, newest first; false when something did not stop cleanly. */
 async function shutdown(r: Reporter, running: Running): Promise<boolean> {
-  if (!running.nats && !running.lab && !running.functions) return true;
+  if (!running.nats && !running.lab && !running.functions && !running.console) return true;
   r.heading("Stopping");
   const t0 = performance.now();
   let ok = true;
   if (running.bus) await running.bus.close().catch(() => undefined);
+  if (running.console) {
+    const c = running.console;
+    ok = (await bounded("console (SIGTERM)", 20 * SEC, async () => {
+      const res = await c.stop();
+      if (res.code !== 0) throw new Error(`exited ${res.signal ?? `with code ${res.code}`} (log: ${show(c.logFile)})`);
+    })) && ok;
+  }
   if (running.functions) {
     const f = running.functions;
-    ok &&= await bounded("functions (SIGTERM)", 40 * SEC, async () => {
+    ok = (await bounded("functions (SIGTERM)", 40 * SEC, async () => {
       const res = await f.stop();
       if (res.code !== 0) throw new Error(`exited ${res.signal ?? `with code ${res.code}`} (log: ${show(f.logFile)})`);
-    });
+    })) && ok;
   }
   if (running.lab) ok = (await bounded("lab (engines, imageio, qemu-nbd)", 30 * SEC, () => running.lab!.stop())) && ok;
   if (running.nats) ok = (await bounded("nats-server", 20 * SEC, () => running.nats!.stop())) && ok;

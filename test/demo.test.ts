@@ -25,20 +25,37 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-function runDemo(args: string[], timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }> {
+/**
+ * Run the demo; with `whileKept`, once a --keep demo says it runs until Ctrl-C, call it with the
+ * output so far, then send the Ctrl-C (SIGINT) the operator would.
+ */
+function runDemo(
+  args: string[],
+  timeoutMs: number,
+  whileKept?: (output: string) => Promise<void>,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string; keptError?: unknown }> {
   return new Promise((resolve) => {
     const env: NodeJS.ProcessEnv = { ...process.env, FERRY_DEMO_SIZE: "small" };
     delete env.NATS_URL;
     delete env.FERRY_CONFIG;
     const child = spawn(tsx, ["scripts/demo.ts", ...args], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
-    child.stdout.on("data", (c: Buffer) => (output += c.toString()));
+    let kept: Promise<unknown> | undefined;
+    let keptError: unknown;
+    child.stdout.on("data", (c: Buffer) => {
+      output += c.toString();
+      if (whileKept && !kept && output.includes("== Running until Ctrl-C")) {
+        kept = whileKept(output)
+          .catch((err: unknown) => (keptError = err))
+          .finally(() => child.kill("SIGINT"));
+      }
+    });
     child.stderr.on("data", (c: Buffer) => (output += c.toString()));
     // The demo has its own per-step timeouts; this only guards the test against a hang.
     const timer = setTimeout(() => child.kill("SIGINT"), timeoutMs);
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, output });
+      resolve({ code, signal, output, keptError });
     });
   });
 }
@@ -52,13 +69,58 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Log in to the console like a browser (the form's token and cookie, the POST from its own origin) and fetch the overview. */
+async function consoleOverview(url: string, user: string, password: string): Promise<string> {
+  const form = await fetch(`${url}/login`);
+  expect(form.status).toBe(200);
+  const token = /name="_login" value="([^"]+)"/.exec(await form.text())?.[1];
+  const loginCookie = form.headers.getSetCookie().find((c) => c.startsWith("ferry_login="))?.split(";")[0];
+  expect(token && loginCookie).toBeTruthy();
+  const r = await fetch(`${url}/login`, {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded", origin: url, cookie: loginCookie! },
+    body: new URLSearchParams({ _login: token!, user, password, next: "/" }).toString(),
+  });
+  expect(r.status, await r.clone().text()).toBe(303);
+  expect(r.headers.get("location")).toBe("/");
+  const session = r.headers.getSetCookie().find((c) => c.startsWith("ferry_session="))?.split(";")[0];
+  expect(session).toBeDefined();
+  const overview = await fetch(`${url}/`, { headers: { cookie: session! } });
+  expect(overview.status).toBe(200);
+  return overview.text();
+}
+
 describe("demo", () => {
-  it("demo - small disks: exits 0 with a full and an incremental restore point of web01 in the store, nothing left running", async () => {
+  it("demo - small disks, --keep: a full and an incremental restore point of web01 in the store, the printed console URL answers and the printed login works; Ctrl-C exits 0 with nothing left running", { timeout: 170_000 }, async () => {
     const data = join(tmp, "run");
     const started = Date.now();
-    const run = await runDemo(["--data", data, "--nats-port", "0"], 110_000);
+    let consoleSeen: { url: string; user: string; password: string; overview: string } | undefined;
+    const run = await runDemo(["--data", data, "--nats-port", "0", "--keep"], 150_000, async (output) => {
+      const url = /^ {2}URL\s+(http:\/\/127\.0\.0\.1:\d+)$/m.exec(output)?.[1];
+      const login = /^ {2}login\s+user (\S+)\s+password (\S+)/m.exec(output);
+      expect(url, output.slice(-2000)).toBeDefined();
+      expect(login, output.slice(-2000)).not.toBeNull();
+      const [user, password] = [login![1]!, login![2]!];
+      consoleSeen = { url: url!, user, password, overview: await consoleOverview(url!, user, password) };
+    });
     const seconds = (Date.now() - started) / 1000;
+    expect(run.keptError).toBeUndefined();
     expect(run.code, run.output.slice(-4000)).toBe(0);
+
+    // The console the demo printed: a login with the printed user and password reaches the
+    // overview, which lists the demo's VMs and names the operator.
+    expect(consoleSeen).toBeDefined();
+    expect(consoleSeen!.user).toBe("demo");
+    expect(consoleSeen!.overview).toContain('data-vm="web01"');
+    expect(consoleSeen!.overview).toContain('data-vm="db01"');
+    expect(consoleSeen!.overview).toMatch(/demo <em class="role">operator<\/em>/);
+    // The password is for the operator's terminal only: not in the config, the users file (a hash), any log or the audit line.
+    const written = [await readFile(join(data, "ferry.json"), "utf8"), await readFile(join(data, "secrets", "console-users.json"), "utf8")];
+    for (const f of await readdir(join(data, "logs"))) written.push(await readFile(join(data, "logs", f), "utf8"));
+    for (const text of written) expect(text.includes(consoleSeen!.password)).toBe(false);
+    const audit = (await readFile(join(data, "logs", "console-audit.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(audit).toContainEqual(expect.objectContaining({ user: "demo", role: "operator", action: "login", result: "ok" }));
 
     const record = parseChainJson(await readFile(join(data, "backups", "web01", "restore-points.json"), "utf8"));
     expect(record.vm.name).toBe("web01");
@@ -72,16 +134,19 @@ describe("demo", () => {
     }
 
     // What it says it did, in order.
-    for (const line of ["backup.completed  web01: full", "backup.completed  web01: incremental", "2 restore points", "all verified", "Images are identical.", "nats-server stopped"]) {
+    for (const line of ["backup.completed  web01: full", "backup.completed  web01: incremental", "2 restore points", "all verified", "Images are identical.", "console (SIGTERM) stopped", "nats-server stopped"]) {
       expect(run.output).toContain(line);
     }
     // The processes it started are gone.
     const natsPid = Number(/NATS\s+nats:\/\/[\d.:]+\s+\(pid (\d+)\)/.exec(run.output)?.[1]);
     const fnPid = Number(/pid (\d+): [^\n]*backup-requested/.exec(run.output)?.[1]);
+    const consolePid = Number(/pid (\d+): http:\/\//.exec(run.output)?.[1]);
     expect(natsPid).toBeGreaterThan(0);
     expect(fnPid).toBeGreaterThan(0);
+    expect(consolePid).toBeGreaterThan(0);
     expect(alive(natsPid)).toBe(false);
     expect(alive(fnPid)).toBe(false);
+    expect(alive(consolePid)).toBe(false);
     expect(existsSync(join(data, "demo.pid"))).toBe(false);
     console.log(`demo (small) took ${seconds.toFixed(1)} s`);
   });

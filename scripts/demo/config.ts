@@ -20,6 +20,10 @@ export interface DemoConfig {
   readonly file: string;
   readonly envFile: string;
   readonly drPasswordFile: string;
+  /** console.usersFile: the console's users (scrypt hashes), owner only. */
+  readonly consoleUsersFile: string;
+  /** console.auditFile: one JSON line per console login and action. */
+  readonly consoleAuditFile: string;
   readonly loaded: LoadedConfig;
 }
 
@@ -31,6 +35,8 @@ export async function writeDemoConfig(o: {
   vms: readonly string[];
 }): Promise<DemoConfig> {
   const drPasswordFile = join(o.dirs.secrets, "dr.password");
+  const consoleUsersFile = join(o.dirs.secrets, "console-users.json");
+  const consoleAuditFile = join(o.dirs.logs, "console-audit.jsonl");
   await writeFile(drPasswordFile, `${o.dr.password}\n`, { mode: 0o600 });
   const envFile = join(o.dirs.root, "ferry.env");
   await writeFile(envFile, renderEnvFile({ [PRD_PASSWORD_ENV]: o.prd.password }, ["Secrets of the demo config beside this file (read by every ferry command)."]), { mode: 0o600 });
@@ -47,6 +53,8 @@ export async function writeDemoConfig(o: {
     restore: { cluster: "Default", storageDomain: "data" },
     // GET /metrics of `ferry run` (Prometheus text format) on a free loopback port; the demo prints the URL.
     metrics: { listen: "127.0.0.1:0" },
+    // `ferry console` on a free loopback port (plain HTTP is loopback only); its users and audit log in the demo directory.
+    console: { listen: "127.0.0.1:0", usersFile: `./${relative(o.dirs.root, consoleUsersFile)}`, auditFile: `./${relative(o.dirs.root, consoleAuditFile)}` },
     defaults: {
       schedule: { days: "1111111", time: "02:00" },
       // No weekly full day: the demo's second backup must be incremental whatever the day.
@@ -59,5 +67,5 @@ export async function writeDemoConfig(o: {
   // Exactly what `ferry run` does with it (ferry.env beside the file included); an invalid
   // config fails here with every problem and its path.
   const loaded = await loadConfig(o.dirs.config, {}, { envFile: true });
-  return { file: o.dirs.config, envFile, drPasswordFile, loaded };
+  return { file: o.dirs.config, envFile, drPasswordFile, consoleUsersFile, consoleAuditFile, loaded };
 }

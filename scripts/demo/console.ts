@@ -1,0 +1,92 @@
+/**
+ * The web console as an operator runs it: `ferry console` in a child process (JSON logs to a
+ * file), with one operator user made for this demo run. The user's password is random, written
+ * only as its scrypt hash (console/users.ts) into the demo's users file, and handed back to be
+ * printed on the operator's terminal — never to a log or an event. Ready when the console says
+ * where it listens; stopped with SIGTERM.
+ */
+import { randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { join } from "node:path";
+import type { ChildProcess } from "node:child_process";
+import { putUser } from "../../console/users.ts";
+import { ferryBin, ferryEnv, repoRoot } from "./functions.ts";
+import { spawnOwned, stopChild } from "./nats-server.ts";
+
+export const DEMO_CONSOLE_USER = "demo";
+
+export interface DemoConsole {
+  readonly url: string;
+  readonly pid: number;
+  readonly logFile: string;
+  readonly login: { readonly user: string; readonly password: string };
+  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** What `ferry console` writes to stderr once it serves (cli/commands/console.ts). */
+const LISTENING = /^ferry console: listening on (https?:\/\/\S+)$/m;
+
+/** A fresh operator of this demo run in `usersFile` (the config's console.usersFile). */
+export async function addDemoOperator(usersFile: string): Promise<{ user: string; password: string }> {
+  const password = randomBytes(12).toString("base64url");
+  await putUser(usersFile, DEMO_CONSOLE_USER, "operator", password);
+  return { user: DEMO_CONSOLE_USER, password };
+}
+
+export async function startDemoConsole(o: {
+  configFile: string;
+  natsUrl: string;
+  usersFile: string;
+  logDir: string;
+  signal: AbortSignal;
+  timeoutMs: number;
+}): Promise<DemoConsole> {
+  const login = await addDemoOperator(o.usersFile);
+  const logFile = join(o.logDir, "console.log");
+  const log = createWriteStream(logFile, { flags: "a" });
+  const child = spawnOwned(process.execPath, [ferryBin, "console", "--config", o.configFile], {
+    cwd: repoRoot,
+    env: { ...ferryEnv(o.configFile, o.natsUrl), FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? "info" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout!.pipe(log, { end: false });
+  child.stderr!.pipe(log, { end: false });
+  const stop = async () => {
+    const r = await stopChild(child, 10_000);
+    log.end();
+    return r;
+  };
+  try {
+    const url = await waitListening(child, o.timeoutMs, o.signal);
+    return { url, pid: child.pid ?? -1, logFile, login, stop };
+  } catch (err) {
+    await stop();
+    throw new Error(`${(err as Error).message} (log: ${logFile})`);
+  }
+}
+
+function waitListening(child: ChildProcess, timeoutMs: number, signal: AbortSignal): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    const timer = setTimeout(() => finish(new Error(`'ferry console' did not say where it listens within ${timeoutMs / 1000} s`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString();
+      const m = LISTENING.exec(text);
+      if (m) finish(undefined, m[1]);
+    };
+    const onExit = (code: number | null, sig: NodeJS.Signals | null) =>
+      finish(new Error(`'ferry console' exited (${sig ?? `code ${code}`}) before it listened: ${text.trim().split("\n").slice(-3).join(" | ")}`));
+    const onAbort = () => finish(new Error("aborted"));
+    function finish(err: Error | undefined, url?: string) {
+      clearTimeout(timer);
+      child.stderr?.off("data", onData);
+      child.off("exit", onExit);
+      signal.removeEventListener("abort", onAbort);
+      if (err) reject(err);
+      else resolve(url!);
+    }
+    child.stderr?.on("data", onData);
+    child.once("exit", onExit);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
