@@ -17,6 +17,7 @@ import { openStore, StoreError, type VerifyReport } from "../adapters/store/mod.
 import { backupRequested, type BackupRequested } from "../contracts/backup-requested.ts";
 import { restoreRequested, type RestoreRequested } from "../contracts/restore-requested.ts";
 import { ChainError, isSegment } from "../domain/chain/mod.ts";
+import type { EngineSettings } from "../pipeline/composition.ts";
 import { createRestoreEngine } from "../pipeline/restore-engine.ts";
 import { planRestore, RestorePreflightError, type RestorePlan, type RestoreSettings } from "../pipeline/restore-plan.ts";
 import type { BusFeed } from "./bus-feed.ts";
@@ -25,22 +26,14 @@ export class ActionInputError extends Error {
   override readonly name = "ActionInputError";
 }
 
-export interface ActionEngine {
-  readonly url: string;
-  readonly user: string;
-  readonly password: string;
-  readonly caPem?: string | undefined;
-  readonly insecure?: boolean | undefined;
-}
+/** An engine the console plans restores on: the same settings the functions get. */
+export type ActionEngine = EngineSettings;
 
-/** The restore form, as submitted (strings from the browser). */
-export interface RestoreForm {
-  readonly vm: string;
+/** The restore form, as submitted (strings from the browser); vm, name and start as restore.requested has them. */
+export interface RestoreForm extends Pick<RestoreRequested, "vm" | "name" | "start"> {
   /** Friendly number, 'latest' or a point id. */
   readonly point: string;
   readonly target: string;
-  readonly name?: string | undefined;
-  readonly start?: boolean | undefined;
   /** One `NETWORK=PROFILE` per line. */
   readonly networks?: string | undefined;
   readonly storageDomain?: string | undefined;
@@ -48,19 +41,8 @@ export interface RestoreForm {
   readonly test?: boolean | undefined;
 }
 
-export interface PlanView {
-  readonly vm: string;
-  readonly point: RestorePlan["point"];
-  readonly target: string;
-  readonly name: string;
-  readonly cluster: string;
-  readonly storageDomain: string;
-  readonly available?: number | undefined;
-  readonly requiredBytes: number;
-  readonly replaces?: string | undefined;
-  readonly disks: { alias: string; virtualSize: number; requiredBytes: number; interface: string; bootable: boolean }[];
-  readonly nics: { name: string; network: string; vnicProfile: string | null }[];
-}
+/** The preflight's plan as the confirm page shows it (without the OVF it carries for the restore). */
+export type PlanView = Omit<RestorePlan, "ovf" | "ovfVm">;
 
 export type PlanResult = { ok: true; plan: PlanView } | { ok: false; problems: string[] };
 
@@ -170,15 +152,8 @@ export function createActions(o: ActionsOptions): Actions {
             storageDomain: o.restore.storageDomain,
           },
         );
-        return {
-          ok: true,
-          plan: {
-            vm: plan.vm.name, point: plan.point, target: plan.target, name: plan.name, cluster: plan.cluster.name, storageDomain: plan.storageDomain.name,
-            available: plan.storageDomain.available, requiredBytes: plan.requiredBytes, replaces: plan.replaces?.id,
-            disks: plan.disks.map((d) => ({ alias: d.alias, virtualSize: d.virtualSize, requiredBytes: d.requiredBytes, interface: d.interface, bootable: d.bootable })),
-            nics: plan.nics.map((n) => ({ name: n.name, network: n.network, vnicProfile: n.vnicProfile?.name ?? null })),
-          },
-        };
+        const { ovf: _ovf, ovfVm: _ovfVm, ...shown } = plan;
+        return { ok: true, plan: shown };
       } catch (err) {
         if (err instanceof RestorePreflightError) return { ok: false, problems: [...err.problems] };
         if (err instanceof StoreError || err instanceof ChainError) return { ok: false, problems: [err.message] };

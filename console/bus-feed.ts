@@ -6,17 +6,13 @@
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { followBus, type BusEvent } from "../adapters/nats/mod.ts";
+import { transferProgress, type TransferProgress } from "../contracts/transfer-progress.ts";
 
 export type RunKind = "backup" | "restore";
 export type RunState = "requested" | "running" | "completed" | "failed" | "rejected";
 
-export interface DiskProgress {
-  readonly disk: string;
-  alias?: string | undefined;
-  bytes: number;
-  total: number;
-  phase: string;
-}
+/** One disk's bar: the fields of its latest transfer.progress. */
+export type DiskProgress = Pick<TransferProgress, "disk" | "alias" | "bytes" | "total" | "phase">;
 
 export interface FeedRun {
   /** The correlation id (the command's id for commands the console or the CLI published). */
@@ -40,10 +36,7 @@ export interface FeedRun {
   events: { subject: string; time: string; seq: number }[];
 }
 
-export interface FeedEvent {
-  readonly subject: string;
-  readonly stream: string;
-  readonly seq: number;
+export interface FeedEvent extends Pick<BusEvent, "subject" | "stream" | "seq"> {
   readonly time: string;
   readonly vm?: string | undefined;
   readonly data: Record<string, unknown>;
@@ -67,6 +60,8 @@ export interface BusFeed {
 
 const str = (v: unknown): string | undefined => (typeof v === "string" && v ? v : undefined);
 const num = (v: unknown): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+/** Commands and outcomes name the VM; disk.transferred and chain.updated carry {id, name}. */
+const vmName = (v: unknown): string | undefined => str(v) ?? (v && typeof v === "object" ? str((v as { name?: unknown }).name) : undefined);
 
 function kindOf(subject: string): RunKind | undefined {
   if (subject.startsWith("backup.") || subject === "disk.transferred" || subject === "chain.updated") return "backup";
@@ -122,25 +117,21 @@ export function createBusFeed(o: {
   const onBus = (e: BusEvent) => {
     const d = (e.data && typeof e.data === "object" && !Array.isArray(e.data) ? e.data : {}) as Record<string, unknown>;
     const time = str(d.time) ?? e.received.toISOString();
-    const vm = str(d.vm);
+    const vm = vmName(d.vm);
     if (e.subject === "transfer.progress") {
-      const key = str(d.correlationId) ?? (str(d.runId) ? byRunId.get(str(d.runId)!) ?? str(d.runId) : undefined);
-      const disk = str(d.disk);
-      if (!key || !disk || !vm) return;
-      const phase = str(d.phase) ?? "";
-      const r = runFor(phase === "download" ? "backup" : "restore", key, vm, time);
+      const v = transferProgress.validate(d);
+      if (!v.ok) return;
+      const t = v.value;
+      const key = t.correlationId;
+      const r = runFor(t.phase === "download" ? "backup" : "restore", key, t.vm, t.time);
       if (r.state === "requested") r.state = "running";
-      if (str(d.runId)) {
-        r.runId = str(d.runId);
-        byRunId.set(r.runId!, key);
-      }
-      const p = r.disks.find((x) => x.disk === disk);
-      const bytes = num(d.bytes) ?? 0;
-      const total = num(d.total) ?? 0;
-      const alias = str(d.alias);
-      if (p) Object.assign(p, { bytes, total, phase, ...(alias ? { alias } : {}) });
-      else r.disks.push({ disk, alias, bytes, total, phase });
-      r.updatedAt = time;
+      r.runId = t.runId;
+      byRunId.set(t.runId, key);
+      const bar: DiskProgress = { disk: t.disk, bytes: t.bytes, total: t.total, phase: t.phase, alias: t.alias ?? r.disks.find((x) => x.disk === t.disk)?.alias };
+      const at = r.disks.findIndex((x) => x.disk === t.disk);
+      if (at >= 0) r.disks[at] = bar;
+      else r.disks.push(bar);
+      r.updatedAt = t.time;
       emit({ type: "run", run: r });
       return;
     }
@@ -178,7 +169,7 @@ export function createBusFeed(o: {
       r.mode ??= str(d.mode) ?? str(d.kind);
       r.target ??= str(d.target);
       // Every disk is in: the bars end at their totals.
-      if (r.state === "completed") for (const p of r.disks) p.bytes = Math.max(p.bytes, p.total);
+      if (r.state === "completed") r.disks = r.disks.map((p) => ({ ...p, bytes: Math.max(p.bytes, p.total) }));
     } else if (r.state === "requested") {
       r.state = "running";
     }

@@ -5,6 +5,7 @@
  */
 import { escapeHtml, raw, type SafeHtml } from "./html.ts";
 import type { PointSummary } from "../domain/chain/mod.ts";
+import type { Times } from "./format.ts";
 
 export interface Series {
   readonly name: string;
@@ -15,7 +16,7 @@ const W = 640;
 const H = 200;
 const PAD = { l: 64, r: 12, t: 12, b: 28 };
 
-export function timeChart(o: { title: string; series: readonly Series[]; format: (v: number) => string; empty: string }): SafeHtml {
+export function timeChart(o: { title: string; series: readonly Series[]; format: (v: number) => string; empty: string; times: Times }): SafeHtml {
   const all = o.series.flatMap((s) => s.points);
   if (all.length === 0) return raw(`<figure class="chart"><figcaption>${escapeHtml(o.title)}</figcaption><p class="muted">${escapeHtml(o.empty)}</p></figure>`);
   let t0 = Math.min(...all.map((p) => p.t));
@@ -32,14 +33,14 @@ export function timeChart(o: { title: string; series: readonly Series[]; format:
   parts.push(`<line class="axis" x1="${PAD.l}" y1="${PAD.t}" x2="${PAD.l}" y2="${H - PAD.b}"/>`);
   parts.push(`<text class="tick" x="${PAD.l - 6}" y="${PAD.t + 10}" text-anchor="end">${escapeHtml(o.format(vMax))}</text>`);
   parts.push(`<text class="tick" x="${PAD.l - 6}" y="${H - PAD.b}" text-anchor="end">0</text>`);
-  const day = (t: number) => new Date(t).toISOString().slice(0, 16).replace("T", " ");
+  const day = (t: number) => o.times.when(t);
   parts.push(`<text class="tick" x="${PAD.l}" y="${H - 8}">${day(t0)}</text>`);
   parts.push(`<text class="tick" x="${W - PAD.r}" y="${H - 8}" text-anchor="end">${day(t1)}</text>`);
   o.series.forEach((s, i) => {
     const pts = [...s.points].sort((a, b) => a.t - b.t);
     const cls = `s${i % 6}`;
     if (pts.length > 1) parts.push(`<polyline class="line ${cls}" points="${pts.map((p) => `${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join(" ")}"/>`);
-    for (const p of pts) parts.push(`<circle class="dot ${cls}" cx="${x(p.t).toFixed(1)}" cy="${y(p.v).toFixed(1)}" r="3"><title>${escapeHtml(`${s.name}: ${o.format(p.v)} at ${day(p.t)} UTC`)}</title></circle>`);
+    for (const p of pts) parts.push(`<circle class="dot ${cls}" cx="${x(p.t).toFixed(1)}" cy="${y(p.v).toFixed(1)}" r="3"><title>${escapeHtml(`${s.name}: ${o.format(p.v)} at ${day(p.t)}`)}</title></circle>`);
   });
   const legend = o.series.map((s, i) => `<li><span class="key s${i % 6}"></span>${escapeHtml(s.name)}</li>`).join("");
   return raw(

@@ -14,6 +14,8 @@ import { describePoints, type ChainRecord, type PointSummary } from "../domain/c
 import { buckets } from "../infra/streams/mod.ts";
 import { createReplicas, type ReplicaState } from "../pipeline/replica.ts";
 import { readTrustedCa } from "../pipeline/trust.ts";
+import { daysLeft } from "../pipeline/cert-status.ts";
+import { summarize, type SummaryCounts } from "../pipeline/daily-summary.ts";
 import type { BusFeed, FeedRun } from "./bus-feed.ts";
 
 export interface CertWarning {
@@ -27,7 +29,8 @@ export interface OverviewFacts {
   readonly replicas: ReadonlyMap<string, ReplicaState>;
   /** VMs configured to keep a standing DR copy (vms.<vm>.replicateToDr). */
   readonly replicating: ReadonlySet<string>;
-  readonly totals: { vms: number; ok: number; failed: number; running: number; never: number; overdue: number; storedBytes: number };
+  /** The daily summary's counts (each VM in one of protected, failed, overdue, never), plus how many run now. */
+  readonly totals: SummaryCounts & { readonly running: number };
   readonly certWarnings: readonly CertWarning[];
   readonly chains: readonly ChainRecord[];
 }
@@ -63,7 +66,6 @@ export interface FactsOptions {
   readonly onError?: (err: unknown) => void;
 }
 
-const DAY = 86_400_000;
 
 export async function createFacts(o: FactsOptions): Promise<ConsoleFacts> {
   const clock = o.clock ?? (() => new Date());
@@ -89,7 +91,7 @@ export async function createFacts(o: FactsOptions): Promise<ConsoleFacts> {
           continue;
         }
         const cert = ca.certificates[0] as X509Certificate;
-        const days = Math.floor((Date.parse(cert.validTo) - clock().getTime()) / DAY);
+        const days = daysLeft(cert.validTo, clock());
         if (days <= o.warnDays) out.push({ engine, daysLeft: days, text: days < 0 ? `the trusted CA expired ${-days} days ago` : `the trusted CA expires in ${days} days (${cert.validTo})` });
       } catch (err) {
         out.push({ engine, text: (err as Error).message.split("\n")[0]! });
@@ -116,22 +118,12 @@ export async function createFacts(o: FactsOptions): Promise<ConsoleFacts> {
         const state = await replicas.get("dr", r.vm).catch(() => undefined);
         if (state) replicaMap.set(r.vm, state);
       }
-      const count = (f: (r: VmStatus) => boolean) => rows.filter(f).length;
-      const storedBytes = kv.chains.reduce((n, c) => n + describeSafe(c).reduce((m, p) => m + p.size, 0), 0);
       return {
         rows,
         replicas: replicaMap,
         replicating,
         chains: kv.chains,
-        totals: {
-          vms: rows.length,
-          ok: count((r) => r.result === "ok"),
-          failed: count((r) => r.result === "failed" || (r.result === "running" && r.lastResult === "failed")),
-          running: count((r) => r.result === "running"),
-          never: count((r) => r.result === "never"),
-          overdue: count((r) => r.overdue),
-          storedBytes,
-        },
+        totals: { ...summarize(rows, kv.chains), running: rows.filter((r) => r.result === "running").length },
         certWarnings: await certWarnings(),
       };
     },

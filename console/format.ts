@@ -1,5 +1,10 @@
-/** How the console writes sizes, times and ages (UTC, like the CLI's tables). */
+/**
+ * How the console writes sizes, times and ages. Times are the wall clock of the config's
+ * `timeZone` — the zone of the schedules, retention and `ferry status` — with the zone named
+ * on every one, so a page never mixes zones and never leaves one to guess.
+ */
 import { formatDuration } from "../config/status.ts";
+import { localDateKey, localTime } from "../domain/schedule/mod.ts";
 
 export { formatDuration };
 
@@ -15,10 +20,24 @@ export function bytes(n: number | undefined): string {
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
 
-/** "2026-01-31 02:10 UTC". */
-export function when(iso: string | undefined): string {
-  if (!iso || Number.isNaN(Date.parse(iso))) return "–";
-  return `${new Date(iso).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+export interface Times {
+  /** The IANA zone every time is written in. */
+  readonly zone: string;
+  /** "2026-01-31 03:10 Europe/Berlin" for an ISO time or epoch milliseconds; "–" for none. */
+  when(t: string | number | undefined): string;
+}
+
+/** Times in `zone` (already checked by the config schema: an IANA name Intl knows). */
+export function timesIn(zone: string): Times {
+  return {
+    zone,
+    when(t) {
+      const ms = typeof t === "number" ? t : t ? Date.parse(t) : Number.NaN;
+      if (!Number.isFinite(ms)) return "–";
+      const l = localTime(new Date(ms), zone);
+      return `${localDateKey(l)} ${String(l.hour).padStart(2, "0")}:${String(l.minute).padStart(2, "0")} ${zone}`;
+    },
+  };
 }
 
 export function ago(iso: string | undefined, now: Date): string {

@@ -19,6 +19,7 @@ import { ActionInputError } from "./actions.ts";
 import type { AuditLog } from "./audit.ts";
 import type { BusFeed, FeedChange } from "./bus-feed.ts";
 import type { ConsoleFacts } from "./facts.ts";
+import { timesIn } from "./format.ts";
 import { html, type SafeHtml } from "./html.ts";
 import { confirmBackupPage, confirmVerifyPage, refusedPage, restoreFormPage, restorePlanPage, verifyResultPage } from "./pages/actions.ts";
 import { EVENT_KINDS, eventsPage, type EventKind } from "./pages/events.ts";
@@ -55,6 +56,8 @@ export interface ConsoleDeps {
   readonly log: ConsoleLog;
   /** Configured VM names (the events filter's choices, besides VMs seen on the bus). */
   readonly vmNames: readonly string[];
+  /** The config's timeZone: every page writes its times in it, naming it. */
+  readonly timeZone: string;
   readonly clock?: () => Date;
   /** Heartbeat comment interval of /live. */
   readonly heartbeatMs?: number;
@@ -94,6 +97,7 @@ declare module "fastify" {
 
 export async function buildConsoleApp(d: ConsoleDeps, https?: { cert: string; key: string }): Promise<FastifyInstance> {
   const clock = d.clock ?? (() => new Date());
+  const times = timesIn(d.timeZone);
   const app = Fastify({ logger: false, forceCloseConnections: true, ...(https ? { https } : {}), trustProxy: false }) as unknown as FastifyInstance;
   await app.register(cookie);
   await app.register(formbody, { bodyLimit: 64 * 1024 });
@@ -205,19 +209,19 @@ export async function buildConsoleApp(d: ConsoleDeps, https?: { cert: string; ke
   // --- Pages ------------------------------------------------------------------------------
   app.get("/", async (req, reply) => {
     const [facts, runs] = [await d.facts.overview(), d.feed.runs()];
-    return send(reply, { title: "Overview", nav: "overview", session: req.session, live: true, body: overviewPage(facts, runs.filter(isLive), runs, clock()) });
+    return send(reply, { title: "Overview", nav: "overview", session: req.session, live: true, body: overviewPage(facts, runs.filter(isLive), runs, clock(), times) });
   });
   app.get<{ Params: { vm: string } }>("/vm/:vm", async (req, reply) => {
     const f = await d.facts.vm(req.params.vm);
     if (!f.status && f.points.length === 0 && f.runs.length === 0) return send(reply, { title: "Unknown VM", nav: "vm", session: req.session, status: 404, body: html`<h1>Unknown VM</h1><p>Ferry knows no VM named <b>${req.params.vm}</b>.</p>` });
-    return send(reply, { title: req.params.vm, nav: "vm", session: req.session, body: vmPage(req.params.vm, f, req.session!, clock()) });
+    return send(reply, { title: req.params.vm, nav: "vm", session: req.session, body: vmPage(req.params.vm, f, req.session!, clock(), times) });
   });
-  app.get("/runs", async (req, reply) => send(reply, { title: "Runs", nav: "runs", session: req.session, live: true, body: runsPage(d.feed.runs()) }));
+  app.get("/runs", async (req, reply) => send(reply, { title: "Runs", nav: "runs", session: req.session, live: true, body: runsPage(d.feed.runs(), times) }));
   app.get<{ Querystring: { vm?: string; kind?: string } }>("/events", async (req, reply) => {
     const kind = (req.query.kind && req.query.kind in EVENT_KINDS ? req.query.kind : "all") as EventKind;
     const events = d.feed.events();
     const vms = [...new Set([...d.vmNames, ...events.map((e) => e.vm).filter((v): v is string => !!v)])].sort();
-    return send(reply, { title: "Events", nav: "events", session: req.session, body: eventsPage(events, vms, { vm: req.query.vm ?? "", kind }, EVENTS_SHOWN) });
+    return send(reply, { title: "Events", nav: "events", session: req.session, body: eventsPage(events, vms, { vm: req.query.vm ?? "", kind }, EVENTS_SHOWN, times) });
   });
 
   // Server-sent events: every run change, as its rendered card.
@@ -227,9 +231,9 @@ export async function buildConsoleApp(d: ConsoleDeps, https?: { cert: string; ke
     res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", connection: "keep-alive", "x-content-type-options": "nosniff" });
     const write = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     res.write("retry: 3000\n\n");
-    for (const r of d.feed.runs().filter(isLive)) write("run", { key: r.key, html: runCard(r).text });
+    for (const r of d.feed.runs().filter(isLive)) write("run", { key: r.key, html: runCard(r, times).text });
     const off = d.feed.subscribe((c: FeedChange) => {
-      if (c.type === "run") write("run", { key: c.run.key, html: runCard(c.run).text });
+      if (c.type === "run") write("run", { key: c.run.key, html: runCard(c.run, times).text });
     });
     const beat = setInterval(() => res.write(": ping\n\n"), d.heartbeatMs ?? 15_000);
     req.raw.on("close", () => {
@@ -301,7 +305,7 @@ export async function buildConsoleApp(d: ConsoleDeps, https?: { cert: string; ke
       if (!(err instanceof ActionInputError)) throw err;
       return send(reply, { title: "Restore", nav: "vm", session: s, status: 400, body: restoreFormPage(s, f, d.actions.targets, err.message) });
     }
-    return send(reply, { title: "Restore plan", nav: "vm", session: s, body: restorePlanPage(s, f, result, d.actions.targets) });
+    return send(reply, { title: "Restore plan", nav: "vm", session: s, body: restorePlanPage(s, f, result, d.actions.targets, times) });
   });
   app.post<{ Params: { vm: string } }>("/vm/:vm/restore", async (req, reply) => {
     const f = restoreForm(req.params.vm, req.body);

@@ -130,6 +130,7 @@ export async function startConsole(o: ConsoleOptions): Promise<RunningConsole> {
       secure: https !== undefined,
       log: o.log,
       vmNames: Object.keys(o.policies),
+      timeZone: o.timeZone,
       clock: o.clock,
     },
     https,

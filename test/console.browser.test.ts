@@ -4,13 +4,15 @@
  * nats-server, the console started as `ferry console` starts it. An operator logs in, sees a
  * failed and an ok VM, starts a backup and watches its progress bars reach 100% over server-sent
  * events without a reload, finds the new restore point on the VM page, restores it to DR through
- * the form (plan first, then done); a viewer is refused an action. Screenshots of every page go
- * to test-output/console/.
+ * the form (plan first, then done), runs a restore test and sees the point boot-tested; a viewer
+ * is refused an action. Every time is written in the configured zone (not UTC, not the machine's).
+ * Screenshots of every page go to test-output/console/.
  */
 import { existsSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { jetstreamManager } from "@nats-io/jetstream";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startConsole, type RunningConsole } from "../console/start.ts";
@@ -31,6 +33,14 @@ const SHOTS = fileURLToPath(new URL("../test-output/console/", import.meta.url))
 const MiB = 1048576;
 const OPERATOR = { user: "olga", password: "operator-pass-1" };
 const VIEWER = { user: "victor", password: "viewer-pass-22" };
+// The config's timeZone: +05:30 all year, so a time shown in UTC or in the machine's zone cannot pass.
+const ZONE = "Asia/Kolkata";
+
+/** An ISO time as the pages must write it, worked out here with Intl on its own. */
+function inZone(iso: string): string {
+  const p = Object.fromEntries(new Intl.DateTimeFormat("en-GB", { timeZone: ZONE, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }).formatToParts(new Date(iso)).map((x) => [x.type, x.value]));
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute} ${ZONE}`;
+}
 
 let p: Pipeline;
 let con: RunningConsole;
@@ -62,6 +72,11 @@ async function login(target: Page, who: { user: string; password: string }): Pro
   await target.type("input[name=password]", who.password);
   await Promise.all([target.waitForNavigation({ waitUntil: "domcontentloaded" }), target.click("form.login button[type=submit]")]);
   expect(new URL(target.url()).pathname, await text(target, "main")).toBe("/");
+}
+
+/** Messages in FERRY_COMMANDS: every command published, whoever sent it. */
+async function commandsStored(): Promise<number> {
+  return (await (await jetstreamManager(p.nc)).streams.info("FERRY_COMMANDS")).state.messages;
 }
 
 async function text(target: Page, selector: string): Promise<string> {
@@ -97,7 +112,7 @@ beforeAll(async () => {
     auditFile,
     sessionMinutes: 60,
     policies: { web01: { enabled: true, schedule }, db01: { enabled: true, schedule } },
-    timeZone: "UTC",
+    timeZone: ZONE,
     storeRoot: p.storePath,
     engines: p.settings.engines,
     restore: p.settings.restore!,
@@ -132,11 +147,14 @@ describe("ferry console in headless Chromium (lab PRD + DR)", () => {
     expect(db).toMatch(/not found on engine prd/);
     const web = await text(page, "tr[data-vm=web01]");
     expect(web).toMatch(/\bok\b/);
-    expect(web).toMatch(/#1 \d{4}-\d\d-\d\d/);
-    expect(web).toMatch(/next slot|UTC/);
+    const first = (await p.wiring.store.volume.readManifest("web01"))!.restorePoints[0]!;
+    expect(web).toContain(`#1 ${inZone(first.time)}`);
+    // The next slot is 02:00 of the configured zone.
+    expect(await text(page, "tr[data-vm=web01] td[data-label='Next slot']")).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\d 02:00 ${ZONE}$`));
+    expect(await text(page, "main")).not.toMatch(/\bUTC\b/);
     const totals = await text(page, "section.totals");
     expect(totals).toMatch(/2\s*VMs/);
-    expect(totals).toMatch(/1\s*ok/);
+    expect(totals).toMatch(/1\s*protected/);
     expect(totals).toMatch(/1\s*failed/);
     // The stored-bytes chart has web01's point.
     expect(await page.$$eval("figure.chart svg circle", (c) => c.length)).toBeGreaterThan(0);
@@ -194,7 +212,7 @@ describe("ferry console in headless Chromium (lab PRD + DR)", () => {
     expect(seen.at(-1)).toEqual({ state: "completed", values: [100, 100] });
     const card = await text(page, `#${domId}`);
     expect(card).toContain("web01_os");
-    expect(card).toMatch(/done .*UTC/);
+    expect(card).toMatch(new RegExp(`done \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d ${ZONE}`));
     await shot("runs");
     // Exactly one command, the one the console published, with the id the page followed.
     expect(requested.slice(before)).toEqual([{ vm: "web01", id }]);
@@ -209,6 +227,9 @@ describe("ferry console in headless Chromium (lab PRD + DR)", () => {
     expect(await page.$eval("table.points", (t) => (t as HTMLElement).textContent)).toContain("web01_data");
     expect(await text(page, "table.history")).toMatch(/completed/);
     expect(await text(page, "tr[data-point='2']")).not.toMatch(/\bok\b/); // not verified yet
+    const second = (await p.wiring.store.volume.readManifest("web01"))!.restorePoints[1]!;
+    expect(await text(page, "tr[data-point='2'] td[data-label=Time]")).toBe(inZone(second.time));
+    expect(await text(page, "main")).not.toMatch(/\bUTC\b/);
     await shot("vm");
   });
 
@@ -247,6 +268,31 @@ describe("ferry console in headless Chromium (lab PRD + DR)", () => {
     expect(drAfter).toContain("web01-console");
   });
 
+  it("console - run a restore test from the VM page: plan, confirm, the run boots the point on DR, and the point shows boot-tested ok; nothing is left on DR", { timeout: 180_000 }, async () => {
+    await page.goto(`${con.url}/vm/web01`, { waitUntil: "load" });
+    expect(await text(page, "tr[data-point='2'] td[data-label=Boot-tested]")).toBe("–");
+    const link = await page.waitForSelector("tr[data-point='2'] a[href$='/restore?point=2&test=1']", { visible: true });
+    await Promise.all([page.waitForNavigation({ waitUntil: "domcontentloaded" }), link!.click()]);
+    expect(await text(page, "h1")).toBe("Restore test: web01 #2");
+    expect(await page.$("input[name=name]")).toBeNull(); // a test names, starts and removes its own VM
+    await Promise.all([page.waitForNavigation({ waitUntil: "domcontentloaded" }), page.click("form.restore button[type=submit]")]);
+    expect(await text(page, "h1")).toBe("Plan: restore test of web01 #2");
+    expect(await text(page, "section.plan")).toMatch(/onto dr as VM web01-restoretest-/);
+    await shot("restore-test-plan");
+    const drBefore = (await p.wiring.engines.get("dr")!.client.vms.list()).map((v) => v.name).sort();
+    await Promise.all([page.waitForNavigation({ waitUntil: "domcontentloaded" }), page.click("button.confirm")]);
+    const domId = runDomId(new URL(page.url()).searchParams.get("run")!);
+    expect(await text(page, `#${domId}`)).toMatch(/restore test → dr/);
+    await page.waitForFunction((sel: string) => ["completed", "failed"].includes(document.getElementById(sel)?.dataset.state), { timeout: 150_000, polling: 250 }, domId);
+    expect(await page.$eval(`#${domId}`, (el) => (el as HTMLElement).dataset.state), await text(page, `#${domId}`)).toBe("completed");
+    await page.goto(`${con.url}/vm/web01`, { waitUntil: "domcontentloaded" });
+    expect(await text(page, "tr[data-point='2'] td[data-label=Boot-tested]")).toMatch(/^ok\b/);
+    expect(await text(page, "tr[data-point='1'] td[data-label=Boot-tested]")).toBe("–");
+    await shot("vm-boot-tested");
+    // The test VM was removed again.
+    expect((await p.wiring.engines.get("dr")!.client.vms.list()).map((v) => v.name).sort()).toEqual(drBefore);
+  });
+
   it("console - the events page filters the bus by VM and kind", async () => {
     await page.goto(`${con.url}/events?vm=db01&kind=failures`, { waitUntil: "domcontentloaded" });
     const rows = await page.$$eval("table.events tbody tr", (trs) => trs.map((t) => (t as HTMLElement).innerText));
@@ -255,7 +301,9 @@ describe("ferry console in headless Chromium (lab PRD + DR)", () => {
     await page.goto(`${con.url}/events?vm=web01&kind=outcomes`, { waitUntil: "domcontentloaded" });
     const outcomes = await page.$$eval("table.events tbody tr code", (cs) => cs.map((c) => c.textContent));
     expect(outcomes.filter((s) => s === "backup.completed")).toHaveLength(2);
-    expect(outcomes).toContain("restore.completed");
+    expect(outcomes.filter((s) => s === "restore.completed")).toHaveLength(2); // the restore and the restore test
+    expect(await text(page, "table.events")).not.toMatch(/\bUTC\b/);
+    expect(await text(page, "table.events tbody tr td[data-label=Time]")).toMatch(new RegExp(` ${ZONE}$`));
     await shot("events");
   });
 
@@ -273,6 +321,7 @@ describe("ferry console in headless Chromium (lab PRD + DR)", () => {
       expect(await text(v, "main")).toMatch(/Refused: backup needs the operator role; you are signed in as victor \(viewer\)/);
       await shot("viewer-refused", v);
       const before = requested.length;
+      const stored = await commandsStored();
       // A hand-made POST with the viewer's own valid CSRF token: still refused.
       const status = await v.evaluate(async () => {
         const csrf = (document.querySelector("input[name=_csrf]") as HTMLInputElement).value;
@@ -283,7 +332,8 @@ describe("ferry console in headless Chromium (lab PRD + DR)", () => {
       // And without a CSRF token the request is refused before the role is even looked at.
       const noToken = await v.evaluate(async () => (await fetch("/vm/web01/backup", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "mode=full" })).status);
       expect(noToken).toBe(403);
-      await new Promise((r) => setTimeout(r, 1000));
+      // The console publishes before it answers, so after the 403s the stream says it all.
+      expect(await commandsStored()).toBe(stored);
       expect(requested.length).toBe(before);
     } finally {
       await ctx.close();
@@ -293,6 +343,7 @@ describe("ferry console in headless Chromium (lab PRD + DR)", () => {
     expect(audit).toContainEqual(expect.objectContaining({ user: "olga", role: "operator", action: "backup", vm: "web01", result: "published", detail: { mode: "auto" } }));
     expect(audit).toContainEqual(expect.objectContaining({ user: "olga", action: "restore", vm: "web01", result: "published", detail: expect.objectContaining({ target: "dr", name: "web01-console", point: 2 }) }));
     expect(audit).toContainEqual(expect.objectContaining({ user: "olga", action: "verify", vm: "web01", result: "ok", detail: expect.objectContaining({ number: 2 }) }));
+    expect(audit).toContainEqual(expect.objectContaining({ user: "olga", action: "restore-test", vm: "web01", result: "published", detail: expect.objectContaining({ target: "dr", point: 2 }) }));
   });
 
   it("console - no secret is ever rendered or logged: engine passwords, user passwords and the session id appear on no page and in no audit line", async () => {

@@ -4,7 +4,7 @@
  */
 import type { VerifyReport } from "../../adapters/store/mod.ts";
 import type { PlanResult, RestoreForm } from "../actions.ts";
-import { bytes, when } from "../format.ts";
+import { bytes, type Times } from "../format.ts";
 import { html, type SafeHtml } from "../html.ts";
 import type { Session } from "../sessions.ts";
 import { csrfField } from "./layout.ts";
@@ -61,18 +61,18 @@ ${problem ? html`<p class="flash" role="alert">${problem}</p>` : ""}
 </form>`;
 }
 
-export function restorePlanPage(s: Session, f: RestoreForm, result: PlanResult, targets: readonly string[]): SafeHtml {
+export function restorePlanPage(s: Session, f: RestoreForm, result: PlanResult, targets: readonly string[], t: Times): SafeHtml {
   if (!result.ok) {
     return html`${restoreFormPage(s, f, targets)}<section class="plan refused" aria-label="plan"><h2>The restore would be refused</h2><ul>${result.problems.map((p) => html`<li>${p}</li>`)}</ul><p>Nothing was changed.</p></section>`;
   }
   const p = result.plan;
-  return html`<h1>Plan: ${f.test ? "restore test of" : "restore"} ${p.vm} #${p.point.number}</h1>
+  return html`<h1>Plan: ${f.test ? "restore test of" : "restore"} ${p.vm.name} #${p.point.number}</h1>
 <section class="plan" aria-label="plan">
-<p>Restore point <b>#${p.point.number}</b> (${when(p.point.time)}, ${p.point.kind}) onto <b>${p.target}</b> as VM <b>${p.name}</b>${p.replaces ? html` (replacing the powered-off VM ${p.replaces})` : ""} in cluster <b>${p.cluster}</b>.</p>
-<p>Storage domain <b>${p.storageDomain}</b>: ${bytes(p.requiredBytes)} needed${p.available !== undefined ? html`, ${bytes(p.available)} free` : ""}.</p>
+<p>Restore point <b>#${p.point.number}</b> (${t.when(p.point.time)}, ${p.point.kind}) onto <b>${p.target}</b> as VM <b>${p.name}</b>${p.replaces ? html` (replacing the powered-off VM ${p.replaces.id})` : ""} in cluster <b>${p.cluster.name}</b>.</p>
+<p>Storage domain <b>${p.storageDomain.name}</b>: ${bytes(p.requiredBytes)} needed${p.storageDomain.available !== undefined ? html`, ${bytes(p.storageDomain.available)} free` : ""}.</p>
 <ul>
 ${p.disks.map((d) => html`<li>disk <b>${d.alias}</b>: ${bytes(d.virtualSize)} virtual, ${bytes(d.requiredBytes)} to allocate, ${d.interface}${d.bootable ? ", bootable" : ""}</li>`)}
-${p.nics.map((n) => html`<li>NIC <b>${n.name}</b>: network ${n.network || "(none)"} → vNIC profile ${n.vnicProfile ?? "(none)"}</li>`)}
+${p.nics.map((n) => html`<li>NIC <b>${n.name}</b>: network ${n.network || "(none)"} → vNIC profile ${n.vnicProfile?.name ?? "(none)"}</li>`)}
 </ul>
 <p class="muted">Checked just now by the preflight; nothing has been changed.</p>
 </section>

@@ -1,6 +1,6 @@
 /** Events: the bus's commands, outcomes, failures and rejections, filterable by VM and kind. */
 import type { FeedEvent } from "../bus-feed.ts";
-import { when } from "../format.ts";
+import type { Times } from "../format.ts";
 import { html, type SafeHtml } from "../html.ts";
 
 export const EVENT_KINDS = {
@@ -37,7 +37,7 @@ function summary(e: FeedEvent): string {
   return ["code", "reason", "message", "mode", "kind", "restorePoint", "target", "name", "bytes", "seconds", "disk", "engine"].map(pick).filter(Boolean).join("  ");
 }
 
-export function eventsPage(events: readonly FeedEvent[], vms: readonly string[], filter: { vm: string; kind: EventKind }, limit: number): SafeHtml {
+export function eventsPage(events: readonly FeedEvent[], vms: readonly string[], filter: { vm: string; kind: EventKind }, limit: number, t: Times): SafeHtml {
   const shown = events.filter((e) => (!filter.vm || e.vm === filter.vm) && eventMatches(e, filter.kind)).slice(0, limit);
   return html`<h1>Events</h1>
 <form class="filter" method="get" action="/events">
@@ -48,7 +48,7 @@ export function eventsPage(events: readonly FeedEvent[], vms: readonly string[],
 <p class="muted">${shown.length} shown (newest first, at most ${limit}).</p>
 <div class="table-wrap"><table class="events"><thead><tr><th>Time</th><th>Subject</th><th>VM</th><th>Detail</th></tr></thead><tbody>
 ${shown.map(
-  (e) => html`<tr class="${e.subject.endsWith(".failed") || e.subject.endsWith(".rejected") ? "problem" : ""}"><td data-label="Time">${when(e.time)}</td><td data-label="Subject"><code>${e.subject}</code></td>
+  (e) => html`<tr class="${e.subject.endsWith(".failed") || e.subject.endsWith(".rejected") ? "problem" : ""}"><td data-label="Time">${t.when(e.time)}</td><td data-label="Subject"><code>${e.subject}</code></td>
 <td data-label="VM">${e.vm ? html`<a href="/vm/${encodeURIComponent(e.vm)}">${e.vm}</a>` : ""}</td><td data-label="Detail" class="detail">${summary(e)}</td></tr>`,
 )}
 </tbody></table></div>`;

@@ -5,7 +5,7 @@
  */
 import type { FeedRun } from "../bus-feed.ts";
 import { html, type SafeHtml } from "../html.ts";
-import { bytes, seconds, when } from "../format.ts";
+import { bytes, seconds, type Times } from "../format.ts";
 
 /** A DOM id safe for any correlation id. */
 export function runDomId(key: string): string {
@@ -22,10 +22,16 @@ function pct(r: FeedRun, done: number, total: number): number {
   return total > 0 ? Math.min(100, Math.floor((done / total) * 100)) : 0;
 }
 
-export function runCard(r: FeedRun): SafeHtml {
+/** "backup (full)", "restore → dr", "restore test → dr", "replication → dr": the same words on every page. */
+export function runLabel(r: FeedRun): string {
+  if (r.kind === "backup") return `backup${r.mode ? ` (${r.mode})` : ""}`;
+  return `${r.mode === "test" ? "restore test" : r.mode === "replicate" ? "replication" : "restore"}${r.target ? ` → ${r.target}` : ""}`;
+}
+
+export function runCard(r: FeedRun, t: Times): SafeHtml {
   const done = r.disks.reduce((n, d) => n + d.bytes, 0);
   const total = r.disks.reduce((n, d) => n + d.total, 0);
-  const label = r.kind === "backup" ? `backup${r.mode ? ` (${r.mode})` : ""}` : `${r.mode === "test" ? "restore test" : r.mode === "replicate" ? "replication" : "restore"}${r.target ? ` → ${r.target}` : ""}`;
+  const label = runLabel(r);
   return html`<article class="run ${r.state}" id="${runDomId(r.key)}" data-state="${r.state}" data-vm="${r.vm}">
   <header><a href="/vm/${encodeURIComponent(r.vm)}">${r.vm}</a> <span class="kind">${label}</span> <span class="badge ${r.state}">${r.state}</span>
   ${r.disks.length ? html`<span class="muted">${bytes(done)} of ${bytes(total)}</span>` : ""}</header>
@@ -37,7 +43,7 @@ export function runCard(r: FeedRun): SafeHtml {
   ${isLive(r)
     ? ""
     : html`<p class="outcome">${r.state === "completed"
-        ? html`done ${when(r.finishedAt)}${r.seconds !== undefined ? html`, ${seconds(r.seconds)}` : ""}${r.bytes !== undefined ? html`, ${bytes(r.bytes)}` : ""}${r.restorePoint ? html` — restore point ${r.restorePoint}` : ""}`
+        ? html`done ${t.when(r.finishedAt)}${r.seconds !== undefined ? html`, ${seconds(r.seconds)}` : ""}${r.bytes !== undefined ? html`, ${bytes(r.bytes)}` : ""}${r.restorePoint ? html` — restore point ${r.restorePoint}` : ""}`
         : html`<strong>${r.code ?? r.state}</strong>: ${r.message ?? ""}`}</p>`}
 </article>`;
 }

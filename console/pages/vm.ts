@@ -2,29 +2,30 @@
 import type { FeedRun } from "../bus-feed.ts";
 import { chainGraph } from "../charts.ts";
 import type { VmFacts } from "../facts.ts";
-import { ago, bytes, formatDuration, seconds, when } from "../format.ts";
+import { ago, bytes, formatDuration, seconds, type Times } from "../format.ts";
 import { html, type SafeHtml } from "../html.ts";
 import type { Session } from "../sessions.ts";
+import { runLabel } from "./run-card.ts";
 
 function verdict(v: { ok: boolean; time: string; detail?: string } | undefined, now: Date): SafeHtml {
   if (!v) return html`<span class="muted">–</span>`;
   return html`<span class="badge ${v.ok ? "ok" : "failed"}" title="${v.detail ?? ""}">${v.ok ? "ok" : "failed"}</span> <span class="muted">${ago(v.time, now)}</span>`;
 }
 
-function history(runs: readonly FeedRun[]): SafeHtml {
+function history(runs: readonly FeedRun[], t: Times): SafeHtml {
   if (runs.length === 0) return html`<p class="muted">No runs of this VM in the bus's recent events.</p>`;
   return html`<div class="table-wrap"><table class="history"><thead><tr><th>Started</th><th>Run</th><th>Result</th><th>Duration</th><th>Bytes</th><th>Events</th></tr></thead><tbody>
 ${runs.map(
-  (r) => html`<tr><td data-label="Started">${when(r.requestedAt ?? r.events[0]?.time)}</td>
-<td data-label="Run">${r.kind}${r.mode ? ` (${r.mode})` : ""}${r.target ? ` → ${r.target}` : ""}</td>
+  (r) => html`<tr><td data-label="Started">${t.when(r.requestedAt ?? r.events[0]?.time)}</td>
+<td data-label="Run">${runLabel(r)}</td>
 <td data-label="Result"><span class="badge ${r.state}">${r.state}</span>${r.code ? html` <code>${r.code}</code>` : ""}${r.message && r.state !== "completed" ? html` <span class="reason">${r.message}</span>` : ""}</td>
 <td data-label="Duration">${seconds(r.seconds)}</td><td data-label="Bytes">${bytes(r.bytes)}</td>
-<td data-label="Events"><details><summary>${r.events.length} events</summary><ol class="events">${r.events.map((e) => html`<li><code>${e.subject}</code> ${when(e.time)} <span class="muted">#${e.seq}</span></li>`)}</ol></details></td></tr>`,
+<td data-label="Events"><details><summary>${r.events.length} events</summary><ol class="events">${r.events.map((e) => html`<li><code>${e.subject}</code> ${t.when(e.time)} <span class="muted">#${e.seq}</span></li>`)}</ol></details></td></tr>`,
 )}
 </tbody></table></div>`;
 }
 
-export function vmPage(name: string, f: VmFacts, s: Session, now: Date): SafeHtml {
+export function vmPage(name: string, f: VmFacts, s: Session, now: Date, t: Times): SafeHtml {
   const st = f.status;
   const operator = s.role === "operator";
   const vmPath = `/vm/${encodeURIComponent(name)}`;
@@ -34,7 +35,7 @@ export function vmPage(name: string, f: VmFacts, s: Session, now: Date): SafeHtm
   ${st?.outcome?.result === "failed" ? html`<code>${st.outcome.code ?? ""}</code> <span class="reason">${st.outcome.message ?? ""}</span>` : ""}
   ${st?.lastGood ? html` · last good point #${st.lastGood.number} (${formatDuration(st.lastGood.ageSeconds)} old)` : ""}
   ${st?.overdue ? html` · <span class="badge failed">overdue</span>` : ""}
-  ${st?.schedule?.next ? html` · next slot ${when(st.schedule.next)}` : ""}</p>
+  ${st?.schedule?.next ? html` · next slot ${t.when(st.schedule.next)}` : ""}</p>
   ${f.replica ? html`<p>DR copy: <b>${f.replica.name}</b> on ${f.replica.target}, point ${f.replica.point}, updated ${ago(f.replica.updatedAt, now)}</p>` : ""}
   ${operator
     ? html`<p class="actions"><a class="button" href="${vmPath}/backup?mode=auto">Back up now</a> <a class="button" href="${vmPath}/backup?mode=full">Full backup now</a></p>`
@@ -47,7 +48,7 @@ ${f.points.length === 0
   : html`<div class="chain-wrap">${chainGraph(f.points)}</div>
 <div class="table-wrap"><table class="points"><thead><tr><th>#</th><th>Time</th><th>Kind</th><th>Size</th><th>Chain</th><th>Verified</th><th>Boot-tested</th><th></th></tr></thead><tbody>
 ${[...f.points].reverse().map(
-  (p) => html`<tr data-point="${p.number}"><td data-label="#">${p.number}</td><td data-label="Time">${when(p.time)}</td>
+  (p) => html`<tr data-point="${p.number}"><td data-label="#">${p.number}</td><td data-label="Time">${t.when(p.time)}</td>
 <td data-label="Kind">${p.kind}${p.parent !== undefined ? html` <span class="muted">on #${p.parent}</span>` : ""}${p.reason ? html` <span class="muted" title="${p.reason}">(${p.reason})</span>` : ""}</td>
 <td data-label="Size">${bytes(p.size)}</td><td data-label="Chain">${p.depth} layer${p.depth === 1 ? "" : "s"}, ${bytes(p.chainSize)}</td>
 <td data-label="Verified">${verdict(p.verified, now)}</td><td data-label="Boot-tested">${verdict(p.bootTested, now)}</td>
@@ -61,5 +62,5 @@ ${p.disks.map((d) => html`<li><b>${d.alias || d.diskId}</b> <span class="muted">
 </tbody></table></div>`}
 <p class="muted">Read from ${f.pointsFrom === "store" ? "the store (restore-points.json)" : f.pointsFrom === "kv" ? "KV ferry-chains" : "nowhere yet"}.</p>
 <h2>Runs</h2>
-${history(f.runs)}`;
+${history(f.runs, t)}`;
 }
