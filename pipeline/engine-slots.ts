@@ -28,6 +28,7 @@ export interface SlotHolder {
   readonly runId: string;
   readonly owner: string;
   readonly vm: string;
+  /** When the slot was taken (not when the request began to wait). */
   readonly since: string;
   readonly expiresAt: string;
 }
@@ -123,7 +124,7 @@ export function createSlots(kv: SlotsKv, o: SlotsOptions): Slots {
   async function tryAll(scopes: readonly SlotScope[], me: SlotHolder): Promise<{ scope: SlotScope; holders: readonly SlotHolder[] } | undefined> {
     const taken: SlotScope[] = [];
     for (const scope of scopes) {
-      const full = await take(scope, { ...me, expiresAt: expiry() });
+      const full = await take(scope, { ...me, since: clock().toISOString(), expiresAt: expiry() });
       if (full) {
         for (const t of taken) await drop(t.key, me.token);
         return { scope, holders: full };
@@ -188,7 +189,7 @@ export function createSlots(kv: SlotsKv, o: SlotsOptions): Slots {
               if (holders.some((h) => h.token === me.token)) return { scope: s.key, holders: holders.map((h) => (h.token === me.token ? { ...h, expiresAt } : h)) };
               // Dropped as expired while this process could not renew: take it back if there is room.
               const others = holders.filter(live);
-              return others.length < s.limit ? { scope: s.key, holders: [...others, { ...me, expiresAt }] } : undefined;
+              return others.length < s.limit ? { scope: s.key, holders: [...others, { ...me, since: clock().toISOString(), expiresAt }] } : undefined;
             });
           }
         }),
