@@ -2,7 +2,7 @@
  * Publishing a command the way `ferry backup` / `ferry restore` do: validate it against its
  * contract (a refusal publishes nothing), then publish it to JetStream with its `id` as the
  * Nats-Msg-Id, so a double submit within the duplicate window is one command. Used by the
- * console; the CLI commands carry the same two steps inline.
+ * console and by `ferry backup` / `ferry restore`, so both publish the same command the same way.
  */
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";

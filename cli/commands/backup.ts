@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
-import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import { backupRequested } from "../../contracts/backup-requested.ts";
+import { CommandInvalidError, publishCommand } from "../../adapters/nats/publish-command.ts";
 import { ConfigError } from "../../config/load.ts";
 import { openSession, type Session } from "../../config/session.ts";
 import { followRequest, requireWorker } from "../follow.ts";
@@ -84,7 +84,8 @@ const command: Command = {
       return ExitCode.usage;
     }
     const id = `cli-${randomUUID()}`;
-    const request = { id, time: new Date().toISOString(), correlationId: id, vm: positionals[0]!, mode: o.full ? "full" : "auto", ...(o.engine ? { engine: o.engine } : {}) };
+    const request = { id, time: new Date().toISOString(), correlationId: id, vm: positionals[0]!, mode: o.full ? ("full" as const) : ("auto" as const), ...(o.engine ? { engine: o.engine } : {}) };
+    // Checked before connecting too: a refused request exits 4 without needing NATS.
     const v = backupRequested.validate(request);
     if (!v.ok) {
       io.stderr.write(`ferry backup: invalid request: ${v.reason}\n`);
@@ -104,7 +105,8 @@ const command: Command = {
       }
       // Subscribe before publishing, so no outcome can be missed.
       const outcome = o.wait ? waitForOutcome(nc, subs, request, io, !!o.json, timeoutMin * 60_000) : undefined;
-      await jetstream(nc).publish("backup.requested", JSON.stringify(request), { msgID: id });
+      // The console publishes through the same call: validated, msgID = the command's id.
+      await publishCommand(nc, backupRequested, request);
       if (!o.wait) {
         if (o.json) io.stdout.write(`${JSON.stringify(request)}\n`);
         else io.stdout.write(`backup of ${request.vm} requested (id ${id}); follow it with: ferry events --json | grep ${id}\n`);
@@ -113,7 +115,7 @@ const command: Command = {
       return await outcome!;
     } catch (err) {
       io.stderr.write(`ferry backup: ${(err as Error).message}\n`);
-      return ExitCode.unavailable;
+      return err instanceof CommandInvalidError ? ExitCode.invalid : ExitCode.unavailable;
     } finally {
       for (const s of subs) s.unsubscribe();
       await nc.drain().catch(() => undefined);

@@ -6,9 +6,9 @@ import { ChainError, isSegment } from "../../domain/chain/mod.ts";
 import { EXPORT_FORMATS, ExportError, exportRestorePoint, type ExportFormat, type ExportProgress, type ExportResult } from "../../dataplane/export.ts";
 import { OutputExistsError } from "../../dataplane/layer-file.ts";
 import { randomUUID } from "node:crypto";
-import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import { restoreRequested, type RestoreRequested } from "../../contracts/restore-requested.ts";
+import { CommandInvalidError, publishCommand } from "../../adapters/nats/publish-command.ts";
 import { isPermanent } from "../../contracts/errors.ts";
 import { createEngineClient } from "../../adapters/ovirt/mod.ts";
 import { ConfigError } from "../../config/load.ts";
@@ -300,6 +300,7 @@ async function restoreOntoEngine(vm: string, parsed: Parsed, io: CommandIO): Pro
     io.stderr.write(`ferry restore: ${request}\n`);
     return ExitCode.usage;
   }
+  // Checked before connecting too: a refused request exits 4 without needing NATS (and --dry-run needs none).
   const valid = restoreRequested.validate(request);
   if (!valid.ok) {
     io.stderr.write(`ferry restore: invalid request: ${valid.reason}\n`);
@@ -318,7 +319,8 @@ async function restoreOntoEngine(vm: string, parsed: Parsed, io: CommandIO): Pro
       if (missing !== undefined) return missing;
     }
     const outcome = v.wait ? followRestore(nc, subs, request as { id: string; vm: string }, io, !!v.json, timeoutMin * 60_000) : undefined;
-    await jetstream(nc).publish("restore.requested", JSON.stringify(request), { msgID: String(request.id) });
+    // The console publishes through the same call: validated, msgID = the command's id.
+    await publishCommand(nc, restoreRequested, request as RestoreRequested & { id: string });
     if (!v.wait) {
       if (v.json) io.stdout.write(`${JSON.stringify(request)}\n`);
       else io.stdout.write(`restore of ${vm} requested (id ${String(request.id)}); follow it with: ferry events 'restore.>'\n`);
@@ -327,7 +329,7 @@ async function restoreOntoEngine(vm: string, parsed: Parsed, io: CommandIO): Pro
     return await outcome!;
   } catch (err) {
     io.stderr.write(`ferry restore: ${(err as Error).message}\n`);
-    return ExitCode.unavailable;
+    return err instanceof CommandInvalidError ? ExitCode.invalid : ExitCode.unavailable;
   } finally {
     for (const sub of subs) sub.unsubscribe();
     await nc.drain().catch(() => undefined);
