@@ -3,7 +3,8 @@ import type { ChaosCase } from "./case.ts";
 import { clusterLeaders, natsKill } from "./cases/bus.ts";
 import { engine503, engineRestart, imageioStall, ticketExpiry } from "./cases/engine.ts";
 import { duplicates, fiveCommands, forgedEvents, garbageInput } from "./cases/input.ts";
-import { killAfterBackupStart, killAfterStoreWrite, killMidDownload, restoreKillMidUpload } from "./cases/process.ts";
+import { killAfterBackupStart, killAfterStoreWrite, killMidDownload, killMidRetention, killOnLastDelivery, restoreKillMidUpload } from "./cases/process.ts";
+import { soak } from "./cases/soak.ts";
 import { twoDeployments } from "./cases/deployments.ts";
 import { corruptLayer, storeFull, storeReadOnly } from "./cases/store.ts";
 import { transferSigint, transferSigterm, uploadSigterm } from "./cases/transfer.ts";
@@ -14,6 +15,8 @@ export const CASES: readonly ChaosCase[] = [
   killAfterBackupStart,
   killMidDownload,
   killAfterStoreWrite,
+  killOnLastDelivery,
+  killMidRetention,
   engine503,
   engineRestart,
   imageioStall,
@@ -30,4 +33,5 @@ export const CASES: readonly ChaosCase[] = [
   transferSigterm,
   uploadSigterm,
   restoreKillMidUpload,
+  soak,
 ];

@@ -1,4 +1,5 @@
 /** Moments of a running backup a case waits for before it strikes, read from the lab engine and the bus. */
+import { readFile } from "node:fs/promises";
 import type { CaseRun } from "./case.ts";
 import { MiB, type StoredEvent, type World, type Deployment } from "./world.ts";
 
@@ -69,3 +70,19 @@ export async function faultMidDownload(w: World, f: MidDownloadFault): Promise<C
 
 /** `backup.failed:CODE` or `backup.completed`: a terminal event in a few words. */
 export const outcomeText = (out: StoredEvent) => `${out.subject}${out.event.code ? `:${String(out.event.code)}` : ""}`;
+
+/** The durable consumer of `stream` that takes `subject`: its deliveries so far (redeliveries count) and its max_deliver. */
+export async function consumerDeliveries(d: Deployment, stream: string, subject: string): Promise<{ delivered: number; maxDeliver: number } | undefined> {
+  for await (const c of d.jsm.consumers.list(stream)) {
+    const subjects = [c.config.filter_subject, ...(c.config.filter_subjects ?? [])];
+    if (c.config.durable_name && subjects.includes(subject)) return { delivered: c.delivered.consumer_seq, maxDeliver: c.config.max_deliver ?? -1 };
+  }
+  return undefined;
+}
+
+/** VmRSS of a live process in KiB, from /proc (undefined once it is gone). */
+export async function rssKiB(pid: number): Promise<number | undefined> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => undefined);
+  const m = status?.match(/^VmRSS:\s+(\d+) kB$/m);
+  return m ? Number(m[1]) : undefined;
+}
