@@ -5,7 +5,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { open, readFile } from "node:fs/promises";
+import { open, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { execa } from "execa";
 import { pipeline } from "node:stream/promises";
 import { Pool } from "undici";
 import { qemuImg } from "../adapters/qemu/mod.ts";
@@ -27,14 +29,30 @@ export type ChildJob =
     }
   | { kind: "upload"; url: string; caPem: string; image: string; connections: number; diskIsZero: boolean }
   | { kind: "get-ceiling"; url: string; caPem: string; output: string; connections: number }
-  | { kind: "put-ceiling"; url: string; caPem: string; image: string; connections: number };
+  | { kind: "put-ceiling"; url: string; caPem: string; image: string; connections: number }
+  /** The honest ceiling: N curl processes (one keep-alive connection each) GET the same ranges, into files or /dev/null. */
+  | { kind: "curl-get"; url: string; caPem: string; workDir: string; connections: number; toFile: boolean; incremental?: boolean }
+  /** N curl processes PUT the same ranges (`-T`, bodies from sparse files of each length), then one flush. */
+  | { kind: "curl-put"; url: string; caPem: string; image: string; workDir: string; connections: number };
 
 export interface ChildResult {
   bytes: number;
   seconds: number;
+  /** curl jobs: user + system CPU of the curl processes (the Node child only starts them). */
+  curlCpuSeconds?: number;
+  /** curl jobs: the largest curl's peak RSS, and the sum over the N processes. */
+  curlPeakRssKiB?: number;
+  curlSumPeakRssKiB?: number;
   checksum?: string;
-  /** User + system CPU of the whole child (startup included). */
+  /**
+   * User + system CPU of the job alone (not the child's start): this process, all its threads,
+   * plus the children it waited for (its qemu-nbd, qemu-img; curl for a curl job), from /proc/self/stat.
+   */
+  jobCpuSeconds: number;
+  /** User + system CPU of the whole child (startup included), all threads. */
   cpuSeconds: number;
+  /** V8 heap and buffer memory at the end (MiB), and MALLOC_ARENA_MAX as the child saw it. */
+  heap?: { heapTotalMiB: number; heapUsedMiB: number; externalMiB: number; arrayBuffersMiB: number; mallocArenaMax: string | null };
   maxRssKiB: number;
   vmHwmKiB: number;
 }
@@ -44,11 +62,11 @@ function pool(url: string, caPem: string, connections: number): Pool {
 }
 
 /** The same ranges Ferry's download fetches (same plan, same piece size). */
-async function downloadRanges(p: Pool, path: string): Promise<Range[]> {
-  const res = await p.request({ method: "GET", path: `${path}/extents?context=zero` });
+async function downloadRanges(p: Pool, path: string, incremental = false): Promise<Range[]> {
+  const res = await p.request({ method: "GET", path: `${path}/extents?context=${incremental ? "dirty" : "zero"}` });
   if (res.statusCode !== 200) throw new Error(`extents: HTTP ${res.statusCode}`);
-  const extents = (await res.body.json()) as { start: number; length: number; zero: boolean }[];
-  const plan = planTransfer(downloadSegments(extents, { incremental: false, hasBacking: false }), { blockSize: 4 << 20, pieceSize: PIECE_SIZE });
+  const extents = (await res.body.json()) as { start: number; length: number; zero: boolean; dirty?: boolean }[];
+  const plan = planTransfer(downloadSegments(extents, { incremental, hasBacking: incremental }), { blockSize: 4 << 20, pieceSize: PIECE_SIZE });
   return plan.items.flatMap((i) => i.fetches);
 }
 
@@ -127,6 +145,93 @@ async function putCeiling(job: Extract<ChildJob, { kind: "put-ceiling" }>): Prom
   return { bytes, seconds: (performance.now() - started) / 1000 };
 }
 
+/** Runs `n` curl processes, process i with config entries `entries[i]`, under /usr/bin/time for CPU and peak RSS. */
+async function runCurls(dir: string, entries: string[][], stdoutFor: (i: number) => string): Promise<{ seconds: number; cpu: number; peak: number; sum: number }> {
+  const cfgs = await Promise.all(entries.map(async (e, i) => {
+    const cfg = join(dir, `curl-${i}.cfg`);
+    await writeFile(cfg, e.join("next\n"), { mode: 0o600 });
+    return cfg;
+  }));
+  const started = performance.now();
+  const runs = await Promise.all(cfgs.map(async (cfg, i) => {
+    const timeFile = `${cfg}.time`;
+    const r = await execa("/usr/bin/time", ["-f", "%U %S %M", "-o", timeFile, "curl", "-sS", "--fail", "-K", cfg], {
+      reject: false, stdout: { file: stdoutFor(i) }, stderr: "pipe",
+    });
+    if (r.exitCode !== 0) throw new Error(`curl ${i} failed (${r.exitCode}): ${String(r.stderr).slice(-500)}`);
+    const [user, sys, rss] = (await readFile(timeFile, "utf8")).trim().split("\n").at(-1)!.split(" ").map(Number);
+    return { cpu: user! + sys!, rss: rss! };
+  }));
+  const seconds = (performance.now() - started) / 1000;
+  return { seconds, cpu: runs.reduce((a, r) => a + r.cpu, 0), peak: Math.max(...runs.map((r) => r.rss)), sum: runs.reduce((a, r) => a + r.rss, 0) };
+}
+
+/** Ranges dealt round-robin to `n` curl processes, one config entry each (options reset at `next`). */
+function deal<T>(items: T[], n: number): T[][] {
+  const out: T[][] = Array.from({ length: n }, () => []);
+  items.forEach((x, i) => out[i % n]!.push(x));
+  return out;
+}
+
+const q = (v: string) => JSON.stringify(v);
+
+async function curlGet(job: Extract<ChildJob, { kind: "curl-get" }>) {
+  const p = pool(job.url, job.caPem, 1);
+  const ranges = await downloadRanges(p, new URL(job.url).pathname, job.incremental).finally(() => p.close());
+  const ca = join(job.workDir, "curl-ca.pem");
+  await writeFile(ca, job.caPem, { mode: 0o600 });
+  const entries = deal(ranges, job.connections).map((rs) =>
+    rs.map((r) => `url = ${q(job.url)}\nrange = "${r.offset}-${r.offset + r.length - 1}"\ncacert = ${q(ca)}\n`),
+  );
+  const outs = entries.map((_, i) => (job.toFile ? join(job.workDir, `curl-get-${i}.raw`) : "/dev/null"));
+  try {
+    const r = await runCurls(job.workDir, entries, (i) => outs[i]!);
+    return { bytes: ranges.reduce((a, x) => a + x.length, 0), seconds: r.seconds, curlCpuSeconds: r.cpu, curlPeakRssKiB: r.peak, curlSumPeakRssKiB: r.sum };
+  } finally {
+    if (job.toFile) await Promise.all(outs.map((o) => rm(o, { force: true })));
+  }
+}
+
+async function curlPut(job: Extract<ChildJob, { kind: "curl-put" }>) {
+  const ranges = await uploadRanges(job.image);
+  const ca = join(job.workDir, "curl-ca.pem");
+  await writeFile(ca, job.caPem, { mode: 0o600 });
+  // One sparse body file per distinct length: curl -T needs a file of exactly the range's size.
+  // Reading a sparse file costs the kernel next to nothing; TLS, the wire and the server see the same bytes count.
+  const bodies = new Map<number, string>();
+  for (const r of ranges) {
+    if (bodies.has(r.length)) continue;
+    const f = join(job.workDir, `curl-body-${r.length}`);
+    await truncate(f, r.length).catch(async () => {
+      await writeFile(f, "");
+      await truncate(f, r.length);
+    });
+    bodies.set(r.length, f);
+  }
+  const putUrl = `${job.url}?flush=n`;
+  const entries = deal(ranges, job.connections).map((rs) =>
+    rs.map((r) =>
+      `url = ${q(putUrl)}\nupload-file = ${q(bodies.get(r.length)!)}\nheader = "Content-Range: bytes ${r.offset}-${r.offset + r.length - 1}/*"\nheader = "Expect:"\ncacert = ${q(ca)}\n`,
+    ),
+  );
+  try {
+    const r = await runCurls(job.workDir, entries, () => "/dev/null");
+    const flush = await execa("curl", ["-sS", "--fail", "--cacert", ca, "-X", "PATCH", "-H", "Content-Type: application/json", "--data", '{"op":"flush"}', job.url], { reject: false });
+    if (flush.exitCode !== 0) throw new Error(`curl flush failed: ${flush.stderr}`);
+    return { bytes: ranges.reduce((a, x) => a + x.length, 0), seconds: r.seconds, curlCpuSeconds: r.cpu, curlPeakRssKiB: r.peak, curlSumPeakRssKiB: r.sum };
+  } finally {
+    await Promise.all([...bodies.values()].map((f) => rm(f, { force: true })));
+  }
+}
+
+/** utime + stime + cutime + cstime of this process, in seconds (clock ticks of 1/100 s). */
+async function treeCpuSeconds(): Promise<number> {
+  const stat = await readFile("/proc/self/stat", "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields 14-17 of proc(5), counted from 1; f[0] is field 3 (state).
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+}
+
 async function vmHwmKiB(): Promise<number> {
   const status = await readFile("/proc/self/status", "utf8");
   return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
@@ -136,7 +241,8 @@ async function main(): Promise<void> {
   let input = "";
   for await (const chunk of process.stdin) input += chunk;
   const job = JSON.parse(input) as ChildJob;
-  let out: { bytes: number; seconds: number; checksum?: string };
+  const before = await treeCpuSeconds();
+  let out: { bytes: number; seconds: number; checksum?: string; curlCpuSeconds?: number; curlPeakRssKiB?: number; curlSumPeakRssKiB?: number };
   switch (job.kind) {
     case "download": {
       const r = await download({
@@ -164,13 +270,30 @@ async function main(): Promise<void> {
     case "put-ceiling":
       out = await putCeiling(job);
       break;
+    case "curl-get":
+      out = await curlGet(job);
+      break;
+    case "curl-put":
+      out = await curlPut(job);
+      break;
   }
+  const mem = process.memoryUsage();
+  const mib = (n: number) => Number((n / 2 ** 20).toFixed(1));
+  const after = await treeCpuSeconds();
   const cpu = process.cpuUsage();
   const result: ChildResult = {
     ...out,
     cpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(3)),
+    jobCpuSeconds: Number((after - before).toFixed(2)),
     maxRssKiB: process.resourceUsage().maxRSS,
     vmHwmKiB: await vmHwmKiB(),
+    heap: {
+      heapTotalMiB: mib(mem.heapTotal),
+      heapUsedMiB: mib(mem.heapUsed),
+      externalMiB: mib(mem.external),
+      arrayBuffersMiB: mib(mem.arrayBuffers),
+      mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? null,
+    },
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
