@@ -22,6 +22,8 @@ export interface CertWarning {
   readonly engine: string;
   readonly text: string;
   readonly daysLeft?: number | undefined;
+  /** The certificate's end (ISO), for the page to write in its zone. */
+  readonly notAfter?: string | undefined;
 }
 
 export interface OverviewFacts {
@@ -87,12 +89,13 @@ export async function createFacts(o: FactsOptions): Promise<ConsoleFacts> {
       try {
         const ca = await readTrustedCa(file);
         if (!ca) {
-          out.push({ engine, text: `no trusted CA file (${file}): accept one with ferry cert fetch ${engine}` });
+          out.push({ engine, text: `no trusted CA file (${file}): see its fingerprint with ferry cert fetch ${engine}, then trust it with ferry cert fetch ${engine} --accept <fingerprint>` });
           continue;
         }
         const cert = ca.certificates[0] as X509Certificate;
         const days = daysLeft(cert.validTo, clock());
-        if (days <= o.warnDays) out.push({ engine, daysLeft: days, text: days < 0 ? `the trusted CA expired ${-days} days ago` : `the trusted CA expires in ${days} days (${cert.validTo})` });
+        const notAfter = new Date(cert.validTo).toISOString();
+        if (days <= o.warnDays) out.push({ engine, daysLeft: days, notAfter, text: days < 0 ? `the trusted CA expired ${-days} days ago` : `the trusted CA expires in ${days} days` });
       } catch (err) {
         out.push({ engine, text: (err as Error).message.split("\n")[0]! });
       }

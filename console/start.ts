@@ -95,7 +95,8 @@ export function consoleOptionsFromConfig(
     restore: o.restore,
     replicates: (vm) => config.vms[vm]?.replicateToDr ?? CONFIG_DEFAULTS.replicateToDr,
     engineOf: (vm) => config.vms[vm]?.engine,
-    caFiles: Object.fromEntries(Object.entries(config.engines).map(([name, e]) => [name, caPathFor(name, e, config.file, o.cwd)])),
+    // An engine used with insecure: true trusts no CA file, so it has none to expire.
+    caFiles: Object.fromEntries(Object.entries(config.engines).filter(([, e]) => !e.insecure).map(([name, e]) => [name, caPathFor(name, e, config.file, o.cwd)])),
     warnDays: config.certs.warnDays,
     log: o.log,
   };

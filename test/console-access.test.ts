@@ -6,6 +6,7 @@
  * Also `ferry console adduser` as a process, reading the password from stdin.
  */
 import { spawn, spawnSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -248,6 +249,36 @@ describe("console access", () => {
     expect(msg!.header.get("Nats-Msg-Id")).toBe(id);
   });
 
+  it("console scrape - without a session every page, the live stream and every action answer a redirect to the login or 401, and nothing an anonymous client can fetch holds a password, a session, a CSRF token or a ticket", async () => {
+    // A logged-in operator exists meanwhile: their session and form token must not leak to anyone else.
+    const { session } = await login(plain.url, "olga", "olga-password-1");
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(await (await fetch(`${plain.url}/vm/web01/backup?mode=full`, { headers: { cookie: `ferry_session=${session}` } })).text())![1]!;
+    const secrets = [lab.engines.prd!.password, "olga-password-1", "victor-password-1", "tess-password-1", session!, csrf];
+    const seen: string[] = [];
+    const pages = ["/", "/vm/web01", "/vm/nosuchvm", "/runs", "/events?vm=web01&kind=all", "/live", "/vm/web01/backup?mode=full", "/vm/web01/verify?point=1", "/vm/web01/restore?point=1", "/vm/web01/restore?point=1&test=1", "/nothing-here"];
+    for (const path of pages) {
+      const r = await fetch(`${plain.url}${path}`, { redirect: "manual" });
+      expect(r.status, path).toBe(303);
+      expect(r.headers.get("location"), path).toBe(`/login?next=${encodeURIComponent(path)}`);
+      seen.push(await r.text(), JSON.stringify([...r.headers]));
+    }
+    for (const path of ["/vm/web01/backup", "/vm/web01/verify", "/vm/web01/restore/plan", "/vm/web01/restore", "/logout"]) {
+      const r = await fetch(`${plain.url}${path}`, { method: "POST", redirect: "manual", headers: { origin: plain.url, "content-type": "application/x-www-form-urlencoded" }, body: `_csrf=${encodeURIComponent(csrf)}&mode=full&point=1&target=prd` });
+      expect(r.status, path).toBe(401);
+      seen.push(await r.text(), JSON.stringify([...r.headers]));
+    }
+    // What is open: the login form, health, the assets.
+    for (const path of ["/login", "/healthz", "/assets/console.css", "/assets/live.js"]) {
+      const r = await fetch(`${plain.url}${path}`);
+      expect(r.status, path).toBe(200);
+      seen.push(await r.text(), JSON.stringify([...r.headers]));
+    }
+    const all = seen.join("\n");
+    for (const secret of secrets) expect(all.includes(secret)).toBe(false);
+    // No imageio ticket or transfer URL, no engine token of any shape.
+    expect(all).not.toMatch(/\/images\/|ticket|access_token|Bearer /i);
+  });
+
   it("console actions - a restore test is restore.requested mode test (no name, no start); bad input is refused before anything is published", async () => {
     const feed = createBusFeed({ nc, sinceMs: 1000 });
     try {
@@ -279,7 +310,9 @@ describe("console access", () => {
     expect(text).toContain("ENGINE_REFUSED");
     expect(text).not.toContain("<script>alert");
     expect(text).toContain(escapeHtml("<script>alert('x')</script> & more"));
-    expect(text).toMatch(/<b>prd<\/b>: the trusted CA expires in (9|10) days/);
+    // The warning names the day in the console's zone (the test's config: UTC), computed from the CA itself.
+    const end = new X509Certificate(certs.caA).validTo;
+    expect(text).toContain(`<b>prd</b>: the trusted CA expires in ${Math.floor((Date.parse(end) - Date.now()) / 86_400_000)} days (${new Date(end).toISOString().slice(0, 16).replace("T", " ")} UTC)`);
     expect(html`<a title="${'"><x'}">${"<b>"}</a>`.text).toBe('<a title="&quot;&gt;&lt;x">&lt;b&gt;</a>');
   });
 

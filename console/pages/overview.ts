@@ -39,7 +39,7 @@ export function overviewPage(f: OverviewFacts, liveRuns: readonly FeedRun[], fin
   <div><b>${bytes(n.bytesStored)}</b> stored</div>
 </section>
 ${f.certWarnings.length
-  ? html`<section class="warnings" aria-label="certificate warnings"><h2>Certificates</h2><ul>${f.certWarnings.map((w) => html`<li><b>${w.engine}</b>: ${w.text}</li>`)}</ul></section>`
+  ? html`<section class="warnings" aria-label="certificate warnings"><h2>Certificates</h2><ul>${f.certWarnings.map((w) => html`<li><b>${w.engine}</b>: ${w.text}${w.notAfter ? ` (${t.when(w.notAfter)})` : ""}</li>`)}</ul></section>`
   : ""}
 <div class="table-wrap"><table class="vms">
 <thead><tr><th>VM</th><th>Last result</th><th>Last good point</th><th>RPO lag</th><th>Next slot</th><th>DR copy</th></tr></thead>
