@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { redactText, redactUrl } from "../../adapters/secrets.ts";
 import { PermanentError } from "../../contracts/errors.ts";
@@ -38,7 +38,9 @@ Options:
   --ca FILE                 PEM CA bundle that signed the imageio server's certificate
   --connections N           parallel HTTP connections (default 4, capped by the server)
   --backing FILE            (download) previous layer, recorded as the backing file
-  --previous-digests FILE   (download) block digests of --backing, so clean blocks are not re-read
+  --previous-digests FILE   (download) block digests of --backing, so clean blocks are not re-read;
+                            default: <backing>.digests, <backing without .qcow2>.digests or the
+                            store's blockhashes/<checkpoint>.<disk-id>, when one is there
   --digests FILE            (download) write the new layer's block digests here
   --format qcow2|raw        image format (default: read from the image header)
   --disk-is-zero            (upload) the target disk is new and empty: zero ranges are not sent
@@ -212,7 +214,11 @@ async function runDownload(args: string[], io: CommandIO): Promise<number> {
   if (values.incremental && !values.backing) throw new UsageError("--incremental needs --backing FILE");
   if (!values.incremental && values["previous-digests"]) throw new UsageError("--previous-digests applies only with --incremental");
   const caPem = await readCa(values.ca, io.cwd);
-  const previousDigests = values["previous-digests"] ? await readDigestsFile(resolve(io.cwd, values["previous-digests"])) : undefined;
+  const previousDigests = values["previous-digests"]
+    ? await readDigestsFile(resolve(io.cwd, values["previous-digests"]))
+    : values.incremental
+      ? await digestsBeside(resolve(io.cwd, values.backing!), io)
+      : undefined;
   const bar = progressReporter(io, "download");
   const stop = stopOnSignals(io);
   try {
@@ -239,6 +245,30 @@ async function runDownload(args: string[], io: CommandIO): Promise<number> {
     bar.end();
     stop.dispose();
   }
+}
+
+/**
+ * The previous layer's block digests when they sit beside it, so an incremental reads back only
+ * partially dirty blocks instead of the whole backing chain: `<layer>.digests`, `<layer
+ * without .qcow2>.digests` (what `--digests` is usually given), or the store's
+ * `<vm>/blockhashes/<checkpoint>.<disk-id>` for a layer `<vm>/<disk-id>/<time>.<checkpoint>.<kind>.qcow2`.
+ * A file that is not a valid digest file, or is for another disk size, is skipped with a note.
+ */
+async function digestsBeside(backing: string, io: CommandIO) {
+  const candidates = [`${backing}.digests`, `${backing.replace(/\.qcow2$/, "")}.digests`];
+  const layer = /^(?<disk>[^/]+)\/[^/.]+\.(?<checkpoint>[^/]+)\.(?:full|incremental)\.qcow2$/.exec(relative(dirname(dirname(backing)), backing));
+  if (layer?.groups) candidates.push(join(dirname(dirname(backing)), "blockhashes", `${layer.groups.checkpoint}.${layer.groups.disk}`));
+  for (const file of new Set(candidates)) {
+    try {
+      const d = await readDigestsFile(file);
+      io.stderr.write(`download: previous digests from ${file}\n`);
+      return d;
+    } catch (err) {
+      if ((err as { code?: unknown }).code === "ENOENT") continue;
+      io.stderr.write(`download: ignoring ${file}: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
+  }
+  return undefined;
 }
 
 async function runUpload(args: string[], io: CommandIO): Promise<number> {
