@@ -274,9 +274,13 @@ const command: Command = {
         }
         from = next;
         const wait = MINUTE - (Date.now() % MINUTE) + 1000;
+        // A pass that ended after the signal must not start the minute's timer: a listener added
+        // to a signal that already fired never runs.
+        if (io.signal.aborted) break;
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, wait);
-          io.signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+          const done = () => (clearTimeout(t), io.signal.removeEventListener("abort", done), resolve());
+          const t = setTimeout(done, wait);
+          io.signal.addEventListener("abort", done, { once: true });
         });
       }
       await certRunning;
