@@ -36,10 +36,10 @@ afterAll(async () => {
 });
 
 /** Two worker processes with this limit (each could run `limit` backups). */
-async function startWorkers(limit: number): Promise<ChildProcess[]> {
+async function startWorkers(limit: number, more: { backupsPerStorageDomain?: number } = {}): Promise<ChildProcess[]> {
   const cfg = JSON.parse(await readFile(p.workerConfigFile, "utf8")) as { settings: Record<string, unknown>; policy: Record<string, unknown> };
-  const file = join(p.dir, `worker-limit-${limit}.json`);
-  await writeFile(file, JSON.stringify({ ...cfg, settings: { ...cfg.settings, slotLimits: { backupsPerEngine: limit } }, policy: { ...cfg.policy, concurrency: limit } }), { mode: 0o600 });
+  const file = join(p.dir, `worker-limit-${limit}-${Object.keys(more).join("-")}.json`);
+  await writeFile(file, JSON.stringify({ ...cfg, settings: { ...cfg.settings, slotLimits: { backupsPerEngine: limit, ...more } }, policy: { ...cfg.policy, concurrency: limit } }), { mode: 0o600 });
   return [await startWorkerProcess(worker, file, children), await startWorkerProcess(worker, file, children)];
 }
 
@@ -138,5 +138,28 @@ describe("engine slots across processes (lab)", () => {
     // The run's retention step took the handed-on lease at once: first delivery, no VM_BUSY retry timer.
     expect(o.chainDeliveries, JSON.stringify(o.gapsMs)).toEqual(names.map(() => 1));
     expect(p.logLines.filter((l) => l.includes("VM_BUSY"))).toEqual([]);
+  }, 300_000);
+
+  it("engine slots - backupsPerStorageDomain 1 under backupsPerEngine 4: VMs whose disks share a storage domain are backed up one at a time", async () => {
+    const control = p.lab.engines.prd!.control;
+    const names = ["sc1", "sc2", "sc3"];
+    for (const n of names) {
+      const vm = await control.createVm({ name: n, disks: [{ alias: `${n}_d1`, size: 8 * MiB }], status: "up" });
+      await control.writeGuestData(vm.disks[0]!.id, { offset: 0, length: MiB, pattern: 0x43 });
+    }
+    const kv = await new Kvm(p.nc).open(buckets.slots);
+    const sdKeys = new Set<string>();
+    const watch = await kv.watch({ key: "sd.prd.>" });
+    void (async () => {
+      for await (const e of watch) sdKeys.add(e.key);
+    })();
+    const ws = await startWorkers(4, { backupsPerStorageDomain: 1 });
+    const o = await backUpAll(names);
+    await stopWorkers(ws);
+    watch.stop();
+    expect(o.peakOpenBackups).toBe(1);
+    // The lab puts every disk on one domain: its scope is the one that held them back.
+    expect(sdKeys.size).toBe(1);
+    expect(o.chainDeliveries).toEqual(names.map(() => 1));
   }, 300_000);
 });
