@@ -15,7 +15,7 @@ import { qemuImg, type QemuNbdServer } from "../adapters/qemu/mod.ts";
 import { startImageioServer, type ImageioServer } from "../lab/imageio/mod.ts";
 import { exportImage, guestWrite, makeSource, makeTls, MiB, nbdUrl, qemuNbdPidsMentioning, type TlsFiles } from "../bench/lab-fixture.ts";
 import transfer from "../cli/commands/transfer.ts";
-import { TransferCancelledError, digestLocalImage, download, upload, type BlockDigests } from "../dataplane/mod.ts";
+import { TransferCancelledError, digestLocalImage, download, upload, writeDigestsFile, type BlockDigests } from "../dataplane/mod.ts";
 
 const SIZE = 64 * MiB + 192 * 1024; // the last checksum block is short
 const BITMAP = "ck1";
@@ -168,6 +168,24 @@ describe("dataplane transfer", () => {
     expect(r.checksum).toBe(incr!.checksum);
     await stopExport(t.server);
     expect(await identical(target, src)).toBe("identical");
+  });
+
+  it("ferry transfer - an incremental finds the previous layer's digests beside it (no --previous-digests)", async () => {
+    expect(full).toBeDefined();
+    // The bitmap still holds every change since the full layer: the same incremental again, by the CLI.
+    await writeDigestsFile(join(dir, "full.digests"), full!.digests);
+    const t = await ticketFor(src, { name: "cli-incr", readOnly: true, bitmap: BITMAP });
+    try {
+      const c = cliIo();
+      const code = await transfer.run(["download", t.url, "cli-incr.qcow2", "--ca", tls.caFile, "--incremental", "--backing", "full.qcow2", "--json"], c.io);
+      expect(c.stderr).toMatch(/previous digests from .*full\.digests/);
+      expect(code).toBe(0);
+      const summary = JSON.parse(c.stdout) as { checksum: { value: string } };
+      expect(summary.checksum.value).toBe(await imageioChecksum(t.url));
+      expect(await identical(join(dir, "cli-incr.qcow2"), src)).toBe("identical");
+    } finally {
+      await stopExport(t.server);
+    }
   });
 
   it("ferry transfer - download and upload print a JSON summary, never the ticket", async () => {
