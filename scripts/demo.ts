@@ -317,20 +317,14 @@ async function shutdown(r: Reporter, running: Running): Promise<boolean> {
   const t0 = performance.now();
   let ok = true;
   if (running.bus) await running.bus.close().catch(() => undefined);
-  if (running.console) {
-    const c = running.console;
-    ok = (await bounded("console (SIGTERM)", 20 * SEC, async () => {
-      const res = await c.stop();
-      if (res.code !== 0) throw new Error(`exited ${res.signal ?? `with code ${res.code}`} (log: ${show(c.logFile)})`);
-    })) && ok;
-  }
-  if (running.functions) {
-    const f = running.functions;
-    ok = (await bounded("functions (SIGTERM)", 40 * SEC, async () => {
-      const res = await f.stop();
-      if (res.code !== 0) throw new Error(`exited ${res.signal ?? `with code ${res.code}`} (log: ${show(f.logFile)})`);
-    })) && ok;
-  }
+  // A ferry child stopped cleanly exits 0 on SIGTERM; anything else is reported with its log.
+  const stopFerry = (what: string, ms: number, p: { stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>; logFile: string }) =>
+    bounded(`${what} (SIGTERM)`, ms, async () => {
+      const res = await p.stop();
+      if (res.code !== 0) throw new Error(`exited ${res.signal ?? `with code ${res.code}`} (log: ${show(p.logFile)})`);
+    });
+  if (running.console) ok = (await stopFerry("console", 20 * SEC, running.console)) && ok;
+  if (running.functions) ok = (await stopFerry("functions", 40 * SEC, running.functions)) && ok;
   if (running.lab) ok = (await bounded("lab (engines, imageio, qemu-nbd)", 30 * SEC, () => running.lab!.stop())) && ok;
   if (running.nats) ok = (await bounded("nats-server", 20 * SEC, () => running.nats!.stop())) && ok;
   out.write(`  (${seconds(performance.now() - t0)})\n`);

@@ -6,12 +6,10 @@
  * where it listens; stopped with SIGTERM.
  */
 import { randomBytes } from "node:crypto";
-import { createWriteStream } from "node:fs";
 import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import { putUser } from "../../console/users.ts";
-import { ferryBin, ferryEnv, repoRoot } from "./functions.ts";
-import { spawnOwned, stopChild } from "./nats-server.ts";
+import { spawnFerry } from "./functions.ts";
 
 export const DEMO_CONSOLE_USER = "demo";
 
@@ -43,19 +41,7 @@ export async function startDemoConsole(o: {
 }): Promise<DemoConsole> {
   const login = await addDemoOperator(o.usersFile);
   const logFile = join(o.logDir, "console.log");
-  const log = createWriteStream(logFile, { flags: "a" });
-  const child = spawnOwned(process.execPath, [ferryBin, "console", "--config", o.configFile], {
-    cwd: repoRoot,
-    env: { ...ferryEnv(o.configFile, o.natsUrl), FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? "info" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  child.stdout!.pipe(log, { end: false });
-  child.stderr!.pipe(log, { end: false });
-  const stop = async () => {
-    const r = await stopChild(child, 10_000);
-    log.end();
-    return r;
-  };
+  const { child, stop } = spawnFerry(["console", "--config", o.configFile], { configFile: o.configFile, natsUrl: o.natsUrl, logFile, graceMs: 10_000 });
   try {
     const url = await waitListening(child, o.timeoutMs, o.signal);
     return { url, pid: child.pid ?? -1, logFile, login, stop };

@@ -32,21 +32,32 @@ export function ferryEnv(configFile: string, natsUrl: string): NodeJS.ProcessEnv
   return env;
 }
 
-export async function startFunctions(o: { configFile: string; natsUrl: string; logDir: string; signal: AbortSignal; timeoutMs: number }): Promise<DemoFunctions> {
-  const logFile = join(o.logDir, "functions.log");
-  const log = createWriteStream(logFile, { flags: "a" });
-  const child = spawnOwned(process.execPath, [ferryBin, "run", "all", "--config", o.configFile, "--grace", "10"], {
+/**
+ * A long-running `ferry <args>` of the demo, in its own process group, stdout and stderr appended
+ * to `logFile`; `stop` is SIGTERM, SIGKILL after `graceMs`.
+ */
+export function spawnFerry(args: string[], o: { configFile: string; natsUrl: string; logFile: string; graceMs: number }): { child: ChildProcess; stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
+  const log = createWriteStream(o.logFile, { flags: "a" });
+  const child = spawnOwned(process.execPath, [ferryBin, ...args], {
     cwd: repoRoot,
     env: { ...ferryEnv(o.configFile, o.natsUrl), FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? "info" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   child.stdout!.pipe(log, { end: false });
   child.stderr!.pipe(log, { end: false });
-  const stop = async () => {
-    const r = await stopChild(child, 25_000);
-    log.end();
-    return r;
+  return {
+    child,
+    async stop() {
+      const r = await stopChild(child, o.graceMs);
+      log.end();
+      return r;
+    },
   };
+}
+
+export async function startFunctions(o: { configFile: string; natsUrl: string; logDir: string; signal: AbortSignal; timeoutMs: number }): Promise<DemoFunctions> {
+  const logFile = join(o.logDir, "functions.log");
+  const { child, stop } = spawnFerry(["run", "all", "--config", o.configFile, "--grace", "10"], { configFile: o.configFile, natsUrl: o.natsUrl, logFile, graceMs: 25_000 });
   const problems = async (max = 8) => {
     const text = await readFile(logFile, "utf8").catch(() => "");
     const out: string[] = [];
