@@ -15,7 +15,6 @@ import { buckets } from "../infra/streams/mod.ts";
 import { createReplicas, type ReplicaState } from "../pipeline/replica.ts";
 import { readTrustedCa } from "../pipeline/trust.ts";
 import { daysLeft } from "../pipeline/cert-status.ts";
-import { summarize, type SummaryCounts } from "../pipeline/daily-summary.ts";
 import type { BusFeed, FeedRun } from "./bus-feed.ts";
 
 export interface CertWarning {
@@ -31,8 +30,8 @@ export interface OverviewFacts {
   readonly replicas: ReadonlyMap<string, ReplicaState>;
   /** VMs configured to keep a standing DR copy (vms.<vm>.replicateToDr). */
   readonly replicating: ReadonlySet<string>;
-  /** The daily summary's counts (each VM in one of protected, failed, overdue, never), plus how many run now. */
-  readonly totals: SummaryCounts & { readonly running: number };
+  /** Rows by their result (ferry status' words), and the bytes of every kept restore point. */
+  readonly totals: { vms: number; ok: number; failed: number; running: number; never: number; overdue: number; storedBytes: number };
   readonly certWarnings: readonly CertWarning[];
   readonly chains: readonly ChainRecord[];
 }
@@ -115,6 +114,7 @@ export async function createFacts(o: FactsOptions): Promise<ConsoleFacts> {
     async overview() {
       const { kv, rows } = await rowsNow();
       const replicaMap = new Map<string, ReplicaState>();
+      const count = (f: (r: VmStatus) => boolean) => rows.filter(f).length;
       const replicating = new Set(rows.filter((r) => r.configured && o.replicates(r.vm)).map((r) => r.vm));
       for (const r of rows) {
         if (!replicating.has(r.vm)) continue;
@@ -126,7 +126,16 @@ export async function createFacts(o: FactsOptions): Promise<ConsoleFacts> {
         replicas: replicaMap,
         replicating,
         chains: kv.chains,
-        totals: { ...summarize(rows, kv.chains), running: rows.filter((r) => r.result === "running").length },
+        totals: {
+          vms: rows.length,
+          ok: count((r) => r.result === "ok"),
+          // A run in progress does not hide the failure before it (as in ferry status).
+          failed: count((r) => r.lastResult === "failed"),
+          running: count((r) => r.result === "running"),
+          never: count((r) => r.result === "never"),
+          overdue: count((r) => r.overdue),
+          storedBytes: kv.chains.reduce((n, c) => n + describeSafe(c).reduce((m, p) => m + p.size, 0), 0),
+        },
         certWarnings: await certWarnings(),
       };
     },

@@ -154,7 +154,7 @@ describe("ferry console in headless Chromium (lab PRD + DR)", () => {
     expect(await text(page, "main")).not.toMatch(/\bUTC\b/);
     const totals = await text(page, "section.totals");
     expect(totals).toMatch(/2\s*VMs/);
-    expect(totals).toMatch(/1\s*protected/);
+    expect(totals).toMatch(/1\s*ok/);
     expect(totals).toMatch(/1\s*failed/);
     // The stored-bytes chart has web01's point.
     expect(await page.$$eval("figure.chart svg circle", (c) => c.length)).toBeGreaterThan(0);

@@ -34,9 +34,9 @@ export function overviewPage(f: OverviewFacts, liveRuns: readonly FeedRun[], fin
   }
   return html`<h1>Overview</h1>
 <section class="totals" aria-label="totals">
-  <div><b>${n.vms}</b> VMs</div><div class="ok"><b>${n.protected}</b> protected</div><div class="failed"><b>${n.failed}</b> failed</div>
-  <div class="${n.overdue ? "failed" : ""}"><b>${n.overdue}</b> overdue</div><div><b>${n.never}</b> never</div><div class="running"><b>${n.running}</b> running</div>
-  <div><b>${bytes(n.bytesStored)}</b> stored</div>
+  <div><b>${n.vms}</b> VMs</div><div class="ok"><b>${n.ok}</b> ok</div><div class="failed"><b>${n.failed}</b> failed</div>
+  <div class="running"><b>${n.running}</b> running</div><div><b>${n.never}</b> never</div><div class="${n.overdue ? "failed" : ""}"><b>${n.overdue}</b> overdue</div>
+  <div><b>${bytes(n.storedBytes)}</b> stored</div>
 </section>
 ${f.certWarnings.length
   ? html`<section class="warnings" aria-label="certificate warnings"><h2>Certificates</h2><ul>${f.certWarnings.map((w) => html`<li><b>${w.engine}</b>: ${w.text}${w.notAfter ? ` (${t.when(w.notAfter)})` : ""}</li>`)}</ul></section>`
