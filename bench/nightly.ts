@@ -109,6 +109,14 @@ export interface WindowResult {
   totalSeconds: number;
   /** Per VM: slot taken → backup.completed, minus moving bytes, minus the lab's simulated delays. */
   controlOverheadSeconds: { mean: number; p50: number; p90: number; max: number };
+  /**
+   * Per VM: the time the lab engine itself spent in its phases (backup POST → ready, finalize →
+   * gone; per transfer: created → transferring, finalizing → gone), as observed every 25 ms. Beyond
+   * the configured delays this is the lab's real work (snapshot, point-in-time copies via qemu).
+   */
+  labEngineSeconds: { mean: number; p50: number; p90: number; max: number };
+  /** Per VM: slot taken → backup.completed, minus moving bytes, minus labEngineSeconds: Ferry's own control time. */
+  controlOverheadBeyondLabSeconds: { mean: number; p50: number; p90: number; max: number };
   /** Per VM: slot taken → backup.completed. */
   vmSeconds: { mean: number; p50: number; p90: number; max: number };
   /** Per VM: request published → slot taken (the queue of the window). */
@@ -136,6 +144,44 @@ function simulatedDelaySeconds(disks: number): number {
   return (2 * t.backupPhaseMs + t.backupFinalizeMs + disks * (t.transferInitMs + t.transferFinalizeMs)) / 1000;
 }
 
+/**
+ * When the lab's backups and transfers were first seen in each phase, and when they were gone
+ * (finished), from control.status() polls: the engine's own share of a VM's backup.
+ */
+class PhaseClock {
+  readonly #seen = new Map<string, { key: string; phases: Map<string, number>; gone?: number }>();
+  #open = new Set<string>();
+
+  observe(st: { openBackups: { id: string; vmId: string; phase: string }[]; openTransfers: { id: string; diskId: string; phase: string }[] }, now: number): void {
+    const open = new Set<string>();
+    const see = (id: string, key: string, phase: string) => {
+      open.add(id);
+      let e = this.#seen.get(id);
+      if (!e) this.#seen.set(id, (e = { key, phases: new Map() }));
+      if (!e.phases.has(phase)) e.phases.set(phase, now);
+    };
+    for (const b of st.openBackups) see(b.id, `vm:${b.vmId}`, b.phase);
+    for (const t of st.openTransfers) see(t.id, `disk:${t.diskId}`, t.phase);
+    for (const id of this.#open) if (!open.has(id)) this.#seen.get(id)!.gone = now;
+    this.#open = open;
+  }
+
+  /** Seconds the engine spent in its own phases for this VM's backup; undefined when not fully seen. */
+  labSeconds(vmId: string, diskIds: readonly string[]): number | undefined {
+    let ms = 0;
+    const keys = new Set([`vm:${vmId}`, ...diskIds.map((d) => `disk:${d}`)]);
+    for (const e of this.#seen.values()) {
+      if (!keys.has(e.key)) continue;
+      const first = Math.min(...e.phases.values());
+      const ready = e.key.startsWith("vm:") ? e.phases.get("ready") : e.phases.get("transferring");
+      const closing = [...e.phases.entries()].filter(([p]) => p.startsWith("finaliz")).map(([, t]) => t);
+      if (ready === undefined || e.gone === undefined || closing.length === 0) return undefined;
+      ms += ready - first + (e.gone - Math.min(...closing));
+    }
+    return ms / 1000;
+  }
+}
+
 const stats = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const r = (n: number) => Math.round(n * 1000) / 1000;
@@ -157,9 +203,11 @@ export async function runWindow(o: WindowOptions): Promise<WindowResult> {
   try {
     const control = p.lab.engines.prd!.control;
     const names: string[] = [];
+    const diskIdsOf = new Map<string, string[]>();
     for (let i = 0; i < o.vms; i++) {
       const name = `bench${String(i).padStart(3, "0")}`;
       const vm = await control.createVm({ name, disks: Array.from({ length: o.disksPerVm }, (_, d) => ({ alias: `${name}_d${d}`, size: o.diskMiB * 1048576 })) });
+      diskIdsOf.set(vm.id, vm.disks.map((d: { id: string }) => d.id));
       for (const d of vm.disks) await control.writeGuestData(d.id, { offset: 0, length: o.dataMiB * 1048576, pattern: 0x5a + (i % 64) });
       names.push(name);
     }
@@ -183,7 +231,12 @@ export async function runWindow(o: WindowOptions): Promise<WindowResult> {
       }
     })();
     let peakOpen = 0;
-    const poll = setInterval(() => (peakOpen = Math.max(peakOpen, control.status().openBackups.length)), 50);
+    const phases = new PhaseClock();
+    const poll = setInterval(() => {
+      const st = control.status();
+      peakOpen = Math.max(peakOpen, st.openBackups.length);
+      phases.observe(st, Date.now());
+    }, 25);
     // When each step's event of each run went out (the last disk.transferred: backup-requested is done).
     const completedAt = new Map<string, number>();
     const transferredAt = new Map<string, number>();
@@ -209,6 +262,8 @@ export async function runWindow(o: WindowOptions): Promise<WindowResult> {
 
     const floor = simulatedDelaySeconds(o.disksPerVm);
     const overhead: number[] = [];
+    const overheadBeyondLab: number[] = [];
+    const labSeconds: number[] = [];
     const wall: number[] = [];
     const waits: number[] = [];
     const steps = { backup: [] as number[], record: [] as number[], retention: [] as number[] };
@@ -232,6 +287,11 @@ export async function runWindow(o: WindowOptions): Promise<WindowResult> {
         steps.retention.push((done - ch) / 1000);
       }
       overhead.push(Math.max(0, seconds - t.reduce((a, b) => a + b.seconds, 0) - floor));
+      const lab = phases.labSeconds(String(x.event.vmId), diskIdsOf.get(String(x.event.vmId)) ?? []);
+      if (lab !== undefined) {
+        labSeconds.push(lab);
+        overheadBeyondLab.push(seconds - t.reduce((a, b) => a + b.seconds, 0) - lab);
+      }
     });
     const ok = outcomes.filter((x) => x.subject === "backup.completed");
     const mib = bytes / 1048576;
@@ -242,6 +302,8 @@ export async function runWindow(o: WindowOptions): Promise<WindowResult> {
       failures: outcomes.filter((x) => x.subject !== "backup.completed").map((x) => `${String(x.event.vm)}: ${String(x.event.code)}`).slice(0, 10),
       totalSeconds: Math.round(totalSeconds * 1000) / 1000,
       controlOverheadSeconds: stats(overhead),
+      labEngineSeconds: stats(labSeconds),
+      controlOverheadBeyondLabSeconds: stats(overheadBeyondLab),
       vmSeconds: stats(wall),
       slotWaitSeconds: stats(waits),
       stepSeconds: { backupRequested: stats(steps.backup), diskTransferred: stats(steps.record), chainUpdated: stats(steps.retention) },
