@@ -4,9 +4,12 @@
  * made to stall: a backup of a dead run (journaled, its worker gone) is finalized by the
  * reconciler's first pass, and the lab holds that finalize for two minutes (`stallFinalize`), so
  * the pass sits in the engine wait holding the VM's lease when SIGTERM arrives. The process must
- * exit 0 (a clean stop, README: `ferry run`) within seconds, with the lease released.
+ * exit 0 (a clean stop, README: `ferry run`) within seconds, with the lease released. And an
+ * engine that accepts connections and never answers (a host gone silent): the event poller and
+ * the reconciler wait on its sockets, which the engine client's close destroys.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -99,5 +102,40 @@ describe("ferry run - SIGTERM while background work waits on an engine", () => {
     expect(await leases.get(vm.id)).toBeUndefined();
     // The journal still says what is open: the next process's reconciler finishes the close.
     expect((await createRunJournal(runsKv).get(runId))?.phase).toBe("backup");
+  }, 180_000);
+});
+
+describe("ferry run - SIGTERM while an engine never answers", () => {
+  it("shutdown - pollers and the reconciler waiting on a silent engine's sockets do not hold the process", async () => {
+    const held: Socket[] = [];
+    const silent = createServer((sock) => void held.push(sock));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const port = (silent.address() as { port: number }).port;
+    const cfg = join(dir, "silent.json");
+    await writeFile(cfg, JSON.stringify({
+      engines: { prd: { url: `https://127.0.0.1:${port}`, user: "admin@internal", passwordEnv: "FERRY_PRD_PASSWORD", caFile: "prd-ca.pem" } },
+      nats: { servers: [nats.url] },
+      store: { path: "store-silent" },
+      events: { pollSeconds: 5 },
+      vms: {},
+    }));
+    await writeFile(join(dir, "prd-ca.pem"), lab.prd.caPem);
+    const p = spawnFerry(["run", "all", "--config", cfg, "--grace", "2"], { FERRY_PRD_PASSWORD: "secret-pw" });
+    try {
+      await p.waitForLog((l) => l.msg === "functions running", 90_000);
+      // The reconciler's first pass and the poller wait on the silent engine's TLS handshake now (one shared login).
+      await waitFor(() => held.length >= 1, { what: "a connection to the silent engine", timeoutMs: 30_000 });
+      const started = performance.now();
+      const exit = await p.kill("SIGTERM");
+      const seconds = (performance.now() - started) / 1000;
+      expect(exit, p.stderr()).toEqual({ code: 0, signal: null });
+      // Without ending the pending handshake at close this takes the 10 s connect timeout.
+      expect(seconds, p.stderr()).toBeLessThan(6);
+      expect(p.logs.filter((l) => String(l.msg).includes("abandoned"))).toEqual([]);
+    } finally {
+      await p.kill("SIGKILL");
+      for (const s of held) s.destroy();
+      silent.close();
+    }
   }, 180_000);
 });

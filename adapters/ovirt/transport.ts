@@ -5,7 +5,7 @@
  * errors. The password and the token live only in private fields of this object.
  */
 import { inspect } from "node:util";
-import { Pool } from "undici";
+import { buildConnector, Pool } from "undici";
 import type { z } from "zod";
 import { PermanentError, TransientError } from "../../contracts/errors.ts";
 import { redactText } from "../secrets.ts";
@@ -171,6 +171,8 @@ export class EngineSession {
   #token: string | undefined;
   #login: Promise<string> | undefined;
   #closed = false;
+  /** Connections still in their TCP/TLS set-up: a pool's destroy does not reach them (see close). */
+  readonly #connecting = new Set<{ destroy(): unknown }>();
   /** The password and the tokens issued so far: scrubbed from any engine text put into an error. */
   readonly #secrets = new Set<string>();
 
@@ -196,14 +198,25 @@ export class EngineSession {
   }
 
   #newPool(): Pool {
+    const connect = buildConnector({
+      timeout: this.#connectTimeoutMs,
+      rejectUnauthorized: !this.insecure,
+      ...(this.#caPem ? { ca: this.#caPem } : {}),
+    });
     return new Pool(this.#origin, {
       connections: this.#connections,
       pipelining: 1,
       keepAliveTimeout: 10_000,
-      connect: {
-        timeout: this.#connectTimeoutMs,
-        rejectUnauthorized: !this.insecure,
-        ...(this.#caPem ? { ca: this.#caPem } : {}),
+      // Tracked until connected or failed, so close() can end a handshake an engine never answers.
+      connect: (opts, callback) => {
+        // undici's connector returns the socket it creates (lib/core/connect.js); its types say void.
+        const start = connect as unknown as (o: typeof opts, cb: (err: Error | null, sock: unknown) => void) => { destroy(): unknown };
+        const done = callback as (err: Error | null, sock: unknown) => void;
+        const socket = start(opts, (err, sock) => {
+          this.#connecting.delete(socket);
+          done(err, sock);
+        });
+        this.#connecting.add(socket);
       },
     });
   }
@@ -444,9 +457,13 @@ export class EngineSession {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), o.graceMs ?? 2_000)));
     const closed = pool.close().then(() => "closed" as const, () => "closed" as const);
-    const why = await Promise.race([closed, late]);
+    await Promise.race([closed, late]);
     clearTimeout(timer);
-    if (why === "late") await pool.destroy();
+    await pool.destroy().catch(() => undefined);
+    // A connection still being set up for a request that was aborted (an engine that accepts and
+    // never completes TLS) is not the pool's yet: it would live until the connect timeout.
+    for (const socket of this.#connecting) socket.destroy();
+    this.#connecting.clear();
   }
 
   toString(): string {
