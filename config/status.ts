@@ -109,7 +109,10 @@ export class OutcomeIndex {
   /** Time of the oldest event the stream still held when reading began (older runs are not judged). */
   since: Date | undefined;
 
-  constructor(readonly countAfterSeq = Number.POSITIVE_INFINITY) {}
+  readonly countAfterSeq: number;
+  constructor(countAfterSeq: number = Number.POSITIVE_INFINITY) {
+    this.countAfterSeq = countAfterSeq;
+  }
 
   add(f: OutcomeFact): void {
     for (const key of [f.vm, f.vmId]) {

@@ -4,7 +4,10 @@
  * Values from the bus, KV and forms are never trusted as markup.
  */
 export class SafeHtml {
-  constructor(readonly text: string) {}
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
   toString(): string {
     return this.text;
   }

@@ -74,8 +74,12 @@ export class DownloadError extends PermanentError {}
  * is free, so the operator knows what to clean up.
  */
 export class StoreFullError extends PermanentError {
-  constructor(readonly path: string, readonly freeBytes: number | undefined, cause?: unknown) {
+  readonly path: string;
+  readonly freeBytes: number | undefined;
+  constructor(path: string, freeBytes: number | undefined, cause?: unknown) {
     super("STORE_FULL", `no space left in the backup store at ${path}${freeBytes === undefined ? "" : ` (${freeBytes} bytes free)`}; free space or grow the volume, then back up again`, { path, ...(freeBytes === undefined ? {} : { freeBytes }) }, { cause });
+    this.path = path;
+    this.freeBytes = freeBytes;
   }
 }
 
@@ -91,8 +95,10 @@ export function isNoSpace(err: unknown): boolean {
  * snapshot mounted by mistake): final, because nothing Ferry retries will make it writable.
  */
 export class StoreReadOnlyError extends PermanentError {
-  constructor(readonly path: string, cause?: unknown) {
+  readonly path: string;
+  constructor(path: string, cause?: unknown) {
     super("STORE_READ_ONLY", `the backup store at ${path} is on a read-only file system; make it writable (check the mount and the kernel log), then back up again`, { path }, { cause });
+    this.path = path;
   }
 }
 

@@ -100,11 +100,13 @@ export async function readLabFile(dataDir: string): Promise<LabFile> {
 }
 
 export class ControlCallError extends Error {
+  readonly status: number;
   constructor(
-    readonly status: number,
+    status: number,
     message: string,
   ) {
     super(message);
+    this.status = status;
   }
 }
 

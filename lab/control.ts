@@ -227,11 +227,13 @@ export interface ControlDeps {
 }
 
 export class ControlError extends Error {
+  readonly status: 400 | 404 | 409;
   constructor(
-    readonly status: 400 | 404 | 409,
+    status: 400 | 404 | 409,
     message: string,
   ) {
     super(message);
+    this.status = status;
   }
 }
 

@@ -62,10 +62,12 @@ export class RawApi {
   private readonly ca: string;
   private token: string | undefined;
 
+  readonly engine: LabEngine;
   constructor(
-    readonly engine: LabEngine,
+    engine: LabEngine,
     o: { ca?: string } = {},
   ) {
+    this.engine = engine;
     this.ca = o.ca ?? engine.caPem;
     this.agent = new Agent({ connect: { ca: this.ca } });
   }

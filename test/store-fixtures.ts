@@ -52,12 +52,18 @@ export class SimVm {
   readonly refs = new Map<string, Map<string, string>>();
   private readonly rand: () => number;
 
+  readonly store: Store;
+  readonly dir: string;
+  readonly vm: { id: string; name: string };
   constructor(
-    readonly store: Store,
-    readonly dir: string,
-    readonly vm: { id: string; name: string },
+    store: Store,
+    dir: string,
+    vm: { id: string; name: string },
     seed = 1,
   ) {
+    this.store = store;
+    this.dir = dir;
+    this.vm = vm;
     this.rand = rng(seed);
   }
 

@@ -11,11 +11,15 @@ import type { Contract } from "../../contracts/define.ts";
 /** The command failed its contract: `reason` says which field and why. Nothing was published. */
 export class CommandInvalidError extends Error {
   override readonly name = "CommandInvalidError";
+  readonly subject: string;
+  readonly reason: string;
   constructor(
-    readonly subject: string,
-    readonly reason: string,
+    subject: string,
+    reason: string,
   ) {
     super(`invalid ${subject}: ${reason}`);
+    this.subject = subject;
+    this.reason = reason;
   }
 }
 

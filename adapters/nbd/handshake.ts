@@ -51,7 +51,10 @@ interface OptionReply {
 }
 
 class Negotiator {
-  constructor(private readonly io: HandshakeIo) {}
+  private readonly io: HandshakeIo;
+  constructor(io: HandshakeIo) {
+    this.io = io;
+  }
 
   sendOption(opt: number, data: Buffer = Buffer.alloc(0)): void {
     const hdr = Buffer.allocUnsafe(16);

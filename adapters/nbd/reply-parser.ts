@@ -71,10 +71,15 @@ export class ReplyParser {
   /** The current simple or structured reply is the last one for the target. */
   private finishAfter = false;
 
+  private readonly sink: ReplySink;
+  private readonly structured: () => boolean;
   constructor(
-    private readonly sink: ReplySink,
-    private readonly structured: () => boolean,
-  ) {}
+    sink: ReplySink,
+    structured: () => boolean,
+  ) {
+    this.sink = sink;
+    this.structured = structured;
+  }
 
   /** True when no reply is half-parsed (used to tell a clean EOF from a cut reply). */
   get idle(): boolean {

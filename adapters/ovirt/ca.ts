@@ -13,8 +13,10 @@ import { isTlsFailure, parseEngineUrl } from "./transport.ts";
 
 /** The https answer did not verify with the CA already trusted (`caPem`): the engine's certificate is not signed by it. */
 export class CaNotVerifiedError extends EngineCaError {
-  constructor(engine: string, readonly tlsCode: string) {
+  readonly tlsCode: string;
+  constructor(engine: string, tlsCode: string) {
     super(engine, `TLS verification with the known CA failed (${tlsCode})`);
+    this.tlsCode = tlsCode;
   }
 }
 

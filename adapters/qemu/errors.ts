@@ -18,24 +18,30 @@ export class QemuTimeoutError extends PermanentError {
 
 /** `qemu-img check` exit 1: the check itself could not complete (I/O error, image unreadable). */
 export class QemuCheckIncompleteError extends PermanentError {
-  constructor(path: string, detail: string, readonly result?: CheckResultLike) {
+  readonly result?: CheckResultLike | undefined;
+  constructor(path: string, detail: string, result?: CheckResultLike) {
     super("QEMU_CHECK_INCOMPLETE", `qemu-img check could not complete on ${path}: ${detail}`, { path });
+    this.result = result;
   }
 }
 
 /** `qemu-img check` exit 2: the image is corrupt. */
 export class QemuImageCorruptError extends PermanentError {
-  constructor(path: string, readonly result: CheckResultLike) {
+  readonly result: CheckResultLike;
+  constructor(path: string, result: CheckResultLike) {
     super("QEMU_IMAGE_CORRUPT", `image ${path} is corrupt (${result.corruptions ?? "?"} corruptions)`, {
       path, corruptions: result.corruptions, leaks: result.leaks,
     });
+    this.result = result;
   }
 }
 
 /** `qemu-img check` exit 3: leaked clusters only; data is intact, space is wasted. */
 export class QemuImageLeaksError extends PermanentError {
-  constructor(path: string, readonly result: CheckResultLike) {
+  readonly result: CheckResultLike;
+  constructor(path: string, result: CheckResultLike) {
     super("QEMU_IMAGE_LEAKS", `image ${path} has ${result.leaks ?? "?"} leaked clusters`, { path, leaks: result.leaks });
+    this.result = result;
   }
 }
 

@@ -57,8 +57,10 @@ const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
 type StopSignal = keyof typeof SIGNAL_EXIT;
 
 class InterruptedError extends Error {
-  constructor(readonly signal: StopSignal) {
+  readonly signal: StopSignal;
+  constructor(signal: StopSignal) {
     super(`interrupted by ${signal}`);
+    this.signal = signal;
   }
 }
 

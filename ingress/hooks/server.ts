@@ -25,12 +25,14 @@ export interface HookPublisher {
  * subject yet, the NATS user may not publish it): `hint` is the 503's reason and the log's.
  */
 export class BusUnavailableError extends TransientError {
+  readonly hint: string;
   constructor(
     subject: string,
-    readonly hint: string,
+    hint: string,
     cause?: unknown,
   ) {
     super("BUS_UNAVAILABLE", `${subject}: ${hint}`, { subject }, { cause });
+    this.hint = hint;
   }
 }
 

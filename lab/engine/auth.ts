@@ -9,10 +9,15 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 export class Sessions {
   private readonly tokens = new Map<string, { user: string; lastUsed: number }>();
 
+  private readonly users: ReadonlyMap<string, string>;
+  private readonly idleMs: () => number;
   constructor(
-    private readonly users: ReadonlyMap<string, string>,
-    private readonly idleMs: () => number,
-  ) {}
+    users: ReadonlyMap<string, string>,
+    idleMs: () => number,
+  ) {
+    this.users = users;
+    this.idleMs = idleMs;
+  }
 
   /** Check a user name and password; the name is split at the last '@' into user and profile. */
   checkPassword(user: string, password: string): boolean {

@@ -92,16 +92,31 @@ export class Engine {
   readonly backgroundErrors: string[] = [];
   baseUrl = "";
 
+  readonly name: string;
+  readonly st: EngineState;
+  readonly storage: DiskStorage;
+  /** Replaced when the CA rotates (the daemon's certificate comes from the engine CA). */
+  imageio: ImageioPort;
+  readonly timings: EngineTimings;
+  readonly dataDir: string;
+  readonly users: ReadonlyMap<string, string>;
   constructor(
-    readonly name: string,
-    readonly st: EngineState,
-    readonly storage: DiskStorage,
-    /** Replaced when the CA rotates (the daemon's certificate comes from the engine CA). */
-    public imageio: ImageioPort,
-    readonly timings: EngineTimings,
-    readonly dataDir: string,
-    readonly users: ReadonlyMap<string, string>,
-  ) {}
+    name: string,
+    st: EngineState,
+    storage: DiskStorage,
+    imageio: ImageioPort,
+    timings: EngineTimings,
+    dataDir: string,
+    users: ReadonlyMap<string, string>,
+  ) {
+    this.name = name;
+    this.st = st;
+    this.storage = storage;
+    this.imageio = imageio;
+    this.timings = timings;
+    this.dataDir = dataDir;
+    this.users = users;
+  }
 
   // ---------------------------------------------------------------- lookups
 

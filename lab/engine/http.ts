@@ -25,12 +25,18 @@ export interface Reply {
 }
 
 export class HttpFault extends Error {
+  readonly status: number;
+  readonly reason: string;
+  readonly detail: string;
   constructor(
-    readonly status: number,
-    readonly reason: string,
-    readonly detail: string,
+    status: number,
+    reason: string,
+    detail: string,
   ) {
     super(`${status} ${reason}: ${detail}`);
+    this.status = status;
+    this.reason = reason;
+    this.detail = detail;
   }
 }
 

@@ -23,7 +23,10 @@ export class DiskStorage {
   private readonly locks = new Map<string, Promise<unknown>>();
   private sockDir: string | undefined;
 
-  constructor(private readonly root: string) {}
+  private readonly root: string;
+  constructor(root: string) {
+    this.root = root;
+  }
 
   async init(): Promise<void> {
     await mkdir(this.root, { recursive: true });

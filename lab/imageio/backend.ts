@@ -46,11 +46,15 @@ export class NbdPool {
   private total = 0;
   private closed = false;
 
+  private readonly dirty: boolean;
+  readonly maxConnections: number;
   constructor(
     url: string,
-    private readonly dirty: boolean,
-    readonly maxConnections: number,
+    dirty: boolean,
+    maxConnections: number,
   ) {
+    this.dirty = dirty;
+    this.maxConnections = maxConnections;
     this.address = parseNbdUrl(url);
   }
 

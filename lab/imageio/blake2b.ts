@@ -87,7 +87,9 @@ export class Blake2b {
   private t = 0;
   private finished = false;
 
-  constructor(private readonly outlen = 64) {
+  private readonly outlen: number;
+  constructor(outlen: number = 64) {
+    this.outlen = outlen;
     if (outlen < 1 || outlen > 64) throw new RangeError("blake2b digest size must be 1..64");
     this.h.set(IV);
     this.h[0]! ^= 0x01010000 ^ outlen;

@@ -6,10 +6,15 @@
 export class BufferPool {
   private readonly free: Buffer[] = [];
 
+  readonly size: number;
+  private readonly keep: number;
   constructor(
-    readonly size: number,
-    private readonly keep: number,
-  ) {}
+    size: number,
+    keep: number,
+  ) {
+    this.size = size;
+    this.keep = keep;
+  }
 
   take(): Buffer {
     return this.free.pop() ?? Buffer.allocUnsafe(this.size);

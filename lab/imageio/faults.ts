@@ -38,7 +38,10 @@ export class FaultState implements ImageioFaults {
   private rate = 0;
   private stallMs = 0;
 
-  constructor(private readonly expireTicket: (ticketId: string) => void) {}
+  private readonly expireTicket: (ticketId: string) => void;
+  constructor(expireTicket: (ticketId: string) => void) {
+    this.expireTicket = expireTicket;
+  }
 
   dropConnectionAfterBytes(bytes: number, ticketId?: string): void {
     if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError("bytes must be a non-negative integer");

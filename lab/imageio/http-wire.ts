@@ -45,19 +45,25 @@ export class HttpRequest {
   remaining: number;
   private contentLengthValue: number | null | undefined;
 
-  constructor(
-    readonly conn: HttpConnection,
-    readonly method: string,
-    /** Raw request target, path and query. */
-    readonly uri: string,
-    /** Percent-decoded path without the query. */
-    readonly path: string,
-    /** parse_qsl(keep_blank_values=True), last value wins. */
-    readonly query: Map<string, string>,
-    /** Lowercase names, first occurrence wins. */
-    readonly headers: Map<string, string>,
-    readonly version: string,
-  ) {
+  readonly conn: HttpConnection;
+  readonly method: string;
+  /** Percent-decoded path without the query. */
+  readonly path: string;
+  readonly version: string;
+  /** Raw request target, path and query. */
+  readonly uri: string;
+  /** parse_qsl(keep_blank_values=True), last value wins. */
+  readonly query: Map<string, string>;
+  /** Lowercase names, first occurrence wins. */
+  readonly headers: Map<string, string>;
+  constructor(conn: HttpConnection, method: string, uri: string, path: string, query: Map<string, string>, headers: Map<string, string>, version: string) {
+    this.conn = conn;
+    this.method = method;
+    this.uri = uri;
+    this.path = path;
+    this.query = query;
+    this.headers = headers;
+    this.version = version;
     const cl = headers.get("content-length");
     const valid = cl !== undefined && /^\s*\+?\d+\s*$/.test(cl);
     this.remaining = valid ? Number(cl) : 0;
@@ -120,7 +126,10 @@ export class HttpResponse {
   readonly headers = new Map<string, string>([["content-length", "0"]]);
   started = false;
 
-  constructor(private readonly conn: HttpConnection) {}
+  private readonly conn: HttpConnection;
+  constructor(conn: HttpConnection) {
+    this.conn = conn;
+  }
 
   set(name: string, value: string | number): void {
     this.headers.set(name.toLowerCase(), String(value));
@@ -186,11 +195,15 @@ export class HttpConnection {
   private wake: (() => void) | undefined;
   private contextsClosed = false;
 
+  readonly socket: Socket;
+  private readonly app: App;
   constructor(
-    readonly socket: Socket,
-    private readonly app: App,
+    socket: Socket,
+    app: App,
     idleTimeoutMs: number,
   ) {
+    this.socket = socket;
+    this.app = app;
     socket.setNoDelay(true);
     this.setTimeout(idleTimeoutMs);
     socket.on("data", (b: Buffer) => {

@@ -7,7 +7,10 @@
  */
 
 export class PyFloat {
-  constructor(readonly value: number) {}
+  readonly value: number;
+  constructor(value: number) {
+    this.value = value;
+  }
 }
 
 export type PyValue = null | boolean | number | PyFloat | string | PyValue[] | PyDict;
@@ -100,7 +103,10 @@ const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?/y;
 
 class Parser {
   i = 0;
-  constructor(readonly s: string) {}
+  readonly s: string;
+  constructor(s: string) {
+    this.s = s;
+  }
 
   fail(msg: string, pos: number): never {
     const before = this.s.slice(0, pos);

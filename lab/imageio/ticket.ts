@@ -131,10 +131,12 @@ export class Ticket {
   readonly connections = new Map<number, TicketConnection>();
   private unusedWaiters: Array<() => void> = [];
 
+  private readonly clock: Clock;
   constructor(
     t: LabTicket,
-    private readonly clock: Clock,
+    clock: Clock,
   ) {
+    this.clock = clock;
     const str = (v: unknown, k: string) => {
       if (typeof v !== "string") throw new InvalidTicketError(`Invalid value for '${k}': expecting a string`);
       return v;
@@ -306,7 +308,10 @@ export class Ticket {
 export class Authorizer {
   private readonly tickets = new Map<string, Ticket>();
 
-  constructor(private readonly clock: Clock) {}
+  private readonly clock: Clock;
+  constructor(clock: Clock) {
+    this.clock = clock;
+  }
 
   add(t: LabTicket): Ticket {
     const ticket = new Ticket(t, this.clock);

@@ -2,12 +2,16 @@ import { pyRepr, type PyDict, type PyValue } from "./py-json.ts";
 
 /** An HTTP error answered with imageio's text/plain body (message + "\n"). */
 export class HttpError extends Error {
+  readonly status: number;
+  readonly contentRange?: string | undefined;
   constructor(
-    readonly status: number,
+    status: number,
     message: string,
-    readonly contentRange?: string,
+    contentRange?: string,
   ) {
     super(message);
+    this.status = status;
+    this.contentRange = contentRange;
   }
 }
 

@@ -5,12 +5,16 @@
 import type { Writable } from "node:stream";
 
 export class StepFailed extends Error {
+  readonly step: string;
+  readonly hint?: string | undefined;
   constructor(
-    readonly step: string,
+    step: string,
     message: string,
-    readonly hint?: string,
+    hint?: string,
   ) {
     super(message);
+    this.step = step;
+    this.hint = hint;
   }
 }
 

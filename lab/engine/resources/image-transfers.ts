@@ -45,7 +45,9 @@ const isFinished = (t: LabTransfer) => FINISHED.includes(t.phase);
 export class Transfers {
   private readonly sessions = new Map<string, Session>();
 
-  constructor(private readonly e: Engine) {
+  private readonly e: Engine;
+  constructor(e: Engine) {
+    this.e = e;
     e.every(e.timings.monitorIntervalMs, () => this.monitor());
   }
 
