@@ -74,10 +74,15 @@ export class FunctionRunner {
   readonly #stopping = new AbortController();
   #loops: Promise<void>[] = [];
 
+  readonly def: FunctionDefinition;
+  private readonly deps: RunnerDeps;
   constructor(
-    readonly def: FunctionDefinition,
-    private readonly deps: RunnerDeps,
-  ) {}
+    def: FunctionDefinition,
+    deps: RunnerDeps,
+  ) {
+    this.def = def;
+    this.deps = deps;
+  }
 
   start(): void {
     for (let i = 0; i < this.def.concurrency; i++) this.#loops.push(this.#loop());

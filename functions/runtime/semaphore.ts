@@ -3,7 +3,9 @@ export class Semaphore {
   #free: number;
   readonly #waiters: Array<() => void> = [];
 
-  constructor(readonly size: number) {
+  readonly size: number;
+  constructor(size: number) {
+    this.size = size;
     if (!Number.isInteger(size) || size < 1) throw new Error("semaphore size must be an integer >= 1");
     this.#free = size;
   }
