@@ -5,8 +5,8 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { open, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { closeSync, createWriteStream, openSync, readSync } from "node:fs";
+import { open, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { pipeline } from "node:stream/promises";
@@ -27,8 +27,9 @@ export type ChildJob =
       digestsOut?: string;
       connections: number;
       pieceSize?: number;
+      hashThreads?: number;
     }
-  | { kind: "upload"; url: string; caPem: string; image: string; connections: number; diskIsZero: boolean }
+  | { kind: "upload"; url: string; caPem: string; image: string; connections: number; diskIsZero: boolean; pieceSize?: number; hashThreads?: number }
   | { kind: "get-ceiling"; url: string; caPem: string; output: string; connections: number }
   | { kind: "put-ceiling"; url: string; caPem: string; image: string; connections: number }
   /** The honest ceiling: N curl processes (one keep-alive connection each) GET the same ranges, into files or /dev/null. */
@@ -56,6 +57,8 @@ export interface ChildResult {
   heap?: { heapTotalMiB: number; heapUsedMiB: number; externalMiB: number; arrayBuffersMiB: number; mallocArenaMax: string | null };
   maxRssKiB: number;
   vmHwmKiB: number;
+  /** Sampled during the job (every FERRY_BENCH_PROBE_MS, default 200): the memory split at the highest RSS, CPU per thread and per child process. */
+  probe?: Awaited<ReturnType<ReturnType<typeof startProbe>["stop"]>>;
 }
 
 function pool(url: string, caPem: string, connections: number): Pool {
@@ -252,6 +255,83 @@ async function treeCpuSeconds(): Promise<number> {
   return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
 }
 
+/**
+ * A /proc file's text, read into one reused buffer. fs.promises.readFile of a /proc file (size 0)
+ * allocates a fresh buffer of ~200 KiB each time: sampling 30 files every 100 ms made 5 MiB of
+ * garbage per sample and itself moved the heap figures it was measuring.
+ */
+const procBuf = Buffer.allocUnsafe(64 * 1024);
+function readProc(path: string): string {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    return procBuf.toString("latin1", 0, readSync(fd, procBuf, 0, procBuf.length, 0));
+  } catch {
+    return "";
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** user + sys seconds from a /proc stat line (fields 14-15). */
+function statCpu(stat: string): number {
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/**
+ * Samples this process every `ms` while the job runs: RSS split into anonymous and file pages,
+ * V8 heap / external / arrayBuffers at the highest RSS seen, CPU per thread (by name; threads that
+ * end keep their last figure) and per child process (qemu-nbd, qemu-img, curl) by command name.
+ */
+function startProbe(ms: number) {
+  const threads = new Map<string, { name: string; cpu: number }>();
+  const kids = new Map<string, { name: string; cpu: number }>();
+  let peak = { rssMiB: 0, rssAnonMiB: 0, rssFileMiB: 0, heapUsedMiB: 0, externalMiB: 0, arrayBuffersMiB: 0, atSeconds: 0 };
+  const t0 = performance.now();
+  const mib = (n: number) => Number((n / 2 ** 20).toFixed(1));
+  let n = 0;
+  const sample = async () => {
+    const status = readProc("/proc/self/status");
+    const kib = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) * 1024;
+    const rss = kib("VmRSS");
+    if (process.env.FERRY_BENCH_PROBE_TRACE) {
+      const m = process.memoryUsage();
+      process.stderr.write(`probe ${((performance.now() - t0) / 1000).toFixed(2)} rss ${mib(rss)} anon ${mib(kib("RssAnon"))} heapTotal ${mib(m.heapTotal)} heapUsed ${mib(m.heapUsed)} external ${mib(m.external)} ab ${mib(m.arrayBuffers)}\n`);
+    }
+    if (rss > peak.rssMiB * 2 ** 20) {
+      const m = process.memoryUsage();
+      peak = { rssMiB: mib(rss), rssAnonMiB: mib(kib("RssAnon")), rssFileMiB: mib(kib("RssFile") + kib("RssShmem")), heapUsedMiB: mib(m.heapUsed), externalMiB: mib(m.external), arrayBuffersMiB: mib(m.arrayBuffers), atSeconds: Number(((performance.now() - t0) / 1000).toFixed(2)) };
+    }
+    // CPU per thread and child every 5th sample (the files are many; memory is the fast-moving figure).
+    if (n++ % 5 !== 0) return;
+    for (const tid of await readdir("/proc/self/task").catch(() => [] as string[])) {
+      const stat = readProc(`/proc/self/task/${tid}/stat`);
+      if (stat) threads.set(tid, { name: readProc(`/proc/self/task/${tid}/comm`).trim(), cpu: statCpu(stat) });
+      for (const pid of readProc(`/proc/self/task/${tid}/children`).trim().split(/\s+/).filter(Boolean)) {
+        const st = readProc(`/proc/${pid}/stat`);
+        if (st) kids.set(pid, { name: readProc(`/proc/${pid}/comm`).trim(), cpu: statCpu(st) });
+      }
+    }
+  };
+  let running: Promise<void> = sample();
+  const timer = setInterval(() => (running = running.then(sample, sample)), ms);
+  const byName = (m: Map<string, { name: string; cpu: number }>) => {
+    const out: Record<string, number> = {};
+    for (const { name, cpu } of m.values()) out[name] = Number(((out[name] ?? 0) + cpu).toFixed(2));
+    return out;
+  };
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running.catch(() => {});
+      n = 0;
+      await sample();
+      return { peak, threadCpuSeconds: byName(threads), childCpuSeconds: byName(kids) };
+    },
+  };
+}
+
 async function vmHwmKiB(): Promise<number> {
   const status = await readFile("/proc/self/status", "utf8");
   return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
@@ -262,6 +342,7 @@ async function main(): Promise<void> {
   for await (const chunk of process.stdin) input += chunk;
   const job = JSON.parse(input) as ChildJob;
   const before = await treeCpuSeconds();
+  const probe = startProbe(Number(process.env.FERRY_BENCH_PROBE_MS ?? "200"));
   let out: { bytes: number; seconds: number; checksum?: string; curlCpuSeconds?: number; curlPeakRssKiB?: number; curlSumPeakRssKiB?: number };
   switch (job.kind) {
     case "download": {
@@ -274,13 +355,17 @@ async function main(): Promise<void> {
         previousDigests: job.previousDigests ? await readDigestsFile(job.previousDigests) : undefined,
         connections: job.connections,
         pieceSize: job.pieceSize,
+        hashThreads: job.hashThreads,
       });
       if (job.digestsOut) await writeDigestsFile(job.digestsOut, { blockSize: r.blockSize, virtualSize: r.virtualSize, digests: r.digests });
       out = { bytes: r.bytes, seconds: r.seconds, checksum: r.checksum };
       break;
     }
     case "upload": {
-      const r = await upload({ image: job.image, transferUrl: job.url, caPem: job.caPem, connections: job.connections, diskIsZero: job.diskIsZero });
+      const r = await upload({
+        image: job.image, transferUrl: job.url, caPem: job.caPem, connections: job.connections, diskIsZero: job.diskIsZero,
+        pieceSize: job.pieceSize, hashThreads: job.hashThreads,
+      });
       out = { bytes: r.bytes, seconds: r.seconds, checksum: r.checksum };
       break;
     }
@@ -297,6 +382,7 @@ async function main(): Promise<void> {
       out = await curlPut(job);
       break;
   }
+  const probed = await probe.stop();
   const mem = process.memoryUsage();
   const mib = (n: number) => Number((n / 2 ** 20).toFixed(1));
   const after = await treeCpuSeconds();
@@ -307,6 +393,7 @@ async function main(): Promise<void> {
     jobCpuSeconds: Number((after - before).toFixed(2)),
     maxRssKiB: process.resourceUsage().maxRSS,
     vmHwmKiB: await vmHwmKiB(),
+    probe: probed,
     heap: {
       heapTotalMiB: mib(mem.heapTotal),
       heapUsedMiB: mib(mem.heapUsed),

@@ -4,7 +4,7 @@
  * block digests, hex encoded. Keeping the per-block digests of a restore point lets the next
  * incremental point re-hash only the blocks that changed.
  */
-import { createHash, type Hash } from "node:crypto";
+import { createHash } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
 import {
   checkDigestGeometry as checkGeometry,
@@ -14,6 +14,7 @@ import {
   encodeDigests,
   type BlockDigests,
 } from "../adapters/store/digests-file.ts";
+import { BlockHasher as CoreBlockHasher, ShortBlockError, ZERO_CHUNK } from "./sha256-blocks.js";
 
 // The digest file format (and the BlockDigests type it stores) belongs to the store:
 // adapters/store/digests-file.ts. Re-exported so importers of dataplane/blkhash keep working.
@@ -37,8 +38,8 @@ export function blockLength(virtualSize: number, blockSize: number, index: numbe
   return Math.min(blockSize, virtualSize - index * blockSize);
 }
 
-/** One shared zero buffer: zero ranges are hashed from it instead of being allocated or read. */
-export const ZERO_BLOCK: Buffer = Buffer.alloc(16 << 20);
+/** One shared zero buffer (1 MiB): zero ranges are hashed from it instead of being allocated or read. */
+export const ZERO_BLOCK: Buffer = ZERO_CHUNK;
 
 const zeroDigestCache = new Map<number, Buffer>();
 
@@ -191,58 +192,18 @@ export function deriveDigests(
 }
 
 /**
- * sha256 states after 64 KiB, 128 KiB, ... of zero bytes. A block whose data starts after a run
- * of zeroes (common: data runs are cluster aligned) continues from a copy instead of hashing the
- * zeroes again. Built once, incrementally, up to 16 MiB (256 small objects at most).
+ * Hashes one block from its parts, in order (sha256-blocks.js: leading zero runs continue from
+ * saved states, other zero runs hash the shared zero chunk). A block fed the wrong number of
+ * bytes is a DigestsError BLKHASH_SHORT_BLOCK.
  */
-const ZERO_PREFIX_STEP = 64 * 1024;
-const MAX_ZERO_PREFIX = 16 * 1024 * 1024;
-const zeroPrefixStates: Hash[] = [createHash(ALGORITHM)];
-
-function zeroPrefixState(length: number): Hash {
-  const index = length / ZERO_PREFIX_STEP;
-  while (zeroPrefixStates.length <= index) {
-    const next = zeroPrefixStates.at(-1)!.copy();
-    next.update(ZERO_BLOCK.subarray(0, ZERO_PREFIX_STEP));
-    zeroPrefixStates.push(next);
-  }
-  return zeroPrefixStates[index]!;
-}
-
-/**
- * Hashes one block from its parts, in order. Parts are appended as they become available;
- * zero parts cost nothing beyond hashing the shared zero buffer.
- */
-export class BlockHasher {
-  private hash: Hash = createHash(ALGORITHM);
-  private fed = 0;
-  readonly length: number;
-  constructor(length: number) {
-    this.length = length;
-  }
-  update(data: Buffer): void {
-    this.hash.update(data);
-    this.fed += data.length;
-  }
-  zeros(length: number): void {
-    if (this.fed === 0 && length % ZERO_PREFIX_STEP === 0 && length <= MAX_ZERO_PREFIX) {
-      // Leading zeroes: start from the saved state after that many zero bytes.
-      this.hash = zeroPrefixState(length).copy();
-      this.fed = length;
-      return;
+export class BlockHasher extends CoreBlockHasher {
+  override digest(): Buffer {
+    try {
+      return super.digest();
+    } catch (err) {
+      if (err instanceof ShortBlockError) throw new DigestsError(err.code, err.message);
+      throw err;
     }
-    for (let left = length; left > 0; ) {
-      const n = Math.min(left, ZERO_BLOCK.length);
-      this.hash.update(ZERO_BLOCK.subarray(0, n));
-      left -= n;
-    }
-    this.fed += length;
-  }
-  digest(): Buffer {
-    if (this.fed !== this.length) {
-      throw new DigestsError("BLKHASH_SHORT_BLOCK", `block hashed ${this.fed} bytes, expected ${this.length}`);
-    }
-    return this.hash.digest();
   }
 }
 

@@ -17,6 +17,7 @@ import { assertAbsent, placeNoClobber, tempPathFor } from "./layer-file.ts";
 import { hashItemBlocks, type Fetched } from "./item-hash.ts";
 import { hasherFor, type BlockHasherPool } from "./hash-pool.ts";
 import { readLocal } from "./local-image.ts";
+import { RangeReaders } from "./range-reader.ts";
 import { BlockAction, PIECE_SIZE, SegmentKind, downloadSegments, planTransfer, type WorkItem } from "./plan.ts";
 import { runPool, runStagedPool } from "./pool.ts";
 import { throttledProgress, type ProgressCallback } from "./progress.ts";
@@ -48,6 +49,8 @@ export interface DownloadParams {
   signal?: AbortSignal;
   /** Largest request (and unit of work); a multiple of 4 MiB. Default 8 MiB. */
   pieceSize?: number;
+  /** Block-hashing threads (hash-pool.ts); 0 hashes on this thread. Default: one per core, at most 4. */
+  hashThreads?: number;
 }
 
 export interface DownloadResult {
@@ -141,6 +144,7 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
   let nbd: NbdClient | undefined;
   let sockDir: string | undefined;
   let hasher: BlockHasherPool | undefined;
+  let readers: RangeReaders | undefined;
   const tmp = tempPathFor(output);
   let created = false;
   let firstError: unknown;
@@ -175,7 +179,7 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
       else hashBlocks++;
     });
     // Started before qemu-img and qemu-nbd, so the threads load while those start.
-    hasher = hasherFor(hashBlocks, BLOCK_SIZE);
+    hasher = hasherFor(hashBlocks, BLOCK_SIZE, p.hashThreads);
 
     // Set first: a cancel can kill qemu-img after it made the file (the name is ours alone).
     created = true;
@@ -197,7 +201,9 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
     const conn = nbd;
     await runPool(plan.zeroRuns, connections, (r) => conn.writeZeroes(r.offset, r.length), signal, fail);
     if (!firstError) {
-      const c: CopyContext = { io: io0, nbd: conn, digests, blocks: plan.blocks, hasher, signal };
+      // The data GETs read straight into the window buffers (range-reader.ts), one connection per lane.
+      readers = new RangeReaders({ transferUrl: p.transferUrl, caPem: p.caPem });
+      const c: CopyContext = { readers, nbd: conn, digests, blocks: plan.blocks, hasher, signal };
       await runStagedPool(
         plan.items,
         { workers: connections, buffers: connections + DOWNLOAD_EXTRA_BUFFERS, bufferSize: pieceSize },
@@ -239,6 +245,7 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
     throw abortReason(firstError, p.signal);
   } finally {
     dispose();
+    readers?.close();
     await hasher?.close();
     await nbd?.close().catch(() => {});
     await server?.stop().catch(() => {});
@@ -268,7 +275,7 @@ async function startTarget(image: string, socket: string, signal: AbortSignal): 
 }
 
 interface CopyContext {
-  io: ImageioClient;
+  readers: RangeReaders;
   nbd: NbdClient;
   digests: DigestBuilder;
   blocks: Uint8Array;
@@ -299,7 +306,7 @@ async function fetchItem(item: WorkItem, buffer: Buffer, c: CopyContext): Promis
     for (const f of item.fetches) {
       // A dropped connection or a 5xx retries this range; a 403 or a cancel does not.
       const into = buffer.subarray(f.offset - item.offset);
-      const data = await withRetry(() => c.io.read(f.offset, f.length, { into }), { signal: c.signal });
+      const data = await withRetry(() => c.readers.read(f.offset, f.length, into, c.signal), { signal: c.signal });
       fetched.push({ offset: f.offset, data });
     }
   } finally {

@@ -1,10 +1,11 @@
 /**
  * One work item's block hashing as plain data, so it can run on another thread: every block to
  * hash lists its parts in order, data parts by their place in the item's buffer (the byte at
- * guest offset `o` sits at `o - base`) and zero parts by length. Erasable TypeScript only and no
- * imports beyond blkhash.ts: hash-worker.ts loads it with Node's own type stripping.
+ * guest offset `o` sits at `o - base`) and zero parts by length. The hashing itself is
+ * sha256-blocks.js, which the threads (hash-worker.js) load without any TypeScript.
  */
-import { BlockHasher } from "./blkhash.ts";
+import { DigestsError } from "./blkhash.ts";
+import { ShortBlockError, runHashJob as runCore } from "./sha256-blocks.js";
 
 export interface HashJob {
   /** Guest offset of the item's buffer's first byte. */
@@ -19,22 +20,12 @@ export interface HashBlock {
   readonly parts: readonly number[];
 }
 
-/** sha256 of each block of the job, concatenated (blocks × 32 bytes), over `memory`. */
+/** sha256 of each block of the job, concatenated (blocks × 32 bytes), over `memory` (sha256-blocks.js; a thread runs the same code). */
 export function runHashJob(job: HashJob, memory: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(job.blocks.length * 32);
-  job.blocks.forEach((b, k) => {
-    const h = new BlockHasher(b.length);
-    for (let p = 0; p < b.parts.length; p += 3) {
-      const offset = b.parts[p]!;
-      const length = b.parts[p + 1]!;
-      if (b.parts[p + 2] === 1) {
-        const at = offset - job.base;
-        h.update(Buffer.from(memory.buffer, memory.byteOffset + at, length));
-      } else {
-        h.zeros(length);
-      }
-    }
-    h.digest().copy(out, k * 32);
-  });
-  return out;
+  try {
+    return runCore(job, memory);
+  } catch (err) {
+    if (err instanceof ShortBlockError) throw new DigestsError(err.code, err.message);
+    throw err;
+  }
 }

@@ -31,7 +31,7 @@ interface Pending {
   reject(e: unknown): void;
 }
 
-const workerUrl = new URL("./hash-worker.ts", import.meta.url);
+const workerUrl = new URL("./hash-worker.js", import.meta.url);
 
 /**
  * `threads` hashing threads, started now (a thread takes tens of ms to load, overlapped with the
@@ -41,7 +41,7 @@ export function startHashPool(threads: number): BlockHasherPool {
   let nextId = 0;
   let closed = false;
   const lanes = Array.from({ length: Math.max(1, threads) }, () => {
-    // execArgv []: not the parent's loader flags (tsx); hash-worker.ts needs only Node's type stripping.
+    // execArgv []: not the parent's loader flags (tsx); hash-worker.js is plain JavaScript.
     const worker = new Worker(workerUrl, { execArgv: [] });
     const pending = new Map<number, Pending>();
     const failAll = (err: unknown) => {
@@ -94,6 +94,6 @@ export function startHashPool(threads: number): BlockHasherPool {
 export const POOLED_HASH_MIN_BYTES = 64 * 1024 * 1024;
 
 /** A hashing pool sized for `hashBlocks` blocks of `blockSize`: threads for big transfers, inline for small ones. */
-export function hasherFor(hashBlocks: number, blockSize: number, threads = defaultHashThreads()): BlockHasherPool {
+export function hasherFor(hashBlocks: number, blockSize: number, threads: number = defaultHashThreads()): BlockHasherPool {
   return hashBlocks * blockSize >= POOLED_HASH_MIN_BYTES && threads > 0 ? startHashPool(threads) : inlineHasher();
 }

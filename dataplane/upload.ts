@@ -38,6 +38,8 @@ export interface UploadParams {
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
   pieceSize?: number;
+  /** Block-hashing threads (hash-pool.ts); 0 hashes on this thread. Default: one per core, at most 4. */
+  hashThreads?: number;
 }
 
 export interface UploadResult {
@@ -102,7 +104,7 @@ export async function upload(p: UploadParams): Promise<UploadResult> {
       if (a === BlockAction.zero) digests.setZero(i);
       else hashBlocks++;
     });
-    hasher = hasherFor(hashBlocks, BLOCK_SIZE);
+    hasher = hasherFor(hashBlocks, BLOCK_SIZE, p.hashThreads);
     const pool = hasher;
 
     const local = img;
