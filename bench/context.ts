@@ -118,7 +118,8 @@ export async function createBenchContext(config: BenchConfig, log: (msg: string)
         // FERRY_BENCH_PROFILE_DIR: each child writes a V8 CPU profile there (node --cpu-prof).
         const prof = process.env.FERRY_BENCH_PROFILE_DIR;
         const flags = prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`, `--cpu-prof-name=${job.kind}-${Date.now()}.cpuprofile`] : [];
-        const r = await execa(process.execPath, [...flags, "--import", "tsx", childScript], {
+        // Node's own type stripping, as `ferry` runs (no tsx: its loader and esbuild are not the transfer's cost).
+        const r = await execa(process.execPath, [...flags, childScript], {
           input: JSON.stringify(job),
           // glibc gives each thread its own malloc arena; two bound the RSS the hashing threads add.
           env: { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "2" },

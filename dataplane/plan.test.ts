@@ -26,7 +26,7 @@ describe("plan", () => {
   it("plan - full backup on a new image: data windows only, zero blocks need no work", () => {
     const size = 64 * MiB;
     const segs = [seg(0, 3 * MiB, "copy"), seg(3 * MiB, 30 * MiB, "skip-zero"), seg(33 * MiB, MiB, "copy"), seg(34 * MiB, 30 * MiB, "skip-zero")];
-    const p = planTransfer(segs, { blockSize: B });
+    const p = planTransfer(segs, { blockSize: B, pieceSize: 8 * MiB });
     expect(p.virtualSize).toBe(size);
     expect(p.copyBytes).toBe(4 * MiB);
     expect(p.zeroRuns).toEqual([]);
@@ -57,7 +57,7 @@ describe("plan", () => {
       seg(320 * k + MiB, 64 * k, "copy"),
       seg(384 * k + MiB, 8 * MiB - 384 * k - MiB, "keep"),
     ];
-    const p = planTransfer(segs, { blockSize: B, maxGap: 256 * k });
+    const p = planTransfer(segs, { blockSize: B, pieceSize: 8 * MiB, maxGap: 256 * k });
     expect(p.items).toHaveLength(1);
     expect(p.items[0]!.fetches).toEqual([
       { offset: 0, length: 192 * k },
@@ -74,7 +74,7 @@ describe("plan", () => {
       seg(12 * MiB, 8 * MiB, "zero"),
       seg(20 * MiB, 4 * MiB, "keep"),
     ];
-    const p = planTransfer(segs, { blockSize: B, canReuse: (i) => i !== 5 });
+    const p = planTransfer(segs, { blockSize: B, pieceSize: 8 * MiB, canReuse: (i) => i !== 5 });
     expect([...p.blocks]).toEqual([BlockAction.reuse, BlockAction.reuse, BlockAction.hash, BlockAction.zero, BlockAction.zero, BlockAction.hash]);
     expect(p.zeroRuns).toEqual([{ offset: 12 * MiB, length: 8 * MiB }]);
     expect(p.zeroBytes).toBe(8 * MiB);

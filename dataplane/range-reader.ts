@@ -29,15 +29,13 @@ import { redactUrl } from "../adapters/secrets.ts";
 
 /** Response heads larger than this are refused (imageio's are a few hundred bytes). */
 const HEAD_MAX = 16 * 1024;
-/** Bytes of an error answer's body kept (never shown: it could echo the URL). */
-const ERROR_BODY_MAX = 4 * 1024;
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 
 interface Pending {
   info: RequestInfo;
   offset: number;
   target: Buffer;
-  /** Body bytes stored so far (into `target`, or into the head buffer for an error answer). */
+  /** Body bytes stored into `target` so far. */
   pos: number;
   status: number;
   bodyLength: number;
@@ -154,15 +152,13 @@ export class RangeReader {
       this.#drop(new Error(`${n} bytes arrived with no request in flight`));
       return false;
     }
-    if (p.inBody && p.status === 206) {
+    if (p.inBody) {
       p.pos += n;
     } else {
       this.#headLen += n;
-      if (!p.inBody && !this.#parseHead(p)) return true;
-      if (p.status !== 206) p.pos = this.#headLen;
+      if (!this.#parseHead(p)) return true;
     }
-    if (p.inBody && p.pos >= p.bodyLength) this.#finish(p);
-    else if (!(p.inBody && p.status === 206) && this.#headLen >= HEAD_MAX) this.#fail(p, new ImageioProtocolError(p.info, "the answer's head or error body is too long"));
+    if (p.pos >= p.bodyLength) this.#finish(p);
     return true;
   }
 
@@ -183,28 +179,21 @@ export class RangeReader {
     }
     p.status = Number(status[1]);
     const info = { ...p.info, status: p.status };
+    // Any other status: its typed error at once; the body is not read and the connection not reused.
+    if (p.status !== 206) return this.#fail(p, statusError(info)), false;
     if (headers.has("transfer-encoding")) return this.#fail(p, new ImageioProtocolError(info, "chunked answers are not expected")), false;
     const length = Number(headers.get("content-length") ?? "NaN");
-    if (!Number.isSafeInteger(length) || length < 0) return this.#fail(p, new ImageioProtocolError(info, "the answer has no Content-Length")), false;
-    p.bodyLength = length;
-    if (headers.get("connection")?.toLowerCase() === "close") this.#closeAfter = true;
-    const extra = this.#headLen - (end + 4);
-    if (p.status === 206) {
-      const m = CONTENT_RANGE.exec(headers.get("content-range") ?? "");
-      if (!m || Number(m[1]) !== p.offset || Number(m[2]) !== p.offset + p.target.length - 1 || length !== p.target.length) {
-        return this.#fail(p, new ImageioProtocolError(info, `Content-Range ${JSON.stringify(headers.get("content-range") ?? null)} does not match bytes ${p.offset}-${p.offset + p.target.length - 1}`)), false;
-      }
-      if (extra > length) return this.#fail(p, new ImageioProtocolError(info, "the server sent more bytes than asked")), false;
-      this.#head.copy(p.target, 0, end + 4, this.#headLen);
-      p.pos = extra;
-      this.#headLen = 0;
-    } else {
-      // Keep only the error body in the head buffer, capped: it is discarded with the connection.
-      this.#head.copy(this.#head, 0, end + 4, this.#headLen);
-      this.#headLen = extra;
-      p.bodyLength = Math.min(length, ERROR_BODY_MAX);
-      if (length > ERROR_BODY_MAX) this.#closeAfter = true;
+    const m = CONTENT_RANGE.exec(headers.get("content-range") ?? "");
+    if (!m || Number(m[1]) !== p.offset || Number(m[2]) !== p.offset + p.target.length - 1 || length !== p.target.length) {
+      return this.#fail(p, new ImageioProtocolError(info, `Content-Range ${JSON.stringify(headers.get("content-range") ?? null)} does not match bytes ${p.offset}-${p.offset + p.target.length - 1}`)), false;
     }
+    const extra = this.#headLen - (end + 4);
+    if (extra > length) return this.#fail(p, new ImageioProtocolError(info, "the server sent more bytes than asked")), false;
+    if (headers.get("connection")?.toLowerCase() === "close") this.#closeAfter = true;
+    this.#head.copy(p.target, 0, end + 4, this.#headLen);
+    p.bodyLength = length;
+    p.pos = extra;
+    this.#headLen = 0;
     p.inBody = true;
     return true;
   }
@@ -214,13 +203,12 @@ export class RangeReader {
   #finish(p: Pending): void {
     this.#pending = undefined;
     this.#headLen = 0;
-    if (p.status === 206 && p.pos > p.bodyLength) {
+    if (p.pos > p.bodyLength) {
       this.#fail(p, new ImageioProtocolError({ ...p.info, status: p.status }, "the server sent more bytes than asked"));
       return;
     }
-    if (this.#closeAfter || p.status !== 206) this.#drop(undefined);
-    if (p.status === 206) p.resolve();
-    else p.reject(statusError({ ...p.info, status: p.status }));
+    if (this.#closeAfter) this.#drop(undefined);
+    p.resolve();
   }
 
   #fail(p: Pending, err: unknown): void {
@@ -258,7 +246,7 @@ export class RangeReader {
   }
 }
 
-/** The imageio client's error type for a status (the body is not shown: it may echo the ticket). */
+/** The imageio client's error type for a status (the body is not read: it may echo the ticket). */
 function statusError(info: RequestInfo): Error {
   const m = `HTTP ${info.status}`;
   switch (info.status) {
