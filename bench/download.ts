@@ -22,6 +22,15 @@ export interface FullLayer {
   seconds: number;
 }
 
+/**
+ * What the child's probe saw: the memory split at the highest RSS (anonymous vs file pages, V8
+ * heap, external, ArrayBuffers), CPU seconds per thread name (MainThread, WorkerThread = hashing,
+ * V8Worker = V8's GC and compiler threads, libuv-worker) and per child process (qemu-nbd, qemu-img).
+ */
+export function probeFigures(r: ChildResult) {
+  return r.probe ? { atPeakRss: r.probe.peak, threadCpuSeconds: r.probe.threadCpuSeconds, childCpuSeconds: r.probe.childCpuSeconds } : null;
+}
+
 /** The JSON of one curl ceiling run. */
 export function curlFigures(r: ChildResult) {
   return {
@@ -54,6 +63,11 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       kind: "download", url: t.url, caPem: ctx.tls.caPem, output: layer.path, incremental: false,
       digestsOut: layer.digests, connections,
     });
+    // The same download hashing on its own thread (no hashing threads): what the threads cost in RSS and buy in time.
+    ctx.log("download: ferry full download, hashing inline (hashThreads 0)");
+    const inlinePath = join(ctx.dir, "full-inline.qcow2");
+    const inline = await ctx.runChild({ kind: "download", url: t.url, caPem: ctx.tls.caPem, output: inlinePath, incremental: false, connections, hashThreads: 0 });
+    await rm(inlinePath, { force: true });
     layer.checksum = ferry.checksum!;
     layer.bytes = ferry.bytes;
     layer.seconds = ferry.seconds;
@@ -80,6 +94,15 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       cpuSecondsPerGiB: cpuPerGiB(ferry.jobCpuSeconds, ferry.bytes),
       cpuVsCurl: round3(ferry.jobCpuSeconds / Math.max(0.001, curlFile.curlCpuSeconds ?? 0)),
       ceilingPeakRssMiB: kibToMiB(ceiling.vmHwmKiB),
+      probe: probeFigures(ferry),
+      inlineHashing: {
+        seconds: round3(inline.seconds),
+        ratioToCurl: round3(curlFile.seconds / inline.seconds),
+        peakRssMiB: kibToMiB(inline.vmHwmKiB),
+        cpuSecondsPerGiB: cpuPerGiB(inline.jobCpuSeconds, inline.bytes),
+        probe: probeFigures(inline),
+        checksumMatches: inline.checksum === ferry.checksum,
+      },
       checksumMatchesImageio: imageioChecksum.checksum === ferry.checksum,
       machineLoadAverage: { before: loadBefore, after: loadAfter },
     };

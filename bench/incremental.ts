@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { openImageio } from "../adapters/imageio/mod.ts";
 import { qemuImg } from "../adapters/qemu/mod.ts";
 import { BITMAP, GiB, MiB, cpuPerGiB, guestWrite, kibToMiB, layoutRuns, loadAverage, mibps, round3, type BenchContext } from "./context.ts";
-import type { FullLayer } from "./download.ts";
+import { probeFigures, type FullLayer } from "./download.ts";
 
 export const name = "incremental";
 
@@ -48,6 +48,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
         // worse than the full download per GiB of data.
         vsFull: round3(r.seconds / full.seconds),
         perDirtyGiBVsFullPerGiB: round3(r.seconds / (dirty / GiB) / (full.seconds / (full.bytes / GiB))),
+        probe: probeFigures(r),
         machineLoadAverage: loadAverage(),
       });
       if (i === dirtySizes.length - 1) {

@@ -7,7 +7,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { qemuImg } from "../adapters/qemu/mod.ts";
 import { cpuPerGiB, kibToMiB, loadAverage, mibps, round3, type BenchContext } from "./context.ts";
-import { curlFigures, type FullLayer } from "./download.ts";
+import { curlFigures, probeFigures, type FullLayer } from "./download.ts";
 
 export const name = "upload";
 
@@ -54,6 +54,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     cpuSecondsPerGiB: cpuPerGiB(ferry.jobCpuSeconds, ferry.bytes),
     cpuVsCurl: round3(ferry.jobCpuSeconds / Math.max(0.001, curl.curlCpuSeconds ?? 0)),
     ceilingPeakRssMiB: kibToMiB(ceiling.vmHwmKiB),
+    probe: probeFigures(ferry),
     checksumMatchesDownload: ferry.checksum === full.checksum,
     machineLoadAverage: { before: loadBefore, after: loadAverage() },
   };
