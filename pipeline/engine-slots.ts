@@ -122,6 +122,12 @@ export function createSlots(kv: SlotsKv, o: SlotsOptions): Slots {
 
   /** Every scope or none: on a full one, what was taken this round is given back. */
   async function tryAll(scopes: readonly SlotScope[], me: SlotHolder): Promise<{ scope: SlotScope; holders: readonly SlotHolder[] } | undefined> {
+    // Look before taking: a backup held back by a full storage domain does not keep taking and
+    // giving back the engine slot (briefly making it look full to others) on every wake-up.
+    for (const scope of scopes) {
+      const others = ((await readRecord<SlotRecord>(kv, scope.key))?.value.holders ?? []).filter((h) => live(h) && h.runId !== me.runId);
+      if (others.length >= scope.limit) return { scope, holders: others };
+    }
     const taken: SlotScope[] = [];
     for (const scope of scopes) {
       const full = await take(scope, { ...me, since: clock().toISOString(), expiresAt: expiry() });
