@@ -216,10 +216,15 @@ class ChangeWaiter {
   #wake: (() => void) | undefined;
   #started = false;
 
+  private readonly kv: SlotsKv;
+  private readonly keys: string[];
   constructor(
-    private readonly kv: SlotsKv,
-    private readonly keys: string[],
-  ) {}
+    kv: SlotsKv,
+    keys: string[],
+  ) {
+    this.kv = kv;
+    this.keys = keys;
+  }
 
   /** Start watching (once). True when it just started: the caller looks again before sleeping. */
   async start(): Promise<boolean> {

@@ -17,8 +17,10 @@ export class ChecksumMismatchError extends TransientError {
 
 /** The engine has no usable checkpoint or bitmap: this run goes on as a full backup. */
 export class NeedFullError extends Error {
-  constructor(readonly reason: string) {
+  readonly reason: string;
+  constructor(reason: string) {
     super(reason);
+    this.reason = reason;
   }
 }
 

@@ -57,14 +57,24 @@ export interface DeliveryContext {
 /** One attempt's view: the journal record is read and changed only through `run`/`change`. */
 export class AttemptScope {
   #run: BackupRun;
+  readonly deps: BackupRequestedDeps;
+  readonly engine: BackupEngine;
+  readonly vm: EngineVm;
+  readonly ctx: DeliveryContext;
+  readonly log: Log;
   constructor(
-    readonly deps: BackupRequestedDeps,
-    readonly engine: BackupEngine,
-    readonly vm: EngineVm,
-    readonly ctx: DeliveryContext,
-    readonly log: Log,
+    deps: BackupRequestedDeps,
+    engine: BackupEngine,
+    vm: EngineVm,
+    ctx: DeliveryContext,
+    log: Log,
     run: BackupRun,
   ) {
+    this.deps = deps;
+    this.engine = engine;
+    this.vm = vm;
+    this.ctx = ctx;
+    this.log = log;
     this.#run = run;
   }
 
