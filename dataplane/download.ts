@@ -29,7 +29,7 @@ export const DEFAULT_CONNECTIONS = 4;
  * hashing and back, so a connection whose buffer is being stored can start its next GET with a
  * buffer another connection has just released. Measured here (8 GiB disk, 2 GiB data, 4
  * connections): one extra buffer was a few percent faster but pushed the peak RSS past 256 MiB;
- * none keeps memory at connections × piece size (32 MiB at the defaults).
+ * none keeps memory at connections × piece size (16 MiB at the defaults, 4 MiB pieces).
  */
 export const DOWNLOAD_EXTRA_BUFFERS = 0;
 

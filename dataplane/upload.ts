@@ -61,7 +61,7 @@ export class UploadError extends PermanentError {}
  * Window buffers beyond one per connection. A buffer being filled from the local image is not
  * being sent, so without spares fewer than `connections` PUTs are in flight. Measured here (2 GiB
  * of data, 4 connections): two spares took the upload from 0.63-0.71 to 0.71-0.99 of the plain-PUT
- * ceiling. Memory: (connections + 2) × piece size, 48 MiB at the defaults.
+ * ceiling. Memory: (connections + 2) × piece size, 24 MiB at the defaults (4 MiB pieces).
  */
 export const UPLOAD_EXTRA_BUFFERS = 2;
 
