@@ -57,6 +57,8 @@ export interface ChildResult {
   heap?: { heapTotalMiB: number; heapUsedMiB: number; externalMiB: number; arrayBuffersMiB: number; mallocArenaMax: string | null };
   maxRssKiB: number;
   vmHwmKiB: number;
+  /** Set by the bench (context.ts): cores busy on the whole machine while the child ran (all of them = CPU-bound machine). */
+  machineBusyCores?: number;
   /** Sampled during the job (every FERRY_BENCH_PROBE_MS, default 200): the memory split at the highest RSS, CPU per thread and per child process. */
   probe?: Awaited<ReturnType<ReturnType<typeof startProbe>["stop"]>>;
 }

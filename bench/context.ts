@@ -5,7 +5,8 @@
  */
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
-import { loadavg, tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
@@ -119,6 +120,7 @@ export async function createBenchContext(config: BenchConfig, log: (msg: string)
         const prof = process.env.FERRY_BENCH_PROFILE_DIR;
         const flags = prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`, `--cpu-prof-name=${job.kind}-${Date.now()}.cpuprofile`] : [];
         // Node's own type stripping, as `ferry` runs (no tsx: its loader and esbuild are not the transfer's cost).
+        const cpu0 = machineCpuTicks();
         const r = await execa(process.execPath, [...flags, childScript], {
           input: JSON.stringify(job),
           // glibc gives each thread its own malloc arena; two bound the RSS the hashing threads add.
@@ -127,7 +129,8 @@ export async function createBenchContext(config: BenchConfig, log: (msg: string)
           stderr: "pipe",
         });
         if (r.exitCode !== 0) throw new Error(`bench child ${job.kind} failed: ${String(r.stderr).slice(-2000)}`);
-        return JSON.parse(String(r.stdout).trim().split("\n").at(-1)!) as ChildResult;
+        const result = JSON.parse(String(r.stdout).trim().split("\n").at(-1)!) as ChildResult;
+        return { ...result, machineBusyCores: busyCores(cpu0, machineCpuTicks()) };
       },
       async close() {
         for (const e of exports) await e.stop().catch(() => {});
@@ -142,6 +145,20 @@ export async function createBenchContext(config: BenchConfig, log: (msg: string)
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** The machine's CPU ticks from /proc/stat's first line: [busy, idle + iowait]. */
+function machineCpuTicks(): [number, number] {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = f[3]! + f[4]!;
+  return [f.reduce((a, b) => a + b, 0) - idle, idle];
+}
+
+/** Cores busy on the whole machine between two samples (2.0 on this VM = no idle CPU left). */
+function busyCores(a: [number, number], b: [number, number]): number {
+  const busy = b[0] - a[0];
+  const all = busy + b[1] - a[1];
+  return Number((all > 0 ? (busy / all) * cpus().length : 0).toFixed(2));
 }
 
 export const mibps = (bytes: number, seconds: number) => Number((seconds > 0 ? bytes / MiB / seconds : 0).toFixed(1));

@@ -38,6 +38,7 @@ export function curlFigures(r: ChildResult) {
     seconds: round3(r.seconds),
     mibPerSecond: mibps(r.bytes, r.seconds),
     cpuSecondsPerGiB: cpuPerGiB(r.curlCpuSeconds ?? 0, r.bytes),
+    machineBusyCores: r.machineBusyCores,
     peakRssMiB: kibToMiB(r.curlPeakRssKiB ?? 0),
     sumPeakRssMiB: kibToMiB(r.curlSumPeakRssKiB ?? 0),
   };
@@ -95,6 +96,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       cpuVsCurl: round3(ferry.jobCpuSeconds / Math.max(0.001, curlFile.curlCpuSeconds ?? 0)),
       ceilingPeakRssMiB: kibToMiB(ceiling.vmHwmKiB),
       probe: probeFigures(ferry),
+      machineBusyCores: ferry.machineBusyCores,
       inlineHashing: {
         seconds: round3(inline.seconds),
         ratioToCurl: round3(curlFile.seconds / inline.seconds),

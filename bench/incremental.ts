@@ -49,6 +49,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
         vsFull: round3(r.seconds / full.seconds),
         perDirtyGiBVsFullPerGiB: round3(r.seconds / (dirty / GiB) / (full.seconds / (full.bytes / GiB))),
         probe: probeFigures(r),
+        machineBusyCores: { ferry: r.machineBusyCores, curl: curl.machineBusyCores },
         machineLoadAverage: loadAverage(),
       });
       if (i === dirtySizes.length - 1) {

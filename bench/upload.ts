@@ -55,6 +55,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     cpuVsCurl: round3(ferry.jobCpuSeconds / Math.max(0.001, curl.curlCpuSeconds ?? 0)),
     ceilingPeakRssMiB: kibToMiB(ceiling.vmHwmKiB),
     probe: probeFigures(ferry),
+    machineBusyCores: ferry.machineBusyCores,
     checksumMatchesDownload: ferry.checksum === full.checksum,
     machineLoadAverage: { before: loadBefore, after: loadAverage() },
   };
