@@ -49,7 +49,7 @@ export interface DownloadParams {
   signal?: AbortSignal;
   /** Largest request (and unit of work); a multiple of 4 MiB. Default 8 MiB. */
   pieceSize?: number;
-  /** Block-hashing threads (hash-pool.ts); 0 hashes on this thread. Default: one per core, at most 4. */
+  /** Block-hashing threads (hash-pool.ts); 0 hashes on this thread. Default: 1 (2 with 4+ cores). */
   hashThreads?: number;
 }
 

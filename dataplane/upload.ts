@@ -38,7 +38,7 @@ export interface UploadParams {
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
   pieceSize?: number;
-  /** Block-hashing threads (hash-pool.ts); 0 hashes on this thread. Default: one per core, at most 4. */
+  /** Block-hashing threads (hash-pool.ts); 0 hashes on this thread. Default: 1 (2 with 4+ cores). */
   hashThreads?: number;
 }
 
