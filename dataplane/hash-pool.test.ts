@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { DigestsError } from "./blkhash.ts";
 import type { HashJob } from "./hash-job.ts";
-import { inlineHasher, startHashPool } from "./hash-pool.ts";
+import { hasherFor, hashThreadsRunning, inlineHasher, sharedHashPool, startHashPool } from "./hash-pool.ts";
 import { sharedBuffer } from "./pool.ts";
 
 const MiB = 1024 * 1024;
@@ -62,5 +62,28 @@ describe("hash pool", () => {
     await p.close();
     const { job, memory } = window();
     await expect(p.hash(job, memory)).rejects.toMatchObject({ code: "HASH_POOL_CLOSED" });
+  });
+
+  it("transfers in one process share one pool: one set of threads however many transfers, ended with the last user", async () => {
+    const before = hashThreadsRunning();
+    const users = Array.from({ length: 4 }, () => sharedHashPool(1));
+    expect(hashThreadsRunning() - before).toBe(1);
+    const windows = users.map(() => window());
+    const out = await Promise.all(users.map((u, i) => u.hash(windows[i]!.job, windows[i]!.memory)));
+    out.forEach((d, i) => expect(d.equals(windows[i]!.expected)).toBe(true));
+    await users[0]!.close();
+    await expect(users[0]!.hash(windows[0]!.job, windows[0]!.memory)).rejects.toMatchObject({ code: "HASH_POOL_CLOSED" });
+    // The others still hash on the same thread.
+    expect((await users[1]!.hash(windows[1]!.job, windows[1]!.memory)).equals(windows[1]!.expected)).toBe(true);
+    for (const u of users.slice(1)) await u.close();
+    await expect.poll(() => hashThreadsRunning()).toBe(before);
+    // A big transfer with the default thread count uses the shared pool; a given count gets its own.
+    const a = hasherFor(64, 4 * MiB);
+    const b = hasherFor(64, 4 * MiB);
+    const started = hashThreadsRunning() - before;
+    const own = hasherFor(64, 4 * MiB, 1);
+    expect(hashThreadsRunning() - before).toBe(started + 1);
+    await Promise.all([a.close(), b.close(), own.close()]);
+    await expect.poll(() => hashThreadsRunning()).toBe(before);
   });
 });

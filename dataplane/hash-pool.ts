@@ -38,16 +38,25 @@ interface Pending {
 
 const workerUrl = new URL("./hash-worker.js", import.meta.url);
 
+let threadsRunning = 0;
+/** Hashing threads alive in this process (for tests and diagnostics). */
+export function hashThreadsRunning(): number {
+  return threadsRunning;
+}
+
 /**
  * `threads` hashing threads, started now (a thread takes tens of ms to load, overlapped with the
  * transfer's setup). A job goes to the thread with the fewest jobs queued.
  */
-export function startHashPool(threads: number): BlockHasherPool {
+export function startHashPool(threads: number): BlockHasherPool & { readonly broken: boolean } {
   let nextId = 0;
   let closed = false;
+  // A thread that failed or exited takes no more jobs: they would wait for an answer forever.
+  let broken = false;
   const lanes = Array.from({ length: Math.max(1, threads) }, () => {
     // execArgv []: not the parent's loader flags (tsx); hash-worker.js is plain JavaScript.
     const worker = new Worker(workerUrl, { execArgv: [] });
+    threadsRunning++;
     const pending = new Map<number, Pending>();
     const failAll = (err: unknown) => {
       for (const p of pending.values()) p.reject(err);
@@ -60,16 +69,26 @@ export function startHashPool(threads: number): BlockHasherPool {
       if (m.error) p.reject(new DigestsError(m.error.code, m.error.message));
       else p.resolve(Buffer.from(m.digests!.buffer, m.digests!.byteOffset, m.digests!.byteLength));
     });
-    worker.on("error", (err) => failAll(new DigestsError("HASH_WORKER_FAILED", `a hashing thread failed: ${err.message}`, {}, { cause: err })));
+    worker.on("error", (err) => {
+      broken = true;
+      failAll(new DigestsError("HASH_WORKER_FAILED", `a hashing thread failed: ${err.message}`, {}, { cause: err }));
+    });
     worker.on("exit", (code) => {
-      if (!closed) failAll(new DigestsError("HASH_WORKER_FAILED", `a hashing thread exited (code ${code})`));
+      threadsRunning--;
+      if (closed) return;
+      broken = true;
+      failAll(new DigestsError("HASH_WORKER_FAILED", `a hashing thread exited (code ${code})`));
     });
     return { worker, pending };
   });
   return {
+    get broken() {
+      return broken;
+    },
     hash(job, memory) {
       if (!(memory.buffer instanceof SharedArrayBuffer)) return Promise.resolve(runHashJob(job, memory));
       if (closed) return Promise.reject(new DigestsError("HASH_POOL_CLOSED", "the hashing pool is closed"));
+      if (broken) return Promise.reject(new DigestsError("HASH_WORKER_FAILED", "a hashing thread of this pool failed"));
       const lane = lanes.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
       const id = nextId++;
       return new Promise<Buffer>((resolve, reject) => {
@@ -98,7 +117,40 @@ export function startHashPool(threads: number): BlockHasherPool {
  */
 export const POOLED_HASH_MIN_BYTES = 64 * 1024 * 1024;
 
-/** A hashing pool sized for `hashBlocks` blocks of `blockSize`: threads for big transfers, inline for small ones. */
-export function hasherFor(hashBlocks: number, blockSize: number, threads: number = defaultHashThreads()): BlockHasherPool {
-  return hashBlocks * blockSize >= POOLED_HASH_MIN_BYTES && threads > 0 ? startHashPool(threads) : inlineHasher();
+let shared: { pool: ReturnType<typeof startHashPool>; threads: number; users: number } | undefined;
+
+/**
+ * The process's one pool of `threads` hashing threads, shared by every transfer in it: a worker
+ * running several backups at once (backupsPerEngine) would otherwise start threads per transfer —
+ * more threads than cores, each with its RSS. Started with its first user, ended with its last
+ * (`close` releases this user only); a pool whose thread failed is replaced for the next user.
+ */
+export function sharedHashPool(threads: number): BlockHasherPool {
+  if (!shared || shared.threads !== threads || shared.pool.broken) {
+    // A replaced pool keeps serving (or failing) its users; it ends with the last of them.
+    shared = { pool: startHashPool(threads), threads, users: 0 };
+  }
+  const entry = shared;
+  entry.users++;
+  let released = false;
+  return {
+    hash: (job, memory) => (released ? Promise.reject(new DigestsError("HASH_POOL_CLOSED", "the hashing pool is closed")) : entry.pool.hash(job, memory)),
+    async close() {
+      if (released) return;
+      released = true;
+      if (--entry.users > 0) return;
+      if (shared === entry) shared = undefined;
+      await entry.pool.close();
+    },
+  };
+}
+
+/**
+ * A hashing pool sized for `hashBlocks` blocks of `blockSize`: inline for small transfers, else
+ * the process's shared pool (or a pool of its own when `threads` is given).
+ */
+export function hasherFor(hashBlocks: number, blockSize: number, threads?: number): BlockHasherPool {
+  const n = threads ?? defaultHashThreads();
+  if (hashBlocks * blockSize < POOLED_HASH_MIN_BYTES || n <= 0) return inlineHasher();
+  return threads === undefined ? sharedHashPool(n) : startHashPool(n);
 }
