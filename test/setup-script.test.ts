@@ -275,8 +275,9 @@ describe(".ci/run", () => {
     expect(spawnSync(BASH, ["-n", path.join(REPO, "infra", "setup.sh")]).status).toBe(0);
   });
 
-  it("setup - package.json scripts run the setup script quietly before test, demo and bench", () => {
+  it("setup - package.json scripts run the setup script quietly before test, demo, bench and chaos; bench and chaos keep its lines off stdout (one JSON document there)", () => {
     const pkg = JSON.parse(readFileSync(path.join(REPO, "package.json"), "utf8")) as { scripts: Record<string, string> };
-    for (const s of ["test", "demo", "bench"]) expect(pkg.scripts[s]).toMatch(/^bash infra\/setup\.sh --quiet && /);
+    for (const s of ["test", "demo"]) expect(pkg.scripts[s]).toMatch(/^bash infra\/setup\.sh --quiet && /);
+    for (const s of ["bench", "chaos"]) expect(pkg.scripts[s]).toMatch(/^bash infra\/setup\.sh --quiet >&2 && /);
   });
 });
