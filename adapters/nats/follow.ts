@@ -15,6 +15,8 @@ export interface BusEvent {
   readonly stream: string;
   readonly seq: number;
   readonly received: Date;
+  /** The server's timestamp in nanoseconds: orders events across streams (Dates keep only ms). */
+  readonly receivedNanos: bigint;
   /** Parsed JSON, or undefined when the payload is not JSON (then `text`). */
   readonly data: unknown;
   readonly text: string;
@@ -71,7 +73,9 @@ export async function followBus(nc: NatsConnection, o: FollowOptions, onEvent: (
   const caughtUp = (stream: string) => {
     backlogs.delete(stream);
     if (backlogs.size > 0 || !held) return;
-    const out = held.sort((a, b) => a.received.getTime() - b.received.getTime() || a.seq - b.seq);
+    // Nanoseconds, not Dates: events published within one millisecond otherwise tie, and stream
+    // sequences do not compare across streams (CI saw restore.requested before backup.failed).
+    const out = held.sort((a, b) => (a.receivedNanos < b.receivedNanos ? -1 : a.receivedNanos > b.receivedNanos ? 1 : 0));
     held = undefined;
     for (const e of out) onEvent(e);
   };
@@ -109,7 +113,7 @@ export async function followBus(nc: NatsConnection, o: FollowOptions, onEvent: (
       (async () => {
         for await (const m of messages) {
           // Stream subjects are concrete, so "intersects the filter" is "matches the filter".
-          if (subjectsIntersect(m.subject, filter)) emit({ subject: m.subject, stream: m.info.stream, seq: m.seq, received: m.time, ...decode(m.data) });
+          if (subjectsIntersect(m.subject, filter)) emit({ subject: m.subject, stream: m.info.stream, seq: m.seq, received: m.time, receivedNanos: m.timestampNanos, ...decode(m.data) });
           if (backlogs.has(plan.name) && m.seq >= plan.lastSeq) caughtUp(plan.name);
         }
       })(),
@@ -121,7 +125,10 @@ export async function followBus(nc: NatsConnection, o: FollowOptions, onEvent: (
     stops.push(() => sub.unsubscribe());
     tasks.push(
       (async () => {
-        for await (const m of sub) emit({ subject: m.subject, stream: "", seq: 0, received: new Date(), ...decode(m.data) });
+        for await (const m of sub) {
+          const received = new Date();
+          emit({ subject: m.subject, stream: "", seq: 0, received, receivedNanos: BigInt(received.getTime()) * 1_000_000n, ...decode(m.data) });
+        }
       })(),
     );
   }
