@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import { putUser } from "../../console/users.ts";
 import { spawnFerry } from "./functions.ts";
+import { waitForOutput } from "./child-output.ts";
 
 export const DEMO_CONSOLE_USER = "demo";
 
@@ -52,27 +53,13 @@ export async function startDemoConsole(o: {
 }
 
 function waitListening(child: ChildProcess, timeoutMs: number, signal: AbortSignal): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = "";
-    const timer = setTimeout(() => finish(new Error(`'ferry console' did not say where it listens within ${timeoutMs / 1000} s`)), timeoutMs);
-    const onData = (chunk: Buffer) => {
-      text += chunk.toString();
-      const m = LISTENING.exec(text);
-      if (m) finish(undefined, m[1]);
-    };
-    const onExit = (code: number | null, sig: NodeJS.Signals | null) =>
-      finish(new Error(`'ferry console' exited (${sig ?? `code ${code}`}) before it listened: ${text.trim().split("\n").slice(-3).join(" | ")}`));
-    const onAbort = () => finish(new Error("aborted"));
-    function finish(err: Error | undefined, url?: string) {
-      clearTimeout(timer);
-      child.stderr?.off("data", onData);
-      child.off("exit", onExit);
-      signal.removeEventListener("abort", onAbort);
-      if (err) reject(err);
-      else resolve(url!);
-    }
-    child.stderr?.on("data", onData);
-    child.once("exit", onExit);
-    signal.addEventListener("abort", onAbort, { once: true });
+  return waitForOutput(child, {
+    stream: "stderr",
+    timeoutMs,
+    signal,
+    match: (text) => LISTENING.exec(text)?.[1],
+    timedOut: () => new Error(`'ferry console' did not say where it listens within ${timeoutMs / 1000} s`),
+    exited: (code, sig, text) =>
+      new Error(`'ferry console' exited (${sig ?? `code ${code}`}) before it listened: ${text.trim().split("\n").slice(-3).join(" | ")}`),
   });
 }

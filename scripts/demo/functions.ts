@@ -9,6 +9,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnOwned, stopChild } from "./nats-server.ts";
+import { waitForOutput } from "./child-output.ts";
 
 export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 export const ferryBin = join(repoRoot, "cli", "ferry.mjs");
@@ -83,35 +84,24 @@ export async function startFunctions(o: { configFile: string; natsUrl: string; l
 }
 
 function waitRunning(child: ChildProcess, timeoutMs: number, signal: AbortSignal): Promise<{ functions: string[]; metricsUrl: string | undefined }> {
-  return new Promise((resolve, reject) => {
-    let partial = "";
-    const timer = setTimeout(() => finish(new Error(`'ferry run all' did not report "functions running" within ${timeoutMs / 1000} s`)), timeoutMs);
-    const onData = (chunk: Buffer) => {
-      partial += chunk.toString();
-      const lines = partial.split("\n");
-      partial = lines.pop() ?? "";
-      for (const line of lines) {
+  return waitForOutput(child, {
+    stream: "stdout",
+    timeoutMs,
+    signal,
+    match: (text) => {
+      // Complete lines only: the last one may still be arriving.
+      for (const line of text.split("\n").slice(0, -1)) {
         try {
           const l = JSON.parse(line) as { msg?: string; functions?: string[]; metrics?: string };
-          if (l.msg === "functions running") return finish(undefined, { functions: l.functions ?? [], metricsUrl: l.metrics });
+          if (l.msg === "functions running") return { functions: l.functions ?? [], metricsUrl: l.metrics };
         } catch {
           // not a log line (a warning from node): ignore
         }
       }
-    };
-    const onExit = (code: number | null, sig: NodeJS.Signals | null) => finish(new Error(`'ferry run all' exited (${sig ?? `code ${code}`}) before it was running`));
-    const onAbort = () => finish(new Error("aborted"));
-    function finish(err: Error | undefined, running?: { functions: string[]; metricsUrl: string | undefined }) {
-      clearTimeout(timer);
-      child.stdout?.off("data", onData);
-      child.off("exit", onExit);
-      signal.removeEventListener("abort", onAbort);
-      if (err) reject(err);
-      else resolve(running ?? { functions: [], metricsUrl: undefined });
-    }
-    child.stdout?.on("data", onData);
-    child.once("exit", onExit);
-    signal.addEventListener("abort", onAbort, { once: true });
+      return undefined;
+    },
+    timedOut: () => new Error(`'ferry run all' did not report "functions running" within ${timeoutMs / 1000} s`),
+    exited: (code, sig) => new Error(`'ferry run all' exited (${sig ?? `code ${code}`}) before it was running`),
   });
 }
 

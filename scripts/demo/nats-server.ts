@@ -8,6 +8,7 @@ import { createWriteStream } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { waitForOutput } from "./child-output.ts";
 
 export interface DemoNats {
   readonly url: string;
@@ -73,32 +74,17 @@ async function launch(dir: string, logDir: string, port: number, signal: AbortSi
 }
 
 function waitReady(child: ChildProcess, timeoutMs: number, signal: AbortSignal): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let text = "";
-    let port: number | undefined;
-    const timer = setTimeout(() => finish(new Error(`nats-server not ready after ${timeoutMs / 1000} s:\n${text.slice(-1500)}`)), timeoutMs);
-    const onData = (chunk: Buffer) => {
-      text += chunk.toString();
+  return waitForOutput(child, {
+    stream: "stderr",
+    timeoutMs,
+    signal,
+    match: (text) => {
       const m = /Listening for client connections on [^\s]+:(\d+)/.exec(text);
-      if (m) port = Number(m[1]);
-      if (port !== undefined && text.includes("Server is ready")) finish(undefined, port);
-    };
-    const onExit = (code: number | null) => finish(new Error(`nats-server exited (code ${code}) before it was ready:\n${text.slice(-1500)}`));
-    const onError = (err: Error) => finish(new Error(`cannot start nats-server: ${err.message} (is it installed? 'bash infra/setup.sh' installs it)`));
-    const onAbort = () => finish(new Error("aborted"));
-    function finish(err: Error | undefined, p?: number) {
-      clearTimeout(timer);
-      child.stderr?.off("data", onData);
-      child.off("exit", onExit);
-      child.off("error", onError);
-      signal.removeEventListener("abort", onAbort);
-      if (err) reject(err);
-      else resolve(p as number);
-    }
-    child.stderr?.on("data", onData);
-    child.once("exit", onExit);
-    child.once("error", onError);
-    signal.addEventListener("abort", onAbort, { once: true });
+      return m && text.includes("Server is ready") ? Number(m[1]) : undefined;
+    },
+    timedOut: (text) => new Error(`nats-server not ready after ${timeoutMs / 1000} s:\n${text.slice(-1500)}`),
+    exited: (code, _sig, text) => new Error(`nats-server exited (code ${code}) before it was ready:\n${text.slice(-1500)}`),
+    spawnFailed: (err) => new Error(`cannot start nats-server: ${err.message} (is it installed? 'bash infra/setup.sh' installs it)`),
   });
 }
 
