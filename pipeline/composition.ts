@@ -9,7 +9,7 @@ import { hostname } from "node:os";
 import { readFile } from "node:fs/promises";
 import { createEngineClient } from "../adapters/ovirt/client.ts";
 import { openImageio } from "../adapters/imageio/mod.ts";
-import { download, upload } from "../dataplane/mod.ts";
+import { download, sweepScratch, upload } from "../dataplane/mod.ts";
 import { buckets } from "../infra/streams/mod.ts";
 import { CONFIG_DEFAULTS } from "../contracts/config.ts";
 import type { RetentionPolicy } from "../domain/retention/mod.ts";
@@ -303,6 +303,11 @@ export function pipelineFor(ctx: PipelineContext): Promise<BackupWiring> {
       const settings = settingsFromConfig(ctx.config, Object.fromEntries(Object.keys(ctx.config.engines).map((n) => [n, trust.pem(n)])));
       const wiring = await buildBackupWiring(settings, (b) => ctx.kvm.open(b), trust, ctx.log);
       ctx.signal.addEventListener("abort", () => void wiring.close(), { once: true });
+      // NBD socket dirs of transfer processes killed mid-download or mid-upload (nobody else
+      // removes them): once per process, by whichever function builds the wiring first.
+      void sweepScratch()
+        .then((removed) => removed.length && ctx.log?.info({ removed }, "removed scratch dirs of transfer processes that are gone"))
+        .catch((err: unknown) => ctx.log?.warn({ err }, "scratch sweep failed"));
       return wiring;
     })();
     perProcess.set(ctx.config, p);

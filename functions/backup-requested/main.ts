@@ -10,7 +10,6 @@ import { createReconciler } from "../../pipeline/reconcile.ts";
 import { backupConcurrencyOf, backupFunctionDeps, pipelineFor } from "../../pipeline/composition.ts";
 import { backupRequestedFunction } from "./definition.ts";
 import { createPublisher } from "../runtime/mod.ts";
-import { sweepScratch } from "../../dataplane/mod.ts";
 
 const RECONCILE_EVERY_MS = 3 * 60_000;
 
@@ -23,10 +22,6 @@ const create: FunctionFactory<LoadedConfig> = async (ctx) => {
     .catch((err: unknown) => ctx.log.warn({ err }, "store sweep failed"));
   const publisher = createPublisher(ctx.nc, ctx.js);
   const announceFailure = async (event: { id: string } & Record<string, unknown>) => void (await publisher.publish({ subject: "backup.failed", event }));
-  // NBD socket dirs of a worker that was killed mid-download (nobody else removes them).
-  void sweepScratch()
-    .then((removed) => removed.length && ctx.log.info({ removed }, "removed scratch dirs of transfer processes that are gone"))
-    .catch((err: unknown) => ctx.log.warn({ err }, "scratch sweep failed"));
   ctx.background("reconciler", createReconciler({ ...deps.reconciler, announceFailure }).start(RECONCILE_EVERY_MS, ctx.signal));
   // Several backups at once per process (concurrency.backupsPerEngine per engine); the engine slots
   // (KV ferry-slots) bound them across every process, so a request beyond the limit waits for one.
