@@ -62,30 +62,80 @@ function substitute(text: string, pairs: [string, string][]): string {
   return out;
 }
 
-/** Starts nats-server on a config; resolves with the client and monitor ports it logged. */
-async function startNats(conf: string): Promise<{ child: ChildProcess; client: number; http: number }> {
+/** Starts nats-server on a config; resolves with the client and monitor ports it logged and its log so far (kept growing). */
+async function startNats(conf: string): Promise<{ child: ChildProcess; client: number; http: number; log: () => string }> {
   // --pdeathsig: the server dies with this worker even if afterAll never runs.
   const argv = existsSync("/usr/bin/setpriv") ? ["/usr/bin/setpriv", "--pdeathsig", "SIGTERM", "--", "nats-server"] : ["nats-server"];
   const child = spawn(argv[0]!, [...argv.slice(1), "-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
   children.push(child);
+  let log = "";
+  // The whole log is kept (bounded): when the cluster does not form, it is the evidence.
+  child.stderr!.on("data", (c: Buffer) => {
+    log = (log + c.toString()).slice(-200_000);
+  });
   return new Promise((resolve, reject) => {
-    let log = "";
     const timer = setTimeout(() => reject(new Error(`nats-server ${conf} not ready:\n${log.slice(-1500)}`)), 30_000);
-    child.stderr!.on("data", (c: Buffer) => {
-      log += c.toString();
-      if (log.includes("Server is ready")) {
-        clearTimeout(timer);
-        child.stderr!.resume();
-        const client = Number(/Listening for client connections on [^\s]+:(\d+)/.exec(log)?.[1]);
-        const http = Number(/Starting http monitor on [^\s]+:(\d+)/.exec(log)?.[1]);
-        resolve({ child, client, http });
-      }
-    });
+    const ready = () => {
+      if (!log.includes("Server is ready")) return;
+      clearTimeout(timer);
+      child.stderr!.off("data", ready);
+      const client = Number(/Listening for client connections on [^\s]+:(\d+)/.exec(log)?.[1]);
+      const http = Number(/Starting http monitor on [^\s]+:(\d+)/.exec(log)?.[1]);
+      resolve({ child, client, http, log: () => log });
+    };
+    child.stderr!.on("data", ready);
     child.once("exit", (code) => {
       clearTimeout(timer);
       reject(new Error(`nats-server ${conf} exited ${code}:\n${log.slice(-1500)}`));
     });
   });
+}
+
+type MetaCluster = { leader?: string; cluster_size?: number; replicas?: { name: string; current: boolean; offline?: boolean }[] };
+
+/** Each node's view of the JetStream meta group, from its monitor port (null: no answer). */
+async function metaViews(nodes: { http: number }[]): Promise<(MetaCluster | null)[]> {
+  return Promise.all(
+    nodes.map(async (n) => {
+      try {
+        const res = await fetch(`http://127.0.0.1:${n.http}/jsz`, { signal: AbortSignal.timeout(3000) });
+        return ((await res.json()) as { meta_cluster?: MetaCluster }).meta_cluster ?? null;
+      } catch {
+        return null;
+      }
+    }),
+  );
+}
+
+/** Every node knows the same leader and sees the other two as current members. */
+function metaFormed(views: (MetaCluster | null)[]): boolean {
+  const leader = views[0]?.leader;
+  return (
+    leader !== undefined &&
+    views.every((v) => v?.leader === leader && v.cluster_size === 3) &&
+    views.some((v) => v?.leader === leader && (v.replicas ?? []).length === 2 && v.replicas!.every((r) => r.current && !r.offline))
+  );
+}
+
+/** What a failed formation leaves to read: routes, meta views and the tail of every node's log. */
+async function clusterEvidence(nodes: { http: number; log: () => string }[]): Promise<string> {
+  const views = await metaViews(nodes);
+  const routes = await Promise.all(
+    nodes.map(async (n) => {
+      try {
+        const r = (await (await fetch(`http://127.0.0.1:${n.http}/routez`, { signal: AbortSignal.timeout(3000) })).json()) as {
+          num_routes?: number;
+          routes?: { remote_name?: string; ip?: string; port?: number }[];
+        };
+        return `${r.num_routes} routes to ${(r.routes ?? []).map((x) => x.remote_name ?? `${x.ip}:${x.port}`).join(", ")}`;
+      } catch (err) {
+        return `routez failed: ${(err as Error).message}`;
+      }
+    }),
+  );
+  return nodes
+    .map((n, i) => `--- node ${i + 1}: ${routes[i]}; meta ${JSON.stringify(views[i])}\n${n.log().slice(-3000)}`)
+    .join("\n");
 }
 
 const NATS_CONFIGS = ["infra/nats/single.conf", "infra/nats/cluster/nats-1.conf", "infra/nats/cluster/nats-2.conf", "infra/nats/cluster/nats-3.conf"];
@@ -142,16 +192,21 @@ describe("infra/nats", () => {
     try {
       // checkAPI off: until the meta leader is elected the API does not answer yet.
       const jsm = await jetstreamManager(nc, { timeout: 5000, checkAPI: false });
-      // The meta leader needs a moment after the routes connect (on a loaded CI machine, longer: one
-      // election round can time out and start again).
+      // The meta group needs a moment after the routes connect (on a loaded CI machine, longer: one
+      // election round can time out and start again). Placement needs all three peers current, so
+      // wait for that first; if it never comes, the failure carries the routes and the logs.
       const deadline = Date.now() + 80_000;
+      while (!metaFormed(await metaViews(nodes))) {
+        if (Date.now() > deadline) throw new Error(`the 3-node meta group did not form in 80 s\n${await clusterEvidence(nodes)}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
       let info;
       for (;;) {
         try {
           info = await jsm.streams.add({ name: "SETUP_DEPLOY_R3", subjects: ["setup.deploy.r3"], num_replicas: 3 });
           break;
         } catch (err) {
-          if (Date.now() > deadline) throw err;
+          if (Date.now() > deadline + 20_000) throw new Error(`${(err as Error).message}\n${await clusterEvidence(nodes)}`, { cause: err });
           await new Promise((r) => setTimeout(r, 500));
         }
       }
