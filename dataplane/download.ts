@@ -8,7 +8,7 @@
 import { scratchDir } from "./scratch.ts";
 import { chmod, rm, statfs } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
-import { openImageio, withRetry, type ImageioClient } from "../adapters/imageio/mod.ts";
+import { RangeReaders, openImageio, withRetry, type ImageioClient } from "../adapters/imageio/mod.ts";
 import { NbdClient, NbdError } from "../adapters/nbd/mod.ts";
 import { QemuNbdStartError, qemuImg, startQemuNbd, type QemuNbdServer } from "../adapters/qemu/mod.ts";
 import { PermanentError } from "../contracts/errors.ts";
@@ -17,7 +17,6 @@ import { assertAbsent, placeNoClobber, tempPathFor } from "./layer-file.ts";
 import { hashItemBlocks, type Fetched } from "./item-hash.ts";
 import { hasherFor, type BlockHasherPool } from "./hash-pool.ts";
 import { readLocal } from "./local-image.ts";
-import { RangeReaders } from "./range-reader.ts";
 import { BlockAction, PIECE_SIZE, SegmentKind, downloadSegments, planTransfer, type WorkItem } from "./plan.ts";
 import { runPool, runStagedPool } from "./pool.ts";
 import { throttledProgress, type ProgressCallback } from "./progress.ts";
@@ -201,7 +200,7 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
     const conn = nbd;
     await runPool(plan.zeroRuns, connections, (r) => conn.writeZeroes(r.offset, r.length), signal, fail);
     if (!firstError) {
-      // The data GETs read straight into the window buffers (range-reader.ts), one connection per lane.
+      // The data GETs read straight into the window buffers (adapters/imageio/range-reader.ts), one connection per lane.
       readers = new RangeReaders({ transferUrl: p.transferUrl, caPem: p.caPem });
       const c: CopyContext = { readers, nbd: conn, digests, blocks: plan.blocks, hasher, signal };
       await runStagedPool(

@@ -12,6 +12,7 @@ export {
   type CallOptions,
 } from "./client.ts";
 export { parseExtents, extentsSize, type Extent, type ExtentContext } from "./extents.ts";
+export { RangeReader, RangeReaders } from "./range-reader.ts";
 export { withRetry, isRetryable, type RetryPolicy } from "./retry.ts";
 export {
   DirtyExtentsUnsupportedError,

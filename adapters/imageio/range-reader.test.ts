@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ImageioConnectionError, ImageioForbiddenError, ImageioProtocolError, ImageioServerError, isRetryable } from "../adapters/imageio/mod.ts";
+import { ImageioConnectionError, ImageioForbiddenError, ImageioProtocolError, ImageioServerError, isRetryable } from "./mod.ts";
 import { RangeReader, RangeReaders } from "./range-reader.ts";
 
 const IMAGE = randomBytes(3 << 20);

@@ -3,7 +3,7 @@
  * connection, TLS (or plain TCP for http:) read with Node's `onread`, so the socket's bytes land
  * in the window buffer where the NBD write and the hashing thread take them, and no per-chunk
  * Buffer is ever allocated. The download's data path only; OPTIONS, extents, PUT and the rest stay
- * with the imageio client (adapters/imageio), whose typed errors this raises too.
+ * with the imageio client beside it (client.ts), whose typed errors this raises too.
  *
  * Why not the client's `read`: undici hands every 16-64 KiB of a body over as a new Buffer. On the
  * bench child (102 MiB, 4 connections, load ~9) that garbage held RSS ~60 MiB above the buffers
@@ -23,9 +23,9 @@ import {
   ImageioTlsError,
   ImageioUnsupportedError,
   type RequestInfo,
-} from "../adapters/imageio/mod.ts";
-import { isTlsFailure, safeCause } from "../adapters/ovirt/transport.ts";
-import { redactUrl } from "../adapters/secrets.ts";
+} from "./errors.ts";
+import { isTlsFailure, safeCause } from "../ovirt/transport.ts";
+import { redactUrl } from "../secrets.ts";
 
 /** Response heads larger than this are refused (imageio's are a few hundred bytes). */
 const HEAD_MAX = 16 * 1024;
