@@ -162,6 +162,8 @@ describe("engine CA trust - lab, nats-server, one functions process", () => {
     expect(first.id, first.out).toMatch(/^cert-check:prd:\d{4}-\d\d-\d\d:[0-9a-f]{12}$/);
     expect(first.out).toMatch(/"engine":"dr","status":"ok"/);
     const expiring = await certOutcome(first.id!);
+    // The check published cert.expiring itself; the answer carries its id as correlationId.
+    expect(seen.filter((s) => s.subject === "cert.expiring" && s.event.id === first.id)).toEqual([{ subject: "cert.expiring", event: expect.objectContaining({ engine: "prd" }) }]);
     expect(expiring.subject).toBe("cert.failed");
     expect(expiring.event).toMatchObject({ code: "CA_EXPIRING", certEngine: "prd", engine: "prd", vm: "prd" });
     expect(String(expiring.event.message)).toMatch(/^engine prd: the CA \(sha256 [0-9A-F:]+\) expires in (9|10) days \(\S+\) and the engine still serves it/);
@@ -175,6 +177,7 @@ describe("engine CA trust - lab, nats-server, one functions process", () => {
     expect(second.id).toBeDefined();
     expect(second.id).not.toBe(first.id);
     const renewed = await certOutcome(second.id!);
+    expect(seen.some((s) => s.subject === "cert.expiring" && s.event.id === second.id && s.event.engine === "prd")).toBe(true);
     expect(renewed.subject, JSON.stringify(renewed.event)).toBe("cert.renewed");
     expect(renewed.event).toMatchObject({ engine: "prd", fingerprint: rotated.caFingerprint256, changed: true, acceptedBy: "renewal" });
     expect(await fileFp(prdCaFile())).toBe(rotated.caFingerprint256);
@@ -213,6 +216,12 @@ describe("engine CA trust - lab, nats-server, one functions process", () => {
     const doctor = await ferry("doctor", "--check", "certs");
     expect(doctor.code).toBe(3);
     expect(doctor.stdout).toMatch(/FAIL {2}engine prd: its certificate does not verify with the trusted CA in .*prd-ca\.pem/);
+    expect(doctor.stdout).toContain(`ferry cert fetch prd --accept ${replaced.caFingerprint256}`);
+    // Until then a backup fails ENGINE_TLS (one re-read of the trusted file, still the old CA),
+    // and its hint is a command that runs as printed and leads to the --accept above.
+    const refusedBackup = await backup("b-tls");
+    expect(refusedBackup).toMatchObject({ subject: "backup.failed", code: "ENGINE_TLS" });
+    expect(String(refusedBackup.message)).toContain("`ferry doctor --check certs` shows the CA the engine serves");
 
     const accepted = await ferry("cert", "fetch", "prd", "--accept", replaced.caFingerprint256);
     expect(accepted.code, accepted.stdout + accepted.stderr).toBe(0);

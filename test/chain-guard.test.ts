@@ -24,6 +24,7 @@ import { spawnFerry } from "./harness/ferry-process.ts";
 import { Writable } from "node:stream";
 import schedule from "../cli/commands/schedule.ts";
 import type { CommandIO } from "../cli/command.ts";
+import { main } from "../cli/main.ts";
 
 const MiB = 1048576;
 let p: Pipeline;
@@ -47,6 +48,20 @@ afterAll(async () => {
   await api?.close?.();
   await p?.stop();
 });
+
+/** `ferry checkpoints <args>` through the real CLI entry: exit code and stdout. */
+async function checkpointsCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let out = "";
+  let err = "";
+  const io = {
+    stdout: new Writable({ write: (c, _e, cb) => ((out += String(c)), cb()) }),
+    stderr: new Writable({ write: (c, _e, cb) => ((err += String(c)), cb()) }),
+    cwd: p.storePath,
+    env: {},
+  };
+  const code = await main(["checkpoints", ...args], io);
+  return { code, stdout: out, stderr: err };
+}
 
 /** A poller of PRD over the pipeline's own engine client and chain guard, as functions/engine-events/main.ts builds it. */
 function poller(publish?: (out: Outbound) => Promise<{ stream: string; seq: number; duplicate: boolean }>): Poller {
@@ -126,6 +141,10 @@ describe("chain guard (lab, real nats-server)", () => {
       // Visible before the backup: `ferry checkpoints` says what the next backup will be.
       const record = (await p.wiring.chains.read(vm.id))!;
       expect(renderCheckpoints(record, describePoints(record), "test", { mark })).toContain(`next backup: full (${mark.reason})`);
+      // ... and the command itself reads the mark from KV ferry-guard.
+      const before = await checkpointsCli("guard01", "--kv", "--nats", p.nats.url);
+      expect(before.code, before.stderr).toBe(0);
+      expect(before.stdout).toContain(`\nnext backup: full (${mark.reason})\n`);
 
       const third = await p.backup("guard01");
       expect(third.subject, JSON.stringify(third.event)).toBe("backup.completed");
@@ -133,6 +152,11 @@ describe("chain guard (lab, real nats-server)", () => {
       const point = (await p.wiring.chains.read(vm.id))!.restorePoints.at(-1)!;
       expect(point.kind).toBe("full");
       expect(point.reason).toBe(mark.reason);
+      // `ferry checkpoints` (from the store) shows the engine event as the full's reason; the mark is answered.
+      const listed = await checkpointsCli("guard01", "--store", p.storePath);
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.stdout.trimEnd().split("\n").at(-1)).toMatch(new RegExp(`^3 .* full .*${mark.reason.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`));
+      expect((await checkpointsCli("guard01", "--kv", "--nats", p.nats.url)).stdout).not.toContain("next backup: full");
       // The full answered the mark: the next backup builds on it again.
       await control.writeGuestData(vm.disks[0]!.id, { offset: 3 * MiB, length: 4096, seed: 3 });
       const fourth = await p.backup("guard01");

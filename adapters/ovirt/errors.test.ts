@@ -9,6 +9,7 @@ import {
   EngineConflictError,
   EngineFaultError,
   EngineServerError,
+  EngineTlsError,
   IncrementalUnsupportedError,
   NotFoundError,
   VmLockedError,
@@ -49,5 +50,16 @@ describe("engine fault classification", () => {
   it("engineFaultError - typed outcomes keep their retry class (locked is transient, refusals permanent)", () => {
     expect(isPermanent(engineFaultError(rows[6]![1]))).toBe(false);
     expect(isPermanent(engineFaultError(rows[0]![1]))).toBe(true);
+  });
+});
+
+describe("EngineTlsError", () => {
+  it("EngineTlsError - the hint is a command that runs as printed (doctor names the engine and the --accept to use)", () => {
+    const err = new EngineTlsError("https://engine.example.com", Object.assign(new Error("unable to verify"), { code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" }));
+    expect(err.code).toBe("ENGINE_TLS");
+    expect(err.message).toBe(
+      "TLS verification of https://engine.example.com failed (UNABLE_TO_VERIFY_LEAF_SIGNATURE); is the engine CA current? `ferry doctor --check certs` shows the CA the engine serves and the command that trusts it",
+    );
+    expect(err.message).not.toMatch(/`ferry cert fetch`/);
   });
 });

@@ -204,7 +204,9 @@ export class EngineTlsError extends PermanentError {
     super(
       "ENGINE_TLS",
       `TLS verification of ${engine} failed (${String((cause as { code?: unknown }).code ?? cause.message)}); ` +
-        "is the engine CA current? Fetch it again with `ferry cert fetch`",
+        // A command that works as printed: the adapter knows the URL, not the engine's name in the
+        // config, and a bare `ferry cert fetch` is a usage error. Doctor names both.
+        "is the engine CA current? `ferry doctor --check certs` shows the CA the engine serves and the command that trusts it",
       { engine },
       { cause },
     );
