@@ -46,6 +46,8 @@ export interface ChildResult {
   curlPeakRssKiB?: number;
   curlSumPeakRssKiB?: number;
   checksum?: string;
+  /** Ferry downloads: seconds per phase (dataplane/download.ts DownloadResult.phases). */
+  phases?: Record<string, number>;
   /**
    * User + system CPU of the job alone (not the child's start): this process, all its threads,
    * plus the children it waited for (its qemu-nbd, qemu-img; curl for a curl job), from /proc/self/stat.
@@ -345,7 +347,7 @@ async function main(): Promise<void> {
   const job = JSON.parse(input) as ChildJob;
   const before = await treeCpuSeconds();
   const probe = startProbe(Number(process.env.FERRY_BENCH_PROBE_MS ?? "200"));
-  let out: { bytes: number; seconds: number; checksum?: string; curlCpuSeconds?: number; curlPeakRssKiB?: number; curlSumPeakRssKiB?: number };
+  let out: { bytes: number; seconds: number; checksum?: string; curlCpuSeconds?: number; curlPeakRssKiB?: number; curlSumPeakRssKiB?: number; phases?: Record<string, number> };
   switch (job.kind) {
     case "download": {
       const r = await download({
@@ -360,7 +362,7 @@ async function main(): Promise<void> {
         hashThreads: job.hashThreads,
       });
       if (job.digestsOut) await writeDigestsFile(job.digestsOut, { blockSize: r.blockSize, virtualSize: r.virtualSize, digests: r.digests });
-      out = { bytes: r.bytes, seconds: r.seconds, checksum: r.checksum };
+      out = { bytes: r.bytes, seconds: r.seconds, checksum: r.checksum, phases: r.phases };
       break;
     }
     case "upload": {

@@ -82,6 +82,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     return {
       dataBytes: ferry.bytes,
       seconds: round3(ferry.seconds),
+      phases: ferry.phases,
       mibPerSecond: mibps(ferry.bytes, ferry.seconds),
       ceiling: { bytes: ceiling.bytes, seconds: round3(ceiling.seconds), mibPerSecond: mibps(ferry.bytes, ceiling.seconds) },
       // Same ranges both ways, so the ratio of throughputs is the ratio of times.

@@ -44,6 +44,8 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
         cpuSecondsPerGiB: cpuPerGiB(r.jobCpuSeconds, r.bytes),
         curlSeconds: round3(curl.seconds),
         ratioToCurl: round3(curl.seconds / r.seconds),
+        // Where the time goes (open, extents, create, nbd, zeroes, data, finish): the fixed part is all but data.
+        phases: r.phases,
         // The goals: ≤ 5 % of the full download's time at 1 % dirty, and per dirty GiB no
         // worse than the full download per GiB of data.
         vsFull: round3(r.seconds / full.seconds),

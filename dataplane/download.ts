@@ -66,6 +66,12 @@ export interface DownloadResult {
   checksum: string;
   connections: number;
   path: string;
+  /**
+   * Seconds per phase, in order: `open` (OPTIONS), `extents`, `create` (qemu-img create), `nbd`
+   * (qemu-nbd start and connect), `zeroes`, `data` (GETs, writes, hashing), `finish` (flush, stop,
+   * qemu-img check, rename). What a small incremental's fixed cost is made of.
+   */
+  phases: Record<string, number>;
 }
 
 export class DownloadError extends PermanentError {}
@@ -129,6 +135,13 @@ export async function download(p: DownloadParams): Promise<DownloadResult> {
 
 async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
   const started = performance.now();
+  const phases: Record<string, number> = {};
+  let phaseStart = started;
+  const phase = (name: string) => {
+    const now = performance.now();
+    phases[name] = Math.round(now - phaseStart) / 1000;
+    phaseStart = now;
+  };
   const output = resolve(p.output);
   if (p.incremental && !p.backing) {
     throw new DownloadError("DOWNLOAD_NEEDS_BACKING", "an incremental download needs the previous layer as backing");
@@ -158,9 +171,11 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
     if (!options.features.includes("extents")) {
       throw new DownloadError("IMAGEIO_NO_EXTENTS", "the imageio server does not support extents (imageio < 2.0)");
     }
+    phase("open");
     const connections = client.readers;
     const io0 = client;
     const extents = await withRetry(() => io0.extents(p.incremental ? "dirty" : "zero"), { signal });
+    phase("extents");
     const segments = downloadSegments(extents, { incremental: p.incremental, hasBacking: !!backingPath });
 
     const virtualSize = extents.length ? extents.at(-1)!.start + extents.at(-1)!.length : 0;
@@ -191,14 +206,17 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
       signal,
     });
     await chmod(tmp, 0o600);
+    phase("create");
 
     sockDir = await scratchDir("dl");
     server = await startTarget(tmp, join(sockDir, "nbd.sock"), signal);
     nbd = await NbdClient.connect({ socket: server.socket, exportName: server.exportName, signal });
+    phase("nbd");
 
     const progress = throttledProgress(plan.copyBytes, p.onProgress);
     const conn = nbd;
     await runPool(plan.zeroRuns, connections, (r) => conn.writeZeroes(r.offset, r.length), signal, fail);
+    phase("zeroes");
     if (!firstError) {
       // The data GETs read straight into the window buffers (adapters/imageio/range-reader.ts), one connection per lane.
       readers = new RangeReaders({ transferUrl: p.transferUrl, caPem: p.caPem });
@@ -217,6 +235,7 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
     }
     if (firstError) throw firstError;
     signal.throwIfAborted();
+    phase("data");
     await nbd.flush();
     progress.finish();
     await nbd.close();
@@ -226,6 +245,7 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
     await qemuImg.check(tmp, { format: "qcow2", signal });
     await placeNoClobber(tmp, output);
     created = false;
+    phase("finish");
 
     const result = digests.finish();
     return {
@@ -238,6 +258,7 @@ async function downloadLayer(p: DownloadParams): Promise<DownloadResult> {
       checksum: checksumHex(result),
       connections,
       path: output,
+      phases,
     };
   } catch (err) {
     fail(err);
