@@ -14,9 +14,10 @@ import { createEngineClient, EngineTlsError, parseCaPem, peerCertificate, CaUnre
 import { ImageioTlsError } from "../adapters/imageio/mod.ts";
 import { memoryKv } from "../adapters/nats/testing/memory-kv.ts";
 import { encodeRecord } from "../adapters/nats/kv-record.ts";
-import { caPathFor, caRecordKey, createTrustStore, readTrustedCa, storeTrustedCa, type CaRecord } from "../pipeline/trust.ts";
+import { caPathFor, caRecordKey, createTrustStore, hostRecordKey, readTrustedCa, storeTrustedCa, type CaRecord, type HostRecord } from "../pipeline/trust.ts";
 import { startTestLab, type TestLab } from "../lab/test-support.ts";
 import { makeCertSet, type CertSet } from "./cert-pki.ts";
+import { runCertCheck } from "../cli/commands/cert.ts";
 
 let pki: CertSet;
 let dir: string;
@@ -143,6 +144,61 @@ describe("trust - an engine client and a replaced lab CA", () => {
     } finally {
       await client.close();
       trust.close();
+    }
+  });
+});
+
+describe("expiry watch - ferry cert check's decisions (runCertCheck), against an https engine stand-in", () => {
+  it("runCertCheck - cert.expiring for a missing CA, for an engine certificate due while its CA is not, for an imageio host certificate due; nothing for a current engine; once a day per state", async () => {
+    // An engine: serverA's certificate (365 days) in the handshake, CA A (3650 days) at pki-resource.
+    const long = await makeCertSet({ days: 3650 });
+    const engine = createServer({ cert: long.serverA.cert, key: long.serverA.key }, (_q, r) => r.end(long.caA));
+    await new Promise<void>((r) => engine.listen(0, "127.0.0.1", r));
+    const port = (engine.address() as AddressInfo).port;
+    const url = `https://127.0.0.1:${port}`;
+    try {
+      const trustedPath = join(dir, "watch", "trusted-ca.pem");
+      await storeTrustedCa({ engine: "trusted", ca: parseCaPem(long.caA, "t", "https-verified"), path: trustedPath, acceptedBy: "t" });
+      const engines = {
+        missing: { url, caPath: join(dir, "watch", "missing-ca.pem"), insecure: false },
+        trusted: { url, caPath: trustedPath, insecure: false },
+      };
+      const published: { subject: string; event: Record<string, unknown> & { id: string } }[] = [];
+      const seenIds = new Set<string>();
+      const publish = async (subject: string, event: Record<string, unknown> & { id: string }) => {
+        published.push({ subject, event });
+        const duplicate = seenIds.has(event.id);
+        seenIds.add(event.id);
+        return { duplicate, seq: published.length };
+      };
+      const now = new Date();
+
+      // warnDays 30: the CA is missing for one engine; the other is current (certificate 364+ days, CA 3649+).
+      const first = await runCertCheck({ engines, warnDays: 30, publish, now });
+      expect(first.find((r) => r.engine === "missing")).toMatchObject({ status: "published", due: [expect.stringMatching(/^no trusted CA \(.*missing-ca\.pem does not exist\)$/)] });
+      expect(first.find((r) => r.engine === "trusted")).toMatchObject({ status: "ok", due: [] });
+      expect(published.map((x) => [x.subject, x.event.engine])).toEqual([["cert.expiring", "missing"]]);
+      expect(published[0]!.event).toMatchObject({ id: expect.stringMatching(/^cert-check:missing:\d{4}-\d\d-\d\d:[0-9a-f]{12}$/), correlationId: published[0]!.event.id });
+
+      // warnDays 400: the engine's 365-day certificate is due, its 3650-day CA is not.
+      published.length = 0;
+      const engineDue = await runCertCheck({ engines, warnDays: 400, publish, now, only: "trusted" });
+      expect(engineDue).toEqual([expect.objectContaining({ engine: "trusted", status: "published", due: [expect.stringMatching(/^the engine's certificate expires in 36[45] days \(/)] })]);
+      expect(published.map((x) => x.event.engine)).toEqual(["trusted"]);
+      // The same state again the same day: the same message id, a JetStream duplicate.
+      expect((await runCertCheck({ engines, warnDays: 400, publish, now, only: "trusted" }))[0]).toMatchObject({ status: "duplicate", id: engineDue[0]!.id });
+
+      // An imageio host Ferry used (KV ferry-certs host record), reachable now: its certificate is looked at in a handshake.
+      const kv = memoryKv();
+      const host: HostRecord = { engine: "trusted", host: "127.0.0.1", port, subject: "CN=localhost", fingerprint: fp(long.serverA.cert), notAfter: new Date(Date.now() + 365 * 86_400_000).toISOString(), verified: true, seenAt: now.toISOString() };
+      await kv.create(hostRecordKey("trusted", "127.0.0.1", port), encodeRecord(host));
+      published.length = 0;
+      const hostDue = await runCertCheck({ engines, warnDays: 400, publish, now, only: "trusted", kv });
+      expect(hostDue[0]!.due).toEqual([expect.stringMatching(/^the engine's certificate expires in/), expect.stringMatching(new RegExp(`^the imageio certificate of 127\\.0\\.0\\.1:${port} expires in 36[45] days \\(`))]);
+      expect(hostDue[0]!.status).toBe("published");
+      expect(hostDue[0]!.id).not.toBe(engineDue[0]!.id);
+    } finally {
+      await new Promise<void>((r) => engine.close(() => r()));
     }
   });
 });
