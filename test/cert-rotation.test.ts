@@ -157,6 +157,12 @@ describe("engine CA trust - lab, nats-server, one functions process", () => {
     expect(list.stdout).toMatch(/prd {2}https:\/\/127\.0\.0\.1:\d+\n {2}CA \(trusted\) {4}C=US, O=ferry-lab, CN=prd-ca-1\.lab {2}sha256 [0-9A-F:]+ {2}not after \S+ {2}(9|10) days left/);
     expect(list.stdout).toMatch(/ {2}imageio 127\.0\.0\.1:\d+ {2}C=US, O=ferry-lab, CN=localhost .* (9|10) days left {2}verified/);
     expect(list.stdout).toMatch(/due: the trusted CA expires in (9|10) days/);
+    // ferry doctor checks CA expiry: a warning (exit 0), and its hint is the `ferry cert check` run just below.
+    const due = await ferry("doctor", "--check", "certs", "--json");
+    expect(due.code, due.stdout).toBe(0);
+    const expiry = (JSON.parse(due.stdout) as { checks: { name: string; status: string; detail: string; fix?: string }[] }).checks.find((c) => c.name === "cert:prd");
+    expect(expiry).toMatchObject({ status: "warn", detail: expect.stringMatching(/^engine prd: CA sha256 .*, (9|10) days left.*; due: the trusted CA expires in (9|10) days/) });
+    expect(expiry!.fix).toContain(`ferry cert check --config ${cfg} asks the cert-expiring function`);
 
     const first = await certCheck();
     expect(first.id, first.out).toMatch(/^cert-check:prd:\d{4}-\d\d-\d\d:[0-9a-f]{12}$/);

@@ -96,6 +96,7 @@ describe("demo", () => {
     const data = join(tmp, "run");
     const started = Date.now();
     let consoleSeen: { url: string; user: string; password: string; overview: string } | undefined;
+    let metricsSeen = "";
     const run = await runDemo(["--data", data, "--nats-port", "0", "--keep"], 150_000, async (output) => {
       const url = /^ {2}URL\s+(http:\/\/127\.0\.0\.1:\d+)$/m.exec(output)?.[1];
       const login = /^ {2}login\s+user (\S+)\s+password (\S+)/m.exec(output);
@@ -103,6 +104,12 @@ describe("demo", () => {
       expect(login, output.slice(-2000)).not.toBeNull();
       const [user, password] = [login![1]!, login![2]!];
       consoleSeen = { url: url!, user, password, overview: await consoleOverview(url!, user, password) };
+      // The demo turns on GET /metrics of `ferry run` and prints its URL: it answers with web01's figures.
+      const metricsUrl = /^\s+metrics\s+(http:\/\/127\.0\.0\.1:\d+\/metrics)\s/m.exec(output)?.[1];
+      expect(metricsUrl, output.slice(-2000)).toBeDefined();
+      const scrape = await fetch(metricsUrl!);
+      expect(scrape.status).toBe(200);
+      metricsSeen = await scrape.text();
     });
     const seconds = (Date.now() - started) / 1000;
     expect(run.keptError).toBeUndefined();
@@ -119,6 +126,8 @@ describe("demo", () => {
     const written = [await readFile(join(data, "ferry.json"), "utf8"), await readFile(join(data, "secrets", "console-users.json"), "utf8")];
     for (const f of await readdir(join(data, "logs"))) written.push(await readFile(join(data, "logs", f), "utf8"));
     for (const text of written) expect(text.includes(consoleSeen!.password)).toBe(false);
+    expect(metricsSeen).toMatch(/^ferry_vm_restore_points\{vm="web01"\} 2$/m);
+    expect(metricsSeen).toMatch(/^ferry_vm_last_success_timestamp_seconds\{vm="web01"\} \d/m);
     const audit = (await readFile(join(data, "logs", "console-audit.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(audit).toContainEqual(expect.objectContaining({ user: "demo", role: "operator", action: "login", result: "ok" }));
 

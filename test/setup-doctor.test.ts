@@ -138,6 +138,13 @@ describe("ferry doctor", () => {
     expect(r.stdout).toMatch(/^OK {4}Node\.js v\d+/m);
     expect(r.stdout).toMatch(/^OK {4}config .*down\.json is valid \(0 engines, 0 VMs\)$/m);
     expect(r.stdout.trimEnd().split("\n").at(-1)).toBe("2 checks failed: nats, store.");
+    // The store hint, run as printed (the shell part before the note), makes the store check pass.
+    const mk = /-> create it: (mkdir -p \S+ && chmod 700 \S+) \(as the user that runs Ferry\), or fix store\.path$/m.exec(r.stdout);
+    expect(mk, r.stdout).not.toBeNull();
+    execFileSync("bash", ["-c", mk![1]!], { cwd: dir, stdio: "ignore" });
+    const fixed = await runCommand(doctorCommand, ["--config", file, "--check", "store"], { cwd: dir, env: env() });
+    expect(fixed.stdout).toMatch(new RegExp(`^OK {4}store ${path.join(dir, "missing-store")} is writable`, "m"));
+    expect(fixed.code).toBe(0);
   });
 
   it("doctor - every check passes with a real nats-server, a writable store and an engine that answers 401 with its CA", async () => {

@@ -3,6 +3,7 @@
  * when a run that ended without an outcome counts as failed, and when a VM is overdue.
  */
 import { describe, expect, it } from "vitest";
+import { formatRow, summaryLine } from "../cli/commands/status.ts";
 import { computeStatus, OutcomeIndex, outcomeOf, scheduleFacts, type StatusInputs } from "../config/status.ts";
 import type { ChainRecord } from "../domain/chain/mod.ts";
 import type { BackupRun } from "../pipeline/run-journal.ts";
@@ -148,6 +149,28 @@ describe("status rules", () => {
     expect(by.v).toMatchObject({ last: { id: "rp-2", verified: false }, lastGood: { id: "rp-1", number: 1 }, overdue: true, result: "ok" });
     expect(by.off).toMatchObject({ overdue: false, problem: false, schedule: { description: "disabled" } });
     expect(by.stray).toMatchObject({ configured: false, overdue: false, problem: false, result: "ok" });
+  });
+
+  it("status rules - overdue alone (last result ok) is a problem, so ferry status exits 1; the text flags it OVERDUE and counts it", () => {
+    const rows = computeStatus(
+      inputs({
+        policies: { late: daily, fresh: daily },
+        chains: [chain("late", ["2025-06-03T02:00:10Z"]), chain("fresh", ["2025-06-04T02:00:10Z"])],
+        outcomes: outcomes([
+          { subject: "backup.completed", data: { vm: "late", time: "2025-06-03T02:05:00Z", correlationId: "a" } },
+          { subject: "backup.completed", data: { vm: "fresh", time: "2025-06-04T02:05:00Z", correlationId: "b" } },
+        ]),
+      }),
+    );
+    const by = Object.fromEntries(rows.map((r) => [r.vm, r]));
+    // late: last good point 31 h 59 m 50 s old against 24 h + 1 h grace.
+    expect(by.late).toMatchObject({ result: "ok", lastResult: "ok", overdue: true, problem: true, rpo: { overdue: true, targetSeconds: 25 * 3600 } });
+    expect(by.fresh).toMatchObject({ result: "ok", overdue: false, problem: false });
+    // cli/commands/status.ts exits 1 when any row is a problem.
+    expect(rows.some((r) => r.problem)).toBe(true);
+    expect(formatRow(by.late!, NOW.getTime())[0]).toMatch(/ {2}OVERDUE: lag 1d 7h > 1d 1h$/);
+    expect(formatRow(by.fresh!, NOW.getTime())[0]).toMatch(/ {2}lag 7h 59m of 1d 1h$/);
+    expect(summaryLine(rows)).toBe("2 VMs: 2 ok; 1 overdue");
   });
 
   it("status rules - the interval is the gap between the two newest slots: Monday after a weekend, Tuesday after Monday", () => {
