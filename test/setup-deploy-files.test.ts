@@ -263,12 +263,12 @@ describe("infra/systemd and infra/cron", () => {
   it("deploy - systemd units are well-formed, run ferry / nats-server from the documented paths, and systemd-analyze accepts them", () => {
     const unitsDir = path.join(REPO, "infra/systemd");
     const files = readdirSync(unitsDir).sort();
-    expect(files).toEqual(["ferry-all.service", "ferry-console.service", "ferry-hooks.service", "ferry-schedule.service", "ferry-schedule.timer", "ferry@.service", "nats-server.service"]);
+    expect(files).toEqual(["ferry-all.service", "ferry-cert-check.service", "ferry-cert-check.timer", "ferry-console.service", "ferry-hooks.service", "ferry-schedule.service", "ferry-schedule.timer", "ferry@.service", "nats-server.service"]);
     for (const f of files) {
       const unit = parseUnit(readFileSync(path.join(unitsDir, f), "utf8"));
       expect(unit.Unit?.Description, f).toBeDefined();
       if (f.endsWith(".timer")) {
-        expect(unit.Timer?.OnCalendar).toEqual(["*:0/5"]);
+        expect(unit.Timer?.OnCalendar).toEqual([f === "ferry-cert-check.timer" ? "*-*-* 06:17" : "*:0/5"]);
         expect(existsSync(path.join(unitsDir, unit.Timer!.Unit![0]!))).toBe(true);
         continue;
       }
@@ -289,6 +289,8 @@ describe("infra/systemd and infra/cron", () => {
     expect(read("infra/systemd/ferry@.service")).toMatch(/^ExecStart=\/usr\/local\/bin\/node \/opt\/ferry\/app\/cli\/ferry\.mjs run %i$/m);
     expect(read("infra/systemd/ferry-all.service")).toMatch(/^ExecStart=.* run all$/m);
     expect(read("infra/systemd/ferry-schedule.service")).toMatch(/^ExecStart=.* schedule$/m);
+    // The expiry watch runs daily without `ferry schedule --daemon` too (issue 10).
+    expect(read("infra/systemd/ferry-cert-check.service")).toMatch(/^ExecStart=\/usr\/local\/bin\/node \/opt\/ferry\/app\/cli\/ferry\.mjs cert check$/m);
     expect(read("infra/systemd/ferry-hooks.service")).toMatch(/^ExecStart=.* hooks serve --config \/etc\/ferry\/hooks\.json$/m);
     expect(read("infra/systemd/ferry-console.service")).toMatch(/^ExecStart=.* console$/m);
 
@@ -297,7 +299,7 @@ describe("infra/systemd and infra/cron", () => {
       const copy = path.join(dir, "units");
       cpSync(unitsDir, copy, { recursive: true });
       cpSync(path.join(copy, "ferry@.service"), path.join(copy, "ferry@backup-requested.service"));
-      const units = ["ferry@backup-requested.service", "ferry-all.service", "ferry-console.service", "ferry-hooks.service", "nats-server.service", "ferry-schedule.service", "ferry-schedule.timer"];
+      const units = ["ferry@backup-requested.service", "ferry-all.service", "ferry-console.service", "ferry-hooks.service", "nats-server.service", "ferry-schedule.service", "ferry-schedule.timer", "ferry-cert-check.service", "ferry-cert-check.timer"];
       const r = spawnSync(analyze, ["verify", ...units.map((u) => path.join(copy, u))], { encoding: "utf8" });
       // Only lines about our files count (verify also reports on the host's own units).
       const ours = r.stderr.split("\n").filter((l) => l.includes(copy));
@@ -315,6 +317,7 @@ describe("infra/systemd and infra/cron", () => {
       expect(fields[5]).toBe("ferry");
     }
     expect(jobs.some((j) => j.includes("node cli/ferry.mjs schedule"))).toBe(true);
+    expect(jobs.some((j) => j.includes("node cli/ferry.mjs cert check"))).toBe(true);
     expect(lines).toContain("FERRY_CONFIG=/etc/ferry/ferry.json");
     // Commented examples are valid too.
     for (const ex of read("infra/cron/ferry.crontab").split("\n").filter((l) => /^# [\d*]/.test(l) && l.includes("nats pub"))) {
