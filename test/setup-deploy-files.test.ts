@@ -450,7 +450,8 @@ describe("Dockerfile and docker-compose.yml", () => {
     expect(nats.volumes).toEqual(["nats-data:/data"]);
     expect(nats.healthcheck.test.join(" ")).toContain("/healthz?js-enabled-only=true");
     expect(functions.command).toEqual(["run", "all"]);
-    expect(scheduler.entrypoint.join(" ")).toContain("node cli/ferry.mjs schedule");
+    // --daemon: also the daily certificate check and summary, which plain `ferry schedule` skips.
+    expect(scheduler.entrypoint.join(" ")).toContain("node cli/ferry.mjs schedule --daemon");
     for (const svc of [functions, scheduler]) {
       expect(svc.build).toBe(".");
       expect(svc.depends_on.nats.condition).toBe("service_healthy");
