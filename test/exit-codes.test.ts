@@ -69,6 +69,13 @@ const ROWS: readonly Row[] = [
   { command: "schedule", class: "unavailable", why: "the config file is missing", args: ["--config", "missing.json"], says: "cannot read" },
   { command: "schedule", class: "unavailable", why: "no config file at all", args: [], says: "no config file found" },
   { command: "state", class: "unavailable", why: "NATS down", args: ["export", "--nats", "$NATS_DOWN"], says: "cannot connect to NATS" },
+  { command: "state", class: "unavailable", why: "the config file is missing", args: ["export", "--config", "missing.json"], says: "no such file" },
+  { command: "state", class: "unavailable", why: "the input file is missing", args: ["import", "missing.jsonl", "--nats", "$NATS_DOWN"], says: "cannot read missing.jsonl" },
+  { command: "state", class: "invalid", why: "an input line that is not a chain record", args: ["import", "bad-state.jsonl", "--nats", "$NATS"], says: "line 1 is not a valid chain record" },
+  { command: "state", class: "unavailable", why: "rebuild and no store", args: ["rebuild", "--store", "no-store", "--nats", "$NATS"], says: "is not a directory" },
+  { command: "summary", class: "unavailable", why: "NATS down", args: ["--nats", "$NATS_DOWN"], says: "cannot connect to NATS" },
+  { command: "summary", class: "unavailable", why: "the config file is missing", args: ["--config", "missing.json"], says: "cannot read" },
+  { command: "console", class: "unavailable", why: "the config file is missing", args: ["--config", "missing.json"], says: "no such file" },
   { command: "config", class: "unavailable", why: "the config file is missing", args: ["validate", "--config", "missing.json"], says: "no such file" },
   { command: "config", class: "unavailable", why: "the Airflow file is missing", args: ["import", "missing-vars.json", "--out", "x.json"], says: "no such file" },
   { command: "cert", class: "unavailable", why: "the config file is missing", args: ["list", "--config", "missing.json"], says: "cannot read" },
@@ -90,6 +97,9 @@ const ROWS: readonly Row[] = [
   { command: "schedule", class: "invalid", why: "the config is invalid", args: ["--config", "bad.json"], says: "bad.json" },
   { command: "config", class: "invalid", why: "the config is invalid", args: ["validate", "--config", "bad.json"], says: "is not a valid Ferry config" },
   { command: "cert", class: "invalid", why: "the config is invalid", args: ["list", "--config", "bad.json"], says: "store.path" },
+  { command: "state", class: "invalid", why: "the config is invalid", args: ["export", "--config", "bad.json"], says: "is not a valid Ferry config" },
+  { command: "summary", class: "invalid", why: "the config is invalid", args: ["--config", "bad.json"], says: "store.path" },
+  { command: "console", class: "invalid", why: "the config is invalid", args: ["--config", "bad.json"], says: "is not a valid Ferry config" },
 
   // failed (1): attempted and failed
   { command: "verify", class: "failed", why: "no restore points for the VM", args: ["web01", "--store", "empty-store"], says: "no restore points for VM web01" },
@@ -127,6 +137,7 @@ beforeAll(async () => {
   mkdirSync(path.join(dir, "empty-store"));
   writeFileSync(path.join(dir, "bad.json"), JSON.stringify({ vms: { a: { engine: "zz" } }, store: { path: 5 } }));
   writeFileSync(path.join(dir, "exists.json"), "{}\n");
+  writeFileSync(path.join(dir, "bad-state.jsonl"), '{"vmId":"x","record":{"nope":1}}\n');
   writeFileSync(path.join(dir, "vars.json"), JSON.stringify({ ferry_vms: "web01" }));
   [nats, downPort] = await Promise.all([startNatsServer(), closedPort()]);
   // The status row needs Ferry's buckets and stream: the first publish creates them.

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ensureBucket, NatsUnavailableError } from "../../adapters/nats/mod.ts";
@@ -11,8 +11,9 @@ import {
   rebuildChains,
   type StateReport,
 } from "../../adapters/store/mod.ts";
+import { ConfigError } from "../../config/load.ts";
 import { openSession, type Session } from "../../config/session.ts";
-import { locateStore } from "../../config/store-location.ts";
+import { locateStore, type StoreLocation } from "../../config/store-location.ts";
 import { bucketDefinitions } from "../../infra/streams/mod.ts";
 import { ExitCode, NATS_OPTION_HELP, type Command, type CommandIO, parseCommandLine, warnTo } from "../command.ts";
 
@@ -36,7 +37,8 @@ Options:
   --nats URL       ${NATS_OPTION_HELP}
   --json           print the report as JSON
 
-Exit: 0 done, 1 some records failed or differ (without --force), 2 usage, 3 NATS or store unavailable, 4 bad input file.
+Exit: 0 done, 1 some records failed or differ (without --force), 2 usage, 3 NATS, the config file,
+the store or the input file unavailable, 4 invalid input lines or invalid config.
 `;
 
 function render(r: StateReport): string {
@@ -83,13 +85,35 @@ const command: Command = {
       try {
         input = await readInput(rest[0]!);
       } catch (err) {
+        // A file that is not there is missing (3, like `ferry config import`); one that is there but bad is 4.
         io.stderr.write(`ferry state import: cannot read ${rest[0]}: ${(err as Error).message}\n`);
-        return ExitCode.invalid;
+        return ExitCode.unavailable;
+      }
+    }
+    let where: StoreLocation | undefined;
+    if (sub === "rebuild") {
+      // A store that is not there (unmounted volume, wrong --store) is unavailable: rebuilding
+      // "nothing" from it would report success after the bus lost its data.
+      try {
+        where = await locateStore({ flag: v.store, configFlag: v.config, env: io.env, cwd: io.cwd });
+      } catch (err) {
+        io.stderr.write(`ferry state rebuild: ${(err as Error).message}\n`);
+        return ExitCode.unavailable;
+      }
+      if (!(await stat(where.root).catch(() => undefined))?.isDirectory()) {
+        io.stderr.write(`ferry state rebuild: the store ${where.root} (from ${where.via}) is not a directory: mount the backup volume or fix --store / store.path\n`);
+        return ExitCode.unavailable;
       }
     }
     let session: Session | undefined;
     try {
-      session = await openSession({ configFlag: v.config, natsFlag: v.nats, env: io.env, cwd: io.cwd, name: `ferry-state-${sub}`, needConfig: false, warn: warnTo(io, `state ${sub}`) });
+      try {
+        session = await openSession({ configFlag: v.config, natsFlag: v.nats, env: io.env, cwd: io.cwd, name: `ferry-state-${sub}`, needConfig: false, warn: warnTo(io, `state ${sub}`) });
+      } catch (err) {
+        // README's table: an invalid config is 4, a missing config file or NATS down is 3.
+        io.stderr.write(`ferry state ${sub}: ${(err as Error).message}\n`);
+        return err instanceof ConfigError ? ExitCode.invalid : ExitCode.unavailable;
+      }
       if (sub !== "export") {
         // After a loss of the bus the bucket may be gone too: create it with its real settings.
         const def = bucketDefinitions.find((b) => b.name === CHAINS_BUCKET);
@@ -108,10 +132,9 @@ const command: Command = {
       }
       let report: StateReport;
       if (sub === "rebuild") {
-        const where = await locateStore({ flag: v.store, configFlag: v.config, env: io.env, cwd: io.cwd });
-        const store = openStore({ root: where.root });
+        const store = openStore({ root: where!.root });
         report = await rebuildChains(store, kv, { force: v.force ?? false, ...(v.vm ? { vms: v.vm } : {}), signal: io.signal });
-        if (!v.json) io.stdout.write(`rebuild from the store ${where.root} into KV ${CHAINS_BUCKET} (${session.servers}):\n`);
+        if (!v.json) io.stdout.write(`rebuild from the store ${where!.root} into KV ${CHAINS_BUCKET} (${session.servers}):\n`);
       } else {
         try {
           report = await importChains(kv, input!, { force: v.force ?? false });
