@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { EngineServerError, engineFaultError, type PostEvent } from "../../adapters/ovirt/mod.ts";
+import { EngineServerError, EngineTlsError, engineFaultError, type PostEvent } from "../../adapters/ovirt/mod.ts";
 import { createPostAlert, type EventsClient } from "./engine-alerts.ts";
 
 const fault = (status: number, detail: string) => ({ status, reason: "Operation Failed", detail, method: "POST", path: "/events" });
@@ -37,5 +37,14 @@ describe("alerts engine edge", () => {
     const post = createPostAlert(new Map([["prd", c]]));
     expect(await post("prd", { description: "d", severity: "alert", customId: 8, vmId: "gone" })).toBe("posted");
     expect(c.calls.map((x) => x.vmId)).toEqual(["gone", undefined]);
+  });
+
+  it("alerts - a TLS verification failure is EngineUntrustedError (the handler's cue to post elsewhere), tried once", async () => {
+    const c = client(() => {
+      throw new EngineTlsError("prd", Object.assign(new Error("unable to verify the first certificate"), { code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" }));
+    });
+    const post = createPostAlert(new Map([["prd", c]]));
+    await expect(post("prd", { description: "d", severity: "alert", customId: 9, vmId: "vm-1" })).rejects.toMatchObject({ code: "ALERT_ENGINE_UNTRUSTED" });
+    expect(c.calls).toHaveLength(1);
   });
 });

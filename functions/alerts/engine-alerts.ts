@@ -3,8 +3,8 @@
  * named engine, over the process's engine clients (pipeline/composition.ts). A duplicate
  * custom_id (adapters/ovirt DuplicateEventError) means the alert is already there.
  */
-import { DuplicateEventError, EngineFaultError, type PostEvent } from "../../adapters/ovirt/mod.ts";
-import { UnknownEngineError, type PostAlert } from "./handler.ts";
+import { DuplicateEventError, EngineFaultError, EngineTlsError, type PostEvent } from "../../adapters/ovirt/mod.ts";
+import { EngineUntrustedError, UnknownEngineError, type PostAlert } from "./handler.ts";
 
 /** The part of adapters/ovirt EngineClient this needs. */
 export interface EventsClient {
@@ -22,6 +22,7 @@ export function createPostAlert(clients: ReadonlyMap<string, EventsClient>): Pos
       return "posted";
     } catch (err) {
       if (err instanceof DuplicateEventError) return "duplicate";
+      if (err instanceof EngineTlsError) throw new EngineUntrustedError(engine, err);
       // Another 4xx with a VM link (the VM was removed meanwhile?): an alert without the link
       // is better than none. Anything else (5xx, network) is retried by the runtime.
       if (!(a.vmId && err instanceof EngineFaultError)) throw err;

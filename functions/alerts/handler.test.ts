@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { memoryKv } from "../../adapters/nats/testing/memory-kv.ts";
 import { customIdFor } from "../../pipeline/run-ids.ts";
-import { createAlerts, summaryCustomId, type AlertPost, type AlertsDeps, type FailureEvent, type RunInfo } from "./handler.ts";
+import { EngineUntrustedError, alertDescription, createAlerts, summaryCustomId, type AlertPost, type AlertsDeps, type FailureEvent, type RunInfo } from "./handler.ts";
 import { createAlertLimiter } from "./limiter.ts";
 
 const MIN = 60_000;
@@ -15,23 +15,25 @@ const T0 = Date.parse("2025-01-31T02:03:00Z");
 function engineLog() {
   const byEngine = new Map<string, AlertPost[]>();
   let failNext = 0;
+  const untrusted = new Set<string>();
   const postAlert = async (engine: string, a: AlertPost): Promise<"posted" | "duplicate"> => {
     if (failNext > 0) {
       failNext--;
       throw new Error("engine unreachable");
     }
+    if (untrusted.has(engine)) throw new EngineUntrustedError(engine);
     const list = byEngine.get(engine) ?? [];
     byEngine.set(engine, list);
     if (list.some((x) => x.customId === a.customId)) return "duplicate";
     list.push(a);
     return "posted";
   };
-  return { byEngine, postAlert, failOnce: () => (failNext = 1), on: (e: string) => byEngine.get(e) ?? [] };
+  return { byEngine, postAlert, failOnce: () => (failNext = 1), untrust: (e: string) => untrusted.add(e), on: (e: string) => byEngine.get(e) ?? [] };
 }
 
 const quiet = { info() {}, warn() {}, error() {} };
 
-function setup(o: { runs?: Record<string, RunInfo>; engines?: string[]; limit?: number } = {}) {
+function setup(o: { runs?: Record<string, RunInfo>; engines?: string[]; limit?: number; noFallback?: boolean } = {}) {
   const kv = memoryKv();
   let now = T0 + 5_000;
   const clock = () => now;
@@ -43,6 +45,7 @@ function setup(o: { runs?: Record<string, RunInfo>; engines?: string[]; limit?: 
       limiter: createAlertLimiter(kv, { limit: o.limit ?? 10, windowMs: MIN, clock, owner }),
       defaultEngine: "prd",
       hasEngine: (n) => (o.engines ?? ["prd", "dr"]).includes(n),
+      ...(o.noFallback ? {} : { otherEngine: (n: string) => (o.engines ?? ["prd", "dr"]).find((x) => x !== n) }),
       log: quiet,
     } satisfies AlertsDeps);
   return { kv, engine, a: mk("host-a:1"), b: mk("host-b:2"), tick: (ms: number) => (now += ms), at: (t: number) => (now = t) };
@@ -225,5 +228,29 @@ describe("alert wording", () => {
     const d = alertDescription("cert.failed", { vm: "prd", code: "CA_CHANGED", message: "the engine serves another CA" });
     expect(d).toBe("Ferry: certificate check of engine prd failed (CA_CHANGED): the engine serves another CA");
     expect(alertDescription("backup.failed", { vm: "web01", code: "E", message: "m" })).toBe("Ferry: backup of VM web01 failed (E): m");
+  });
+
+  it("alerts - an engine Ferry cannot trust (its CA replaced): the alert goes to the other engine, saying for which, without a VM link; once", async () => {
+    const s = setup();
+    s.engine.untrust("prd");
+    const ev = failure(40, { runId: "run-40", engine: "prd", vmId: "vm-40", code: "ENGINE_TLS", message: "TLS verification of prd failed" });
+    expect(await s.a.handle("backup.failed", ev)).toBe("posted");
+    expect(s.engine.on("prd")).toEqual([]);
+    expect(s.engine.on("dr")).toEqual([
+      {
+        description: "Ferry (for engine prd, which is not trusted over TLS): backup of VM web40 failed (ENGINE_TLS): TLS verification of prd failed",
+        severity: "alert",
+        customId: customIdFor("run-40", "failed"),
+      },
+    ]);
+    // A redelivery is the same alert (custom_id), not a second one.
+    expect(await s.b.handle("backup.failed", ev)).toBe("done");
+    expect(s.engine.on("dr")).toHaveLength(1);
+  });
+
+  it("alerts - with no other engine to post to, an untrusted engine's failure is thrown (the runtime logs it), not swallowed", async () => {
+    const s = setup({ noFallback: true });
+    s.engine.untrust("prd");
+    await expect(s.a.handle("backup.failed", failure(41, { engine: "prd" }))).rejects.toMatchObject({ code: "ALERT_ENGINE_UNTRUSTED" });
   });
 });

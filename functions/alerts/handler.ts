@@ -33,6 +33,16 @@ export class UnknownEngineError extends PermanentError {
   }
 }
 
+/**
+ * The engine's TLS could not be verified (its CA replaced and not yet accepted): postAlert can
+ * never reach it until the operator acts, which is exactly when its failures need to be seen.
+ */
+export class EngineUntrustedError extends PermanentError {
+  constructor(engine: string, cause?: unknown) {
+    super("ALERT_ENGINE_UNTRUSTED", `engine '${engine}' is not trusted (TLS verification failed); the alert cannot be posted there`, { engine }, { cause });
+  }
+}
+
 /** What the alert needs from a run's journal (pipeline/run-journal.ts BackupRun). */
 export interface RunInfo {
   readonly engine?: string | undefined;
@@ -48,6 +58,8 @@ export interface AlertsDeps {
   readonly defaultEngine: string;
   /** Is this engine in the config (can postAlert reach it)? */
   readonly hasEngine: (name: string) => boolean;
+  /** Another configured engine, for an alert whose own engine is not trusted (EngineUntrustedError). */
+  readonly otherEngine?: (name: string) => string | undefined;
   readonly log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void };
 }
 
@@ -83,10 +95,11 @@ export function summaryCustomId(engine: string, windowStart: number): number {
   return customIdFor(`alerts:${engine}:${windowStart}`, "summary");
 }
 
-export function alertDescription(subject: string, ev: Pick<FailureEvent, "vm" | "code" | "message">): string {
+export function alertDescription(subject: string, ev: Pick<FailureEvent, "vm" | "code" | "message">, redirectedFrom?: string): string {
   // cert.failed is about an engine's certificates, not a VM (its `vm` field carries the engine name).
   const what = kindOf(subject) === "cert" ? `certificate check of engine ${ev.vm}` : `${kindOf(subject)} of VM ${ev.vm}`;
-  return redactText(`Ferry: ${what} failed (${ev.code}): ${ev.message}`).slice(0, DESCRIPTION_MAX);
+  const who = redirectedFrom ? `Ferry (for engine ${redirectedFrom}, which is not trusted over TLS)` : "Ferry";
+  return redactText(`${who}: ${what} failed (${ev.code}): ${ev.message}`).slice(0, DESCRIPTION_MAX);
 }
 
 /** The command the summary points to: every failure still in FERRY_EVENTS (cli/commands/events.ts). */
@@ -131,12 +144,18 @@ export function createAlerts(deps: AlertsDeps): Alerts {
         deps.log.warn(log, "failure alert held back by the rate limit; counted in the minute's summary");
         return "held-back";
       }
-      const result = await deps.postAlert(engine, {
-        description: alertDescription(subject, ev),
-        severity: "alert",
-        customId,
-        ...(vmId ? { vmId } : {}),
-      });
+      const description = alertDescription(subject, ev);
+      let result: "posted" | "duplicate";
+      try {
+        result = await deps.postAlert(engine, { description, severity: "alert", customId, ...(vmId ? { vmId } : {}) });
+      } catch (err) {
+        // The engine's CA was replaced (a failure of exactly this kind is likely what is being
+        // reported): the alert goes to another engine, saying where it belongs, rather than nowhere.
+        const other = err instanceof EngineUntrustedError ? deps.otherEngine?.(engine) : undefined;
+        if (!other) throw err;
+        deps.log.warn({ ...log, postedOn: other }, `engine ${engine} is not trusted (TLS); the failure alert goes to engine ${other}`);
+        result = await deps.postAlert(other, { description: alertDescription(subject, ev, engine), severity: "alert", customId });
+      }
       await deps.limiter.posted(customId).catch((err: unknown) => deps.log.warn({ ...log, err }, "could not record the posted alert"));
       deps.log.info({ ...log, result }, result === "posted" ? "failure alert posted" : "failure alert was already on the engine");
       return result;

@@ -19,6 +19,7 @@ export function createAlertsFor(w: BackupWiring, alertsBucket: KvLike, log: Aler
     limiter: createAlertLimiter(alertsBucket, { limit: ALERTS_PER_MINUTE, windowMs: WINDOW_MS, clock: () => Date.now(), owner: w.owner }),
     defaultEngine: CONFIG_DEFAULTS.engine,
     hasEngine: (name) => clients.has(name),
+    otherEngine: (name) => [...clients.keys()].find((n) => n !== name),
     log,
   });
 }
