@@ -228,6 +228,11 @@ describe("engine CA trust - lab, nats-server, one functions process", () => {
     const refusedBackup = await backup("b-tls");
     expect(refusedBackup).toMatchObject({ subject: "backup.failed", code: "ENGINE_TLS" });
     expect(String(refusedBackup.message)).toContain("`ferry doctor --check certs` shows the CA the engine serves");
+    // Its alert cannot reach PRD (not trusted): it is on DR, saying for which engine, not lost.
+    await waitFor(() => alerts(dr).some((a) => a.startsWith("Ferry (for engine prd, which is not trusted over TLS): backup of VM") && a.includes("(ENGINE_TLS)")), {
+      what: "the ENGINE_TLS alert on dr",
+      timeoutMs: 30_000,
+    });
 
     const accepted = await ferry("cert", "fetch", "prd", "--accept", replaced.caFingerprint256);
     expect(accepted.code, accepted.stdout + accepted.stderr).toBe(0);
