@@ -501,3 +501,48 @@ export function formatDuration(seconds: number): string {
   if (m > 0) return `${m}m`;
   return `${s}s`;
 }
+
+/** The status rows counted (the daily summary in the audit log, the console's overview). Each VM is in exactly one of protected, failed, overdue, never. */
+export interface SummaryCounts {
+  readonly vms: number;
+  /** Last finished result ok and not overdue. */
+  readonly protected: number;
+  /** Last finished result failed (a run in progress does not hide it). */
+  readonly failed: number;
+  /** Last result ok, but no good restore point within its schedule's interval + grace. */
+  readonly overdue: number;
+  /** No finished result yet (a first backup may be running). */
+  readonly never: number;
+  /** Layer files of every restore point in the store (KV ferry-chains, the store's own record). */
+  readonly bytesStored: number;
+  readonly failedVms: readonly string[];
+  readonly overdueVms: readonly string[];
+  readonly neverVms: readonly string[];
+}
+
+/** Count status rows (computeStatus) and the chains' bytes. */
+export function summarize(rows: readonly VmStatus[], chains: readonly ChainRecord[]): SummaryCounts {
+  const failedVms: string[] = [];
+  const overdueVms: string[] = [];
+  const neverVms: string[] = [];
+  let protectedCount = 0;
+  for (const r of rows) {
+    if (r.lastResult === "failed") failedVms.push(r.vm);
+    else if (r.overdue) overdueVms.push(r.vm);
+    else if (r.lastResult === "ok") protectedCount++;
+    else neverVms.push(r.vm);
+  }
+  let bytesStored = 0;
+  for (const c of chains) for (const p of visiblePoints(c)) bytesStored += pointSize(p);
+  return {
+    vms: rows.length,
+    protected: protectedCount,
+    failed: failedVms.length,
+    overdue: overdueVms.length,
+    never: neverVms.length,
+    bytesStored,
+    failedVms,
+    overdueVms,
+    neverVms,
+  };
+}

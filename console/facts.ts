@@ -8,7 +8,7 @@ import { X509Certificate } from "node:crypto";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { openStore } from "../adapters/store/mod.ts";
-import { computeStatus, type OutcomeIndex, type VmStatus } from "../config/status.ts";
+import { computeStatus, summarize, type OutcomeIndex, type VmStatus } from "../config/status.ts";
 import { followOutcomes, readKvFacts, type VmPolicies } from "../config/status-source.ts";
 import { describePoints, type ChainRecord, type PointSummary } from "../domain/chain/mod.ts";
 import { buckets } from "../infra/streams/mod.ts";
@@ -126,16 +126,12 @@ export async function createFacts(o: FactsOptions): Promise<ConsoleFacts> {
         replicas: replicaMap,
         replicating,
         chains: kv.chains,
-        totals: {
-          vms: rows.length,
-          ok: count((r) => r.result === "ok"),
-          // A run in progress does not hide the failure before it (as in ferry status).
-          failed: count((r) => r.lastResult === "failed"),
-          running: count((r) => r.result === "running"),
-          never: count((r) => r.result === "never"),
-          overdue: count((r) => r.overdue),
-          storedBytes: kv.chains.reduce((n, c) => n + describeSafe(c).reduce((m, p) => m + p.size, 0), 0),
-        },
+        totals: (() => {
+          // The daily summary's counts (each VM in one of ok / failed / overdue / never), so the
+          // console and the audit log never disagree; plus what is running now.
+          const c = summarize(rows, kv.chains);
+          return { vms: c.vms, ok: c.protected, failed: c.failed, running: count((r) => r.result === "running"), never: c.never, overdue: c.overdue, storedBytes: c.bytesStored };
+        })(),
         certWarnings: await certWarnings(),
       };
     },

@@ -13,29 +13,13 @@
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { DuplicateEventError, type PostEvent } from "../adapters/ovirt/mod.ts";
-import { computeStatus, type VmStatus } from "../config/status.ts";
+import { computeStatus, summarize, type SummaryCounts } from "../config/status.ts";
 import { readKvFacts, readOutcomes, type VmPolicies } from "../config/status-source.ts";
-import { pointSize, visiblePoints, type ChainRecord } from "../domain/chain/mod.ts";
 import { localDateKey, localTime, TIME_OF_DAY, type SlotClaims } from "../domain/schedule/mod.ts";
 import { customIdFor } from "./run-ids.ts";
 
-/** The counts of one day's summary. Each VM is in exactly one of protected, failed, overdue, never. */
-export interface SummaryCounts {
-  readonly vms: number;
-  /** Last finished result ok and not overdue. */
-  readonly protected: number;
-  /** Last finished result failed (a run in progress does not hide it). */
-  readonly failed: number;
-  /** Last result ok, but no good restore point within its schedule's interval + grace. */
-  readonly overdue: number;
-  /** No finished result yet (a first backup may be running). */
-  readonly never: number;
-  /** Layer files of every restore point in the store (KV ferry-chains, the store's own record). */
-  readonly bytesStored: number;
-  readonly failedVms: readonly string[];
-  readonly overdueVms: readonly string[];
-  readonly neverVms: readonly string[];
-}
+// The counts live beside computeStatus (config/status.ts), shared with the console's overview.
+export { summarize, type SummaryCounts };
 
 export interface DailySummary extends SummaryCounts {
   /** Local day in the zone, YYYY-MM-DD. */
@@ -43,32 +27,6 @@ export interface DailySummary extends SummaryCounts {
   readonly timeZone: string;
 }
 
-/** Count status rows (computeStatus) and the chains' bytes. */
-export function summarize(rows: readonly VmStatus[], chains: readonly ChainRecord[]): SummaryCounts {
-  const failedVms: string[] = [];
-  const overdueVms: string[] = [];
-  const neverVms: string[] = [];
-  let protectedCount = 0;
-  for (const r of rows) {
-    if (r.lastResult === "failed") failedVms.push(r.vm);
-    else if (r.overdue) overdueVms.push(r.vm);
-    else if (r.lastResult === "ok") protectedCount++;
-    else neverVms.push(r.vm);
-  }
-  let bytesStored = 0;
-  for (const c of chains) for (const p of visiblePoints(c)) bytesStored += pointSize(p);
-  return {
-    vms: rows.length,
-    protected: protectedCount,
-    failed: failedVms.length,
-    overdue: overdueVms.length,
-    never: neverVms.length,
-    bytesStored,
-    failedVms,
-    overdueVms,
-    neverVms,
-  };
-}
 
 /** The local day (YYYY-MM-DD) of an instant in a zone. */
 export function summaryDay(now: Date, timeZone: string): string {
