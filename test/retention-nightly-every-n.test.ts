@@ -45,5 +45,5 @@ describe("retention nightly, full every N days", () => {
     expect(await vm.mismatches(record)).toEqual([]);
     await plainQemuReads(store, record);
     expect(await filesIn(store.root)).toEqual(referencedFiles(record));
-  });
+  }, 300_000); // ~50 s alone; more when CI runs other files beside it
 });

@@ -57,5 +57,5 @@ describe("retention nightly", () => {
     // Nothing but what the manifest names is left on the volume.
     expect(await filesIn(store.root)).toEqual(referencedFiles(record));
     expect(await store.readManifest("web01")).toEqual(record);
-  });
+  }, 300_000); // 70-80 s alone (30 nights of qemu-img work); twice that when CI runs other files beside it
 });
