@@ -149,6 +149,35 @@ async function readSecretFile(file: string): Promise<{ value?: string; problem?:
   }
 }
 
+/** The schema's problems (in plain words) and the cross-key rules' problems of one document. */
+function schemaIssues(input: unknown) {
+  const result = FerryConfigSchema.safeParse(input, { error: (iss) => plainMessage(iss) });
+  const issues: ConfigIssue[] = result.success ? [] : fromZodIssues(result.error.issues, knownKeys());
+  issues.push(...configCrossChecks(input));
+  return { result, issues };
+}
+
+/**
+ * The checks of parseConfig without resolving any secret: for the commands that read only part
+ * of the config and need no engine password (`ferry hooks serve`, `ferry summary`). The
+ * environment overrides (BACKUP_DIR, NATS_URL) apply; paths stay as written. Throws the same
+ * ConfigError parseConfig would for these problems.
+ */
+export function checkConfig(raw: unknown, options: Pick<ParseOptions, "env" | "source">): FerryConfig {
+  const { result, issues } = schemaIssues(applyEnvOverrides(raw, options.env));
+  if (issues.length > 0 || !result.success) throw new ConfigError(options.source ?? "config", dedupe(issues));
+  return result.data;
+}
+
+/** A config file's text as JSON; ConfigError (with the line and column) when it is not JSON. */
+export function parseConfigText(text: string, source: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(source, [{ path: [], message: jsonProblem(text, err) }]);
+  }
+}
+
 /**
  * Validate an already-parsed JSON document. Throws ConfigError listing every problem.
  * Use this for configs built in code (tests, the demo); use loadConfig for files.
@@ -156,9 +185,7 @@ async function readSecretFile(file: string): Promise<{ value?: string; problem?:
 export async function parseConfig(raw: unknown, options: ParseOptions): Promise<LoadedConfig> {
   const source = options.source ?? "config";
   const input = applyEnvOverrides(raw, options.env);
-  const result = FerryConfigSchema.safeParse(input, { error: (iss) => plainMessage(iss) });
-  const issues: ConfigIssue[] = result.success ? [] : fromZodIssues(result.error.issues, knownKeys());
-  issues.push(...configCrossChecks(input));
+  const { result, issues } = schemaIssues(input);
 
   const warnings: ConfigWarning[] = [];
   const natsFromEnv = natsUrlFromEnv(options.env);
@@ -312,12 +339,7 @@ export async function loadConfig(
     const code = (err as NodeJS.ErrnoException).code;
     throw new ConfigNotFoundError(absolute, code === "ENOENT" ? "no such file" : `cannot be read (${code ?? "error"})`);
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(absolute, [{ path: [], message: jsonProblem(text, err) }]);
-  }
+  const raw = parseConfigText(text, absolute);
   for (const w of early) options.onWarning?.(w);
   return parseConfig(raw, {
     baseDir: path.dirname(absolute),

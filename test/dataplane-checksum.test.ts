@@ -104,11 +104,11 @@ describe("dataplane checksum", () => {
     expect(t.stdout).toBe(`{"algorithm": "sha256", "block_size": 4194304, "checksum": "${naiveChecksum(rawTop)}"}\n`);
   });
 
-  it("ferry transfer checksum - a missing image fails with a clear message and exit 1", async () => {
+  it("ferry transfer checksum - a missing image is something needed that is missing: exit 3, naming the path", async () => {
     const t = io();
     const code = await transfer.run(["checksum", "nope.qcow2", "--format", "qcow2"], t.io);
-    expect(code).toBe(1);
-    expect(t.stderr).toMatch(/nope\.qcow2/);
+    expect(code).toBe(3);
+    expect(t.stderr).toBe("ferry transfer checksum: image nope.qcow2 does not exist\n");
     const u = io();
     expect(await transfer.run(["checksum", "a", "b"], u.io)).toBe(2);
     expect(await transfer.run(["checksum", "a", "--format", "vmdk"], u.io)).toBe(2);

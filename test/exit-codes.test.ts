@@ -81,6 +81,11 @@ const ROWS: readonly Row[] = [
   { command: "cert", class: "unavailable", why: "the config file is missing", args: ["list", "--config", "missing.json"], says: "cannot read" },
   { command: "cert", class: "unavailable", why: "the engine is unreachable", args: ["fetch", "https://127.0.0.1:$PORT_DOWN"], says: "unreachable" },
   { command: "doctor", class: "unavailable", why: "the config file is missing", args: ["--config", "missing.json", "--check", "config"], says: "does not exist" },
+  { command: "hooks", class: "unavailable", why: "no token", args: ["serve", "--config", "exists.json", "--nats", "$NATS_DOWN"], says: "no token: set $FERRY_HOOKS_TOKEN or hooks.tokenFile in the config" },
+  { command: "hooks", class: "unavailable", why: "the config file is missing", args: ["serve", "--config", "missing.json"], says: "no such file" },
+  { command: "transfer", class: "unavailable", why: "the image is missing", args: ["checksum", "missing.qcow2"], says: "image missing.qcow2 does not exist" },
+  { command: "transfer", class: "unavailable", why: "the image to upload is missing", args: ["upload", "missing.qcow2", "https://127.0.0.1:$PORT_DOWN/images/t"], says: "image missing.qcow2 does not exist" },
+  { command: "transfer", class: "unavailable", why: "the --ca file is missing", args: ["download", "https://127.0.0.1:$PORT_DOWN/images/t", "out.qcow2", "--ca", "missing.pem"], says: "--ca missing.pem does not exist" },
 
   // invalid (4): the input is understood and refused; nothing changes
   { command: "publish", class: "invalid", why: "the event fails its schema", args: ["backup.requested", "{}", "--nats", "$NATS_DOWN"], says: "vm: required" },
@@ -98,7 +103,8 @@ const ROWS: readonly Row[] = [
   { command: "config", class: "invalid", why: "the config is invalid", args: ["validate", "--config", "bad.json"], says: "is not a valid Ferry config" },
   { command: "cert", class: "invalid", why: "the config is invalid", args: ["list", "--config", "bad.json"], says: "store.path" },
   { command: "state", class: "invalid", why: "the config is invalid", args: ["export", "--config", "bad.json"], says: "is not a valid Ferry config" },
-  { command: "summary", class: "invalid", why: "the config is invalid", args: ["--config", "bad.json"], says: "store.path" },
+  { command: "summary", class: "invalid", why: "the config is invalid", args: ["--config", "bad.json"], says: "is not a valid Ferry config" },
+  { command: "hooks", class: "invalid", why: "the config is invalid (checked before connecting)", args: ["serve", "--config", "hooks-bad.json", "--nats", "$NATS_DOWN"], says: "is not a valid Ferry config" },
   { command: "console", class: "invalid", why: "the config is invalid", args: ["--config", "bad.json"], says: "is not a valid Ferry config" },
 
   // failed (1): attempted and failed
@@ -137,6 +143,8 @@ beforeAll(async () => {
   mkdirSync(path.join(dir, "empty-store"));
   writeFileSync(path.join(dir, "bad.json"), JSON.stringify({ vms: { a: { engine: "zz" } }, store: { path: 5 } }));
   writeFileSync(path.join(dir, "exists.json"), "{}\n");
+  writeFileSync(path.join(dir, "hooks-token"), "exit-codes-hooks-token-0123456789\n", { mode: 0o600 });
+  writeFileSync(path.join(dir, "hooks-bad.json"), JSON.stringify({ hooks: { tokenFile: "hooks-token" }, store: { path: 5 } }));
   writeFileSync(path.join(dir, "bad-state.jsonl"), '{"vmId":"x","record":{"nope":1}}\n');
   writeFileSync(path.join(dir, "vars.json"), JSON.stringify({ ferry_vms: "web01" }));
   [nats, downPort] = await Promise.all([startNatsServer(), closedPort()]);

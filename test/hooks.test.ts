@@ -266,10 +266,24 @@ describe("ferry hooks serve", () => {
     expect(await stored("ovirt.event")).toBe(before);
   });
 
-  it("CLI - no token configured: exit 2 with what to set; a bad --listen: exit 2; a certificate without its key: exit 4", async () => {
+  it("CLI - no token configured: exit 3 with what to set; a bad --listen: exit 2; a certificate without its key: exit 4; an invalid config: exit 4 before connecting", async () => {
     const noToken = spawnFerry(["hooks", "serve", "--config", await writeConfig("no-token.json", { listen: "127.0.0.1:0" })], CLEAN_ENV);
-    expect((await noToken.exited).code).toBe(2);
+    expect((await noToken.exited).code).toBe(3);
     expect(noToken.stderr()).toContain("ferry hooks serve: no token: set $FERRY_HOOKS_TOKEN or hooks.tokenFile in the config");
+    expect(noToken.stderr().trim().split("\n")).toHaveLength(1);
+    const noTokenFile = spawnFerry(["hooks", "serve", "--config", await writeConfig("no-token-file.json", { listen: "127.0.0.1:0", tokenFile: "no-such-token" })], CLEAN_ENV);
+    expect((await noTokenFile.exited).code).toBe(3);
+    expect(noTokenFile.stderr()).toContain("no-such-token does not exist");
+    const shortToken = spawnFerry(["hooks", "serve", "--config", await writeConfig("short-token.json", { listen: "127.0.0.1:0" })], { ...CLEAN_ENV, FERRY_HOOKS_TOKEN: "short" });
+    expect((await shortToken.exited).code).toBe(4);
+    expect(shortToken.stderr()).toContain("shorter than 16 characters");
+    // The rest of the file is checked too, before NATS: the server in the config is down here.
+    const invalidFile = join(dir, "invalid.json");
+    await writeFile(invalidFile, JSON.stringify({ nats: { servers: ["nats://127.0.0.1:9"] }, hooks: { listen: "127.0.0.1:0", tokenFile: "hooks-token" }, store: { path: 5 } }));
+    const invalid = spawnFerry(["hooks", "serve", "--config", invalidFile], CLEAN_ENV);
+    expect((await invalid.exited).code).toBe(4);
+    expect(invalid.stderr()).toContain(`${invalidFile} is not a valid Ferry config (1 problem):\n  store.path: must be a string`);
+    expect(invalid.stderr()).not.toContain("NATS");
     const badListen = spawnFerry(["hooks", "serve", "--listen", "8441"], CLEAN_ENV);
     expect((await badListen.exited).code).toBe(2);
     expect(badListen.stderr()).toContain("--listen '8441' is not HOST:PORT");

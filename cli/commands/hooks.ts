@@ -11,10 +11,10 @@ import { PermissionViolationError, RequestError, type NatsConnection } from "@na
 import { connectNats, natsSettings, NatsUnavailableError, serversText } from "../../adapters/nats/mod.ts";
 import { CONFIG_DEFAULTS, LISTEN_ADDRESS } from "../../contracts/config.ts";
 import { readEnvFile } from "../../config/env-file.ts";
-import { ConfigError, ConfigNotFoundError, ENV_FILE_NAME, parseConfig, type LoadedConfig } from "../../config/load.ts";
+import { checkConfig, ConfigError, ConfigNotFoundError, ENV_FILE_NAME, parseConfig, parseConfigText, type LoadedConfig } from "../../config/load.ts";
 import { locateConfig } from "../../config/locate.ts";
 import { createLogger, createPublisher, parseListen } from "../../functions/runtime/mod.ts";
-import { BusUnavailableError, createHooksServer, HOOKS_TOKEN_ENV, HooksTokenError, resolveHooksToken, type HookPublisher, type HooksServer } from "../../ingress/hooks/mod.ts";
+import { BusUnavailableError, createHooksServer, HOOKS_TOKEN_ENV, HooksTokenInvalidError, HooksTokenMissingError, resolveHooksToken, type HookPublisher, type HooksServer } from "../../ingress/hooks/mod.ts";
 import { ExitCode, NATS_OPTION_HELP, parseCommandLine, warnTo, type Command, type CommandIO } from "../command.ts";
 
 const usage = `Usage: ferry hooks serve [--listen HOST:PORT] [options]
@@ -35,7 +35,7 @@ The same post twice is stored once: the msgID is the body's "id", else 'hook-<Id
 (or X-Request-Id), else 'hook-<hash of route and body>' (within the stream's 1-hour duplicate window).
 
 The token: $${HOOKS_TOKEN_ENV}, else the file hooks.tokenFile in the config names (at least 16
-characters, e.g. openssl rand -hex 32). Without one the server does not start (exit 2).
+characters, e.g. openssl rand -hex 32). Without one the server does not start (exit 3).
 
   FERRY_HOOKS_TOKEN=$(cat /etc/ferry/hooks-token) ferry hooks serve --listen 0.0.0.0:8441
   curl --fail -H "Authorization: Bearer $(cat /etc/ferry/hooks-token)" -H 'Content-Type: application/json' \\
@@ -48,8 +48,9 @@ Options:
   --log-level LEVEL   debug, info (default, or $FERRY_LOG_LEVEL), warn, error
 
 Logs one JSON line per post (accepted or refused, never a header or the token) on stdout.
-Exit: 0 stopped (SIGTERM/SIGINT), 2 usage or no token, 3 NATS unavailable or the address in use,
-4 invalid config.
+Exit: 0 stopped (SIGTERM/SIGINT), 2 usage, 3 no token (neither $${HOOKS_TOKEN_ENV} nor the
+hooks.tokenFile), the config file missing, NATS unavailable or the address in use, 4 invalid
+config (checked whole, before connecting) or a token too short or with spaces.
 `;
 
 /** The first error in `err`'s cause chain that is a T. */
@@ -83,29 +84,32 @@ function busPublisher(nc: NatsConnection): HookPublisher {
 
 /**
  * The config's nats and hooks sections, checked and resolved by the config loader (NATS password
- * from passwordEnv, ferry.env beside the file read, hooks paths made absolute). The rest of the
- * file is not read: the endpoint needs no engine password, and `ferry config validate` checks it all.
+ * from passwordEnv, ferry.env beside the file read, hooks paths made absolute). The whole file is
+ * checked first (schema and cross-key rules, as every command: an invalid config is exit 4 before
+ * any connection), but no engine secret is resolved: the endpoint needs no engine password.
  */
 async function loadHooksConfig(flag: string | undefined, io: CommandIO): Promise<LoadedConfig> {
   const where = locateConfig(flag, io.env, io.cwd);
   if (!where.file) return parseConfig({}, { baseDir: io.cwd, env: io.env });
-  let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(await readFile(where.file, "utf8"));
+    text = await readFile(where.file, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code) throw new ConfigNotFoundError(where.file, code === "ENOENT" ? "no such file" : `cannot be read (${code})`);
-    throw new ConfigError(where.file, [{ path: [], message: `not valid JSON: ${(err as Error).message}` }]);
+    throw new ConfigNotFoundError(where.file, code === "ENOENT" ? "no such file" : `cannot be read (${code ?? "error"})`);
   }
-  const doc = typeof raw === "object" && raw !== null && !Array.isArray(raw)
-    ? Object.fromEntries(Object.entries(raw).filter(([k]) => k === "nats" || k === "hooks"))
-    : raw;
+  const raw = parseConfigText(text, where.file);
   const envFile = join(dirname(where.file), ENV_FILE_NAME);
   const fromFile = await readEnvFile(envFile).catch((err: NodeJS.ErrnoException) => {
     warnTo(io, "hooks")(`${envFile} cannot be read (${err.code ?? "error"}): its variables are not used`);
     return {};
   });
-  return parseConfig(doc, { baseDir: dirname(where.file), env: { ...fromFile, ...io.env }, source: where.file, onWarning: (w) => warnTo(io, "hooks")(w.message) });
+  const env = { ...fromFile, ...io.env };
+  checkConfig(raw, { env, source: where.file });
+  const doc = typeof raw === "object" && raw !== null && !Array.isArray(raw)
+    ? Object.fromEntries(Object.entries(raw).filter(([k]) => k === "nats" || k === "hooks"))
+    : raw;
+  return parseConfig(doc, { baseDir: dirname(where.file), env, source: where.file, onWarning: (w) => warnTo(io, "hooks")(w.message) });
 }
 
 async function serve(args: string[], io: CommandIO): Promise<number> {
@@ -181,11 +185,11 @@ async function serve(args: string[], io: CommandIO): Promise<number> {
     log.info({}, "hooks stopped");
     return ExitCode.ok;
   } catch (err) {
-    if (err instanceof HooksTokenError) {
+    if (err instanceof HooksTokenMissingError) {
       io.stderr.write(`ferry hooks serve: ${err.message}\n`);
-      return ExitCode.usage;
+      return ExitCode.unavailable;
     }
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof HooksTokenInvalidError) {
       io.stderr.write(`ferry hooks serve: ${err.message}\n`);
       return ExitCode.invalid;
     }

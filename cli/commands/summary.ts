@@ -5,8 +5,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { connectNats, natsSettings, NatsUnavailableError } from "../../adapters/nats/mod.ts";
 import { createEngineClient, type EngineClient } from "../../adapters/ovirt/client.ts";
 import { openSlotClaims } from "../../adapters/store/mod.ts";
-import { FerryConfigSchema } from "../../contracts/config.ts";
-import { ConfigError } from "../../config/load.ts";
+import { checkConfig, ConfigError, parseConfigText } from "../../config/load.ts";
 import { locateConfig } from "../../config/locate.ts";
 import { resolveConfig } from "../../config/session.ts";
 import { natsProblem, type VmPolicies } from "../../config/status-source.ts";
@@ -41,7 +40,6 @@ Exit: 0 printed (and posted, or already there), 1 a post failed, 2 usage, 3 NATS
 file or an engine unavailable, 4 bad config.
 `;
 
-class Refused extends Error {}
 class Missing extends Error {}
 
 /** What the summary needs from the config file, without engine secrets. */
@@ -63,15 +61,10 @@ async function readSummaryConfig(flag: string | undefined, io: Pick<CommandIO, "
     } catch (err) {
       throw new Missing(`cannot read ${where.file}: ${(err as Error).message}`);
     }
-    try {
-      raw = JSON.parse(text);
-    } catch (err) {
-      throw new Refused(`${where.file} is not valid JSON: ${(err as Error).message}`);
-    }
+    raw = parseConfigText(text, where.file);
   }
-  const parsed = FerryConfigSchema.safeParse(raw);
-  if (!parsed.success) throw new Refused(`${where.file ?? "config"}: ${parsed.error.issues.slice(0, 5).map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-  const cfg = parsed.data;
+  // The wording every command prints for an invalid config (ConfigError), without engine secrets.
+  const cfg = checkConfig(raw, { env: io.env, source: where.file ?? "config" });
   const passwordEnv = (raw as { nats?: { passwordEnv?: string } }).nats?.passwordEnv;
   return {
     file: where.file,
@@ -133,16 +126,20 @@ const command: Command = {
       io.stderr.write(`ferry summary: ${(err as Error).message}\n`);
       return ExitCode.usage;
     }
-    let cfg: SummaryConfig;
-    let timeZone: string;
     try {
       if (v.tz !== undefined) assertTimeZone(v.tz);
-      cfg = await readSummaryConfig(v.config, io);
-      timeZone = v.tz ?? cfg.timeZone;
     } catch (err) {
       io.stderr.write(`ferry summary: ${(err as Error).message}\n`);
-      return err instanceof Missing ? ExitCode.unavailable : v.tz !== undefined && !(err instanceof Refused) ? ExitCode.usage : ExitCode.invalid;
+      return ExitCode.usage;
     }
+    let cfg: SummaryConfig;
+    try {
+      cfg = await readSummaryConfig(v.config, io);
+    } catch (err) {
+      io.stderr.write(`ferry summary: ${(err as Error).message}\n`);
+      return err instanceof Missing ? ExitCode.unavailable : ExitCode.invalid;
+    }
+    const timeZone = v.tz ?? cfg.timeZone;
     let nc: NatsConnection | undefined;
     try {
       const settings = natsSettings({ flag: v.nats, env: io.env, config: { nats: cfg.nats }, name: "ferry-summary" });

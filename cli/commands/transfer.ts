@@ -1,4 +1,3 @@
-import { readFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { redactText, redactUrl } from "../../adapters/secrets.ts";
@@ -17,6 +16,7 @@ import {
   type Progress,
 } from "../../dataplane/mod.ts";
 import { ExitCode, type Command, type CommandIO } from "../command.ts";
+import { InputFileMissingError, readInputFile, requireInputFile } from "../input-file.ts";
 
 const usage = `Usage:
   ferry transfer download <transfer-url> <out.qcow2> [--ca FILE] [--incremental --backing FILE]
@@ -46,6 +46,10 @@ Options:
   --disk-is-zero            (upload) the target disk is new and empty: zero ranges are not sent
   --json                    print a JSON summary on stdout
 Progress goes to stderr. Transfer URLs are never printed in full (the ticket id is a secret).
+
+Exit: 0 done, 1 the transfer failed, 2 usage, 3 an input file (the image, --backing,
+--previous-digests, --ca) missing or the server unreachable, 4 <out.qcow2> exists,
+130/143 interrupted (partial output removed).
 `;
 
 const MiB = 1024 * 1024;
@@ -191,8 +195,9 @@ function summary(
 async function readCa(file: string | undefined, cwd: string): Promise<string | undefined> {
   if (file === undefined) return undefined;
   try {
-    return await readFile(resolve(cwd, file), "utf8");
+    return await readInputFile("--ca", file, cwd);
   } catch (err) {
+    if (err instanceof InputFileMissingError) throw err;
     throw new UsageError(`cannot read --ca ${file}: ${(err as Error).message}`);
   }
 }
@@ -215,6 +220,9 @@ async function runDownload(args: string[], io: CommandIO): Promise<number> {
   checkUrl(url!);
   if (values.incremental && !values.backing) throw new UsageError("--incremental needs --backing FILE");
   if (!values.incremental && values["previous-digests"]) throw new UsageError("--previous-digests applies only with --incremental");
+  const connections = parseConnections(values.connections);
+  if (values.backing) await requireInputFile("--backing", values.backing, io.cwd);
+  if (values["previous-digests"]) await requireInputFile("--previous-digests", values["previous-digests"], io.cwd);
   const caPem = await readCa(values.ca, io.cwd);
   const previousDigests = values["previous-digests"]
     ? await readDigestsFile(resolve(io.cwd, values["previous-digests"]))
@@ -230,7 +238,7 @@ async function runDownload(args: string[], io: CommandIO): Promise<number> {
       output: resolve(io.cwd, out!),
       backing: values.backing ? { path: resolve(io.cwd, values.backing) } : undefined,
       incremental: values.incremental,
-      connections: parseConnections(values.connections),
+      connections,
       previousDigests,
       onProgress: (p) => bar.update(p),
       signal: stop.signal,
@@ -287,16 +295,19 @@ async function runUpload(args: string[], io: CommandIO): Promise<number> {
   });
   const [image, url] = positionals(pos, 2, "<image> <transfer-url>");
   checkUrl(url!);
+  const format = parseFormat(values.format);
+  const connections = parseConnections(values.connections);
+  await requireInputFile("image", image!, io.cwd);
   const caPem = await readCa(values.ca, io.cwd);
   const bar = progressReporter(io, "upload");
   const stop = stopOnSignals(io);
   try {
     const r = await upload({
       image: resolve(io.cwd, image!),
-      format: parseFormat(values.format),
+      format,
       transferUrl: url!,
       caPem,
-      connections: parseConnections(values.connections),
+      connections,
       diskIsZero: values["disk-is-zero"],
       onProgress: (p) => bar.update(p),
       signal: stop.signal,
@@ -316,6 +327,7 @@ async function runChecksum(args: string[], io: CommandIO): Promise<number> {
   const { values, positionals: pos } = parseArgs({ args, allowPositionals: true, options: { format: { type: "string" } } });
   const [image] = positionals(pos, 1, "<image>");
   const format = parseFormat(values.format);
+  await requireInputFile("image", image!, io.cwd);
   const stop = stopOnSignals(io);
   try {
     const d = await digestLocalImage({ image: resolve(io.cwd, image!), format, signal: stop.signal }).catch((err: unknown) => {
@@ -357,6 +369,7 @@ const transfer: Command = {
       }
       const where = urlHint ? ` (${redactUrl(urlHint)})` : "";
       io.stderr.write(`ferry transfer ${sub}: ${redactText(describe(err))}${where}\n`);
+      if (err instanceof InputFileMissingError) return ExitCode.unavailable;
       if (err instanceof TransferCancelledError) return ExitCode.failed;
       if (err instanceof OutputExistsError) return ExitCode.invalid;
       if (isUnreachable(err)) return ExitCode.unavailable;

@@ -2,7 +2,7 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bearerChecker, HooksTokenError, resolveHooksToken } from "./token.ts";
+import { bearerChecker, HooksTokenError, HooksTokenInvalidError, HooksTokenMissingError, resolveHooksToken } from "./token.ts";
 
 const TOKEN = "t0k3n-for-the-hooks-test-0123456789";
 let dir: string;
@@ -37,9 +37,17 @@ describe("hooks token", () => {
   });
 
   it("refusals - no token, a missing file, a short token and one with spaces say what to do", async () => {
-    await expect(resolveHooksToken({ env: {} })).rejects.toThrow(new HooksTokenError("no token: set $FERRY_HOOKS_TOKEN or hooks.tokenFile in the config (the endpoint never runs without one)"));
+    await expect(resolveHooksToken({ env: {} })).rejects.toThrow(new HooksTokenMissingError("no token: set $FERRY_HOOKS_TOKEN or hooks.tokenFile in the config (the endpoint never runs without one)"));
     await expect(resolveHooksToken({ env: {}, tokenFile: join(dir, "nope") })).rejects.toThrow(/does not exist/);
     await expect(resolveHooksToken({ env: { FERRY_HOOKS_TOKEN: "short" } })).rejects.toThrow(/shorter than 16 characters \(make one: openssl rand -hex 32\)/);
     await expect(resolveHooksToken({ env: { FERRY_HOOKS_TOKEN: "has a space in the token" } })).rejects.toBeInstanceOf(HooksTokenError);
+  });
+
+  it("refusal types - no token and an unreadable file are missing (ferry hooks serve: exit 3); a bad token is invalid (exit 4)", async () => {
+    await expect(resolveHooksToken({ env: {} })).rejects.toBeInstanceOf(HooksTokenMissingError);
+    await expect(resolveHooksToken({ env: { FERRY_HOOKS_TOKEN: "  " } })).rejects.toBeInstanceOf(HooksTokenMissingError);
+    await expect(resolveHooksToken({ env: {}, tokenFile: join(dir, "nope") })).rejects.toBeInstanceOf(HooksTokenMissingError);
+    await expect(resolveHooksToken({ env: { FERRY_HOOKS_TOKEN: "short" } })).rejects.toBeInstanceOf(HooksTokenInvalidError);
+    await expect(resolveHooksToken({ env: { FERRY_HOOKS_TOKEN: "has a space in the token" } })).rejects.toBeInstanceOf(HooksTokenInvalidError);
   });
 });

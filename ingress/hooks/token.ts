@@ -13,7 +13,17 @@ const TOKEN_SHAPE = /^[\x21-\x7e]+$/; // printable ASCII, no spaces: it travels 
 
 /** No usable token: the server must not start (the message says what to set). */
 export class HooksTokenError extends Error {
-  override readonly name = "HooksTokenError";
+  override readonly name: string = "HooksTokenError";
+}
+
+/** No token at all, or the token file is not there or cannot be read: something needed is missing. */
+export class HooksTokenMissingError extends HooksTokenError {
+  override readonly name: string = "HooksTokenMissingError";
+}
+
+/** A token was given but is refused (too short, or not printable ASCII without spaces). */
+export class HooksTokenInvalidError extends HooksTokenError {
+  override readonly name: string = "HooksTokenInvalidError";
 }
 
 export interface ResolvedToken {
@@ -26,18 +36,21 @@ export interface ResolvedToken {
 
 function checkShape(token: string, source: string): string {
   if (token.length < MIN_TOKEN_LENGTH) {
-    throw new HooksTokenError(`the token from ${source} is shorter than ${MIN_TOKEN_LENGTH} characters (make one: openssl rand -hex 32)`);
+    throw new HooksTokenInvalidError(`the token from ${source} is shorter than ${MIN_TOKEN_LENGTH} characters (make one: openssl rand -hex 32)`);
   }
-  if (!TOKEN_SHAPE.test(token)) throw new HooksTokenError(`the token from ${source} must be printable ASCII without spaces`);
+  if (!TOKEN_SHAPE.test(token)) throw new HooksTokenInvalidError(`the token from ${source} must be printable ASCII without spaces`);
   return token;
 }
 
-/** $FERRY_HOOKS_TOKEN, else the trimmed content of `tokenFile`; HooksTokenError when neither gives one. */
+/**
+ * $FERRY_HOOKS_TOKEN, else the trimmed content of `tokenFile`. HooksTokenMissingError when neither
+ * gives one (or the file cannot be read), HooksTokenInvalidError when the token is refused.
+ */
 export async function resolveHooksToken(o: { env: Readonly<Record<string, string | undefined>>; tokenFile?: string | undefined }): Promise<ResolvedToken> {
   const fromEnv = o.env[HOOKS_TOKEN_ENV]?.trim();
   if (fromEnv) return { token: checkShape(fromEnv, `$${HOOKS_TOKEN_ENV}`), source: `$${HOOKS_TOKEN_ENV}` };
   if (!o.tokenFile) {
-    throw new HooksTokenError(`no token: set $${HOOKS_TOKEN_ENV} or hooks.tokenFile in the config (the endpoint never runs without one)`);
+    throw new HooksTokenMissingError(`no token: set $${HOOKS_TOKEN_ENV} or hooks.tokenFile in the config (the endpoint never runs without one)`);
   }
   let text: string;
   let mode: number;
@@ -45,7 +58,7 @@ export async function resolveHooksToken(o: { env: Readonly<Record<string, string
     [text, { mode }] = await Promise.all([readFile(o.tokenFile, "utf8"), stat(o.tokenFile)]);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new HooksTokenError(`hooks.tokenFile ${o.tokenFile} ${code === "ENOENT" ? "does not exist" : `cannot be read (${code ?? "error"})`}`);
+    throw new HooksTokenMissingError(`hooks.tokenFile ${o.tokenFile} ${code === "ENOENT" ? "does not exist" : `cannot be read (${code ?? "error"})`}`);
   }
   const token = checkShape(text.trim(), o.tokenFile);
   const warning = (mode & 0o077) !== 0
