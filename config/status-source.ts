@@ -22,6 +22,8 @@ import { createRestoreJournal, type RestoreRun } from "../pipeline/restore-journ
 import type { LeaseRecord } from "../pipeline/vm-lease.ts";
 import { localTimeZone, timeZoneProblem } from "../domain/schedule/zoned.ts";
 import { OutcomeIndex, outcomeOf } from "./status.ts";
+import { ConfigError, ConfigNotFoundError, parseConfigText } from "./load.ts";
+import { fromZodIssues } from "./issues.ts";
 
 /** Something status needs is missing or unreachable: `message` is one line. */
 export class StatusSourceError extends Error {
@@ -46,17 +48,15 @@ const VmsSection = z.object({
  * problem of those two sections (`vms.web01.schedule.time: …`).
  */
 export async function readVmPolicies(file: string): Promise<VmPolicies> {
-  let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(await readFile(file, "utf8"));
+    text = await readFile(file, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(`${file}: ${code === "ENOENT" ? "no such file" : code ? `cannot be read (${code})` : `not valid JSON: ${(err as Error).message}`}`);
+    throw new ConfigNotFoundError(file, code === "ENOENT" ? "no such file" : `cannot be read (${code ?? (err as Error).message})`);
   }
-  const parsed = VmsSection.safeParse(raw);
-  if (!parsed.success) {
-    throw new Error(`${file}: ${parsed.error.issues.slice(0, 5).map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-  }
+  const parsed = VmsSection.safeParse(parseConfigText(text, file));
+  if (!parsed.success) throw new ConfigError(file, fromZodIssues(parsed.error.issues));
   const out: VmPolicies = {};
   for (const [name, p] of Object.entries(parsed.data.vms ?? {})) {
     const policy = resolvePolicy(p, parsed.data.defaults);
@@ -75,7 +75,7 @@ export async function readConfigTimeZone(file: string): Promise<string> {
   const zone = parsed.success ? parsed.data.timeZone : undefined;
   if (zone === undefined) return localTimeZone();
   const problem = timeZoneProblem(zone);
-  if (problem) throw new Error(`${file}: timeZone: ${problem}`);
+  if (problem) throw new ConfigError(file, [{ path: ["timeZone"], message: problem }]);
   return zone;
 }
 

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { locateConfig } from "../../config/locate.ts";
+import { ConfigError, ConfigNotFoundError } from "../../config/load.ts";
 import { computeStatus, formatDuration, OVERDUE_GRACE_MS, STALLED_AFTER_MS, type VmStatus } from "../../config/status.ts";
 import { checkStatusInfra, natsProblem, readConfigTimeZone, readKvFacts, readOutcomes, readVmPolicies, statusJsm, type VmPolicies } from "../../config/status-source.ts";
 import { assertTimeZone } from "../../domain/schedule/mod.ts";
@@ -156,9 +157,9 @@ const command: Command = {
         policies = await readVmPolicies(where.file);
         if (o.tz === undefined) timeZone = await readConfigTimeZone(where.file);
       } catch (err) {
-        const msg = (err as Error).message;
-        io.stderr.write(`ferry status: ${msg}\n`);
-        return /no such file|cannot be read/.test(msg) ? ExitCode.unavailable : ExitCode.invalid;
+        if (!(err instanceof ConfigNotFoundError || err instanceof ConfigError)) throw err;
+        io.stderr.write(`ferry status: ${err.message}\n`);
+        return err instanceof ConfigNotFoundError ? ExitCode.unavailable : ExitCode.invalid;
       }
     }
 
