@@ -19,7 +19,8 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { CaNotVerifiedError, CaUnreachableError, fetchEngineCa, type EngineCa } from "../../adapters/ovirt/mod.ts";
 import { connectNats, ensureBucket, natsSettings, NatsUnavailableError, provisionInfra } from "../../adapters/nats/mod.ts";
 import type { KvLike } from "../../adapters/nats/kv-record.ts";
-import { CONFIG_DEFAULTS, FerryConfigSchema, normaliseEngineUrl } from "../../contracts/config.ts";
+import { CONFIG_DEFAULTS, normaliseEngineUrl, type FerryConfig } from "../../contracts/config.ts";
+import { checkConfig, ConfigError, parseConfigText } from "../../config/load.ts";
 import { PermanentError } from "../../contracts/errors.ts";
 import { locateConfig } from "../../config/locate.ts";
 import { bucketDefinitions, buckets } from "../../infra/streams/mod.ts";
@@ -89,14 +90,15 @@ export async function loadCertConfig(flag: string | undefined, io: Pick<CommandI
     throw new Error(`cannot read ${where.file}: ${(err as Error).message}`);
   }
   let raw: unknown;
+  let cfg: FerryConfig;
   try {
-    raw = JSON.parse(text);
+    // The config loader's checks and wording, without resolving engine secrets.
+    raw = parseConfigText(text, where.file);
+    cfg = checkConfig(raw, { env: io.env, source: where.file });
   } catch (err) {
-    throw new Refused(`${where.file} is not valid JSON: ${(err as Error).message}`);
+    if (err instanceof ConfigError) throw new Refused(err.message);
+    throw err;
   }
-  const parsed = FerryConfigSchema.safeParse(raw);
-  if (!parsed.success) throw new Refused(`${where.file}: ${parsed.error.issues.slice(0, 5).map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-  const cfg = parsed.data;
   const base = dirname(resolve(where.file));
   const engines = Object.fromEntries(Object.entries(cfg.engines).map(([n, e]) => [n, { ...e, ...(e.caFile ? { caFile: resolve(base, e.caFile) } : {}) }]));
   const passwordEnv = (raw as { nats?: { passwordEnv?: string } }).nats?.passwordEnv;
