@@ -290,6 +290,10 @@ describe("ferry hooks serve", () => {
     const halfTls = spawnFerry(["hooks", "serve", "--config", await writeConfig("half-tls.json", { tokenFile: "hooks-token", tlsCertFile: "tls.crt" })], CLEAN_ENV);
     expect((await halfTls.exited).code).toBe(4);
     expect(halfTls.stderr()).toContain("hooks.tlsKeyFile: set both tlsCertFile and tlsKeyFile, or neither");
+    // A certificate the config names but that is not there: something needed is missing (3), named.
+    const noCert = spawnFerry(["hooks", "serve", "--config", await writeConfig("no-cert.json", { tokenFile: "hooks-token", tlsCertFile: "absent.crt", tlsKeyFile: "tls.key" })], CLEAN_ENV);
+    expect((await noCert.exited).code).toBe(3);
+    expect(noCert.stderr()).toMatch(/hooks\.tlsCertFile \S*absent\.crt: no such file/);
   });
 
   it("no stream - on a NATS without Ferry's streams a post gets 503 saying what to start; nothing is acknowledged", async () => {
