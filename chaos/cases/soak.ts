@@ -2,16 +2,22 @@
  * The soak (issue 11): simulated nights — guest writes, then a backup of every VM — with faults
  * struck at random moments, chosen by the seeded PRNG; after each night every invariant must
  * hold. Bounded: 6 VMs × 3 nights (the issue's 40 VMs take far longer than a few minutes on
- * this 2-core box), two faults a night. Reports the `ferry run` processes' RSS at start and end.
+ * this 2-core box), two faults a night. Reports the `ferry run` processes' RSS at start and after
+ * each night. For a memory-growth check, FERRY_SOAK_NIGHTS / FERRY_SOAK_VMS / FERRY_SOAK_FAULTS
+ * (e.g. 15 nights, no faults: no restart resets the measure) make it longer.
  */
 import type { CaseContext, ChaosCase } from "../case.ts";
 import { clean, settle } from "../invariants.ts";
 import { outcomeText, rssKiB, sleep } from "../steps.ts";
 import { MiB, type World } from "../world.ts";
 
-const VMS = 6;
-const NIGHTS = 3;
-const FAULTS_A_NIGHT = 2;
+const fromEnv = (name: string, fallback: number): number => {
+  const v = Number(process.env[name]);
+  return Number.isInteger(v) && v >= 0 ? v : fallback;
+};
+const VMS = Math.max(1, fromEnv("FERRY_SOAK_VMS", 6));
+const NIGHTS = Math.max(1, fromEnv("FERRY_SOAK_NIGHTS", 3));
+const FAULTS_A_NIGHT = fromEnv("FERRY_SOAK_FAULTS", 2);
 
 interface Fault {
   readonly name: string;
@@ -94,7 +100,7 @@ export const soak: ChaosCase = {
       const { findings } = await settle(w, { requests: ids }, 360_000);
       const violations = [...findings.problems, ...Object.entries(findings.leftovers).map(([k, v]) => `${k}: ${v.join("; ")}`)];
       problems.push(...violations.map((v) => `night ${night}: ${v}`));
-      notes.push(`night ${night}: ${struck.join(", ")} → ${outs.map(outcomeText).join(", ")}; ${clean(findings) ? "invariants hold" : `${violations.length} violation(s)`}`);
+      notes.push(`night ${night}: ${struck.join(", ") || "no faults"} → ${outs.map(outcomeText).join(", ")}; ${clean(findings) ? "invariants hold" : `${violations.length} violation(s)`}; RSS ${(await rss(w)).join(", ")}`);
     }
     notes.push(`ferry run RSS at end: ${(await rss(w)).join(", ")} (${w.d.functions.length} process(es) started in all)`);
     return { expect: { requests: all }, faultAt, outcome: `${all.length} backups over ${NIGHTS} nights, ${problems.length} invariant violation(s)`, problems, notes };
