@@ -293,7 +293,7 @@ describe("ferry hooks serve", () => {
     // A certificate the config names but that is not there: something needed is missing (3), named.
     const noCert = spawnFerry(["hooks", "serve", "--config", await writeConfig("no-cert.json", { tokenFile: "hooks-token", tlsCertFile: "absent.crt", tlsKeyFile: "tls.key" })], CLEAN_ENV);
     expect((await noCert.exited).code).toBe(3);
-    expect(noCert.stderr()).toMatch(/hooks\.tlsCertFile \S*absent\.crt: no such file/);
+    expect(noCert.stderr()).toMatch(/hooks\.tlsCertFile \S*absent\.crt does not exist/);
   });
 
   it("no stream - on a NATS without Ferry's streams a post gets 503 saying what to start; nothing is acknowledged", async () => {

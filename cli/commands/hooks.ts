@@ -16,18 +16,7 @@ import { locateConfig } from "../../config/locate.ts";
 import { createLogger, createPublisher, parseListen } from "../../functions/runtime/mod.ts";
 import { BusUnavailableError, createHooksServer, HOOKS_TOKEN_ENV, HooksTokenInvalidError, HooksTokenMissingError, resolveHooksToken, type HookPublisher, type HooksServer } from "../../ingress/hooks/mod.ts";
 import { ExitCode, NATS_OPTION_HELP, parseCommandLine, warnTo, type Command, type CommandIO } from "../command.ts";
-
-/** A TLS certificate or key the config names cannot be read: something needed is missing (exit 3). */
-class HooksTlsFileError extends Error {}
-
-async function readTlsFile(file: string, key: string): Promise<Buffer> {
-  try {
-    return await readFile(file);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new HooksTlsFileError(`${key} ${file}: ${code === "ENOENT" ? "no such file" : `cannot be read (${code ?? (err as Error).message})`}`);
-  }
-}
+import { InputFileMissingError, readInputFile } from "../input-file.ts";
 
 const usage = `Usage: ferry hooks serve [--listen HOST:PORT] [options]
 
@@ -155,7 +144,7 @@ async function serve(args: string[], io: CommandIO): Promise<number> {
     const token = await resolveHooksToken({ env: io.env, tokenFile: hooks?.tokenFile });
     if (token.warning) warnTo(io, "hooks")(token.warning);
     const tls = hooks?.tlsCertFile && hooks.tlsKeyFile
-      ? { cert: await readTlsFile(hooks.tlsCertFile, "hooks.tlsCertFile"), key: await readTlsFile(hooks.tlsKeyFile, "hooks.tlsKeyFile") }
+      ? { cert: await readInputFile("hooks.tlsCertFile", hooks.tlsCertFile, io.cwd), key: await readInputFile("hooks.tlsKeyFile", hooks.tlsKeyFile, io.cwd) }
       : undefined;
     const log = createLogger({ level: v["log-level"] ?? io.env.FERRY_LOG_LEVEL ?? "info", base: { fn: "hooks", pid: process.pid } });
 
@@ -205,7 +194,7 @@ async function serve(args: string[], io: CommandIO): Promise<number> {
       io.stderr.write(`ferry hooks serve: ${err.message}\n`);
       return ExitCode.invalid;
     }
-    if (err instanceof ConfigNotFoundError || err instanceof NatsUnavailableError || err instanceof HooksTlsFileError) {
+    if (err instanceof ConfigNotFoundError || err instanceof NatsUnavailableError || err instanceof InputFileMissingError) {
       io.stderr.write(`ferry hooks serve: ${err.message}\n`);
       return ExitCode.unavailable;
     }
