@@ -28,6 +28,7 @@ RUN groupadd --system --gid 10001 ferry \
  && chmod 0700 /var/lib/ferry/backups
 
 ENV NODE_ENV=production \
+    NODE_OPTIONS=--max-semi-space-size=8 \
     FERRY_CONFIG=/etc/ferry/ferry.json \
     BACKUP_DIR=/var/lib/ferry/backups
 

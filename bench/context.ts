@@ -13,6 +13,7 @@ import { execa } from "execa";
 import { qemuImg, type QemuNbdServer } from "../adapters/qemu/mod.ts";
 import { startImageioServer, type ImageioServer } from "../lab/imageio/mod.ts";
 import type { ChildJob, ChildResult } from "./child.ts";
+import { FERRY_NODE_FLAGS } from "../cli/node-flags.ts";
 import { GiB, MiB, exportImage, guestWrite, layoutRuns, makeSource, makeTls, nbdUrl, type TlsFiles } from "./lab-fixture.ts";
 
 export const BITMAP = "ck-bench";
@@ -121,7 +122,8 @@ export async function createBenchContext(config: BenchConfig, log: (msg: string)
         const flags = prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`, `--cpu-prof-name=${job.kind}-${Date.now()}.cpuprofile`] : [];
         // Node's own type stripping, as `ferry` runs (no tsx: its loader and esbuild are not the transfer's cost).
         const cpu0 = machineCpuTicks();
-        const r = await execa(process.execPath, [...flags, childScript], {
+        // Ferry's own V8 flags (cli/node-flags.ts), as `ferry transfer` and `ferry run` start with.
+        const r = await execa(process.execPath, [...FERRY_NODE_FLAGS, ...flags, childScript], {
           input: JSON.stringify(job),
           // glibc gives each thread its own malloc arena; two bound the RSS the hashing threads add.
           env: { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "2" },

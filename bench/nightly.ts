@@ -27,6 +27,7 @@ import { Kvm } from "@nats-io/kv";
 import type { BenchContext } from "./context.ts";
 import { startPipeline, type Pipeline } from "../test/backup-support.ts";
 import { startWorkerProcess } from "../test/harness/worker-process.ts";
+import { FERRY_NODE_FLAGS } from "../cli/node-flags.ts";
 import { DEFAULT_TIMINGS } from "../lab/engine/engine.ts";
 import { buckets, streams } from "../infra/streams/mod.ts";
 import type { SlotRecord } from "../pipeline/engine-slots.ts";
@@ -132,6 +133,7 @@ export interface WindowResult {
   peakSlotHolders: number;
   /** The backup-requested process (VmHWM), and this process (lab + disk-transferred + chain-updated; cumulative over windows). */
   workerPeakRssMiB: number;
+  workerRssMiB: { idle: number; end: number };
   benchProcessPeakRssMiB: number;
   /** CPU seconds of the worker process over the window. */
   workerCpuSeconds: number;
@@ -189,12 +191,13 @@ const stats = (xs: number[]) => {
   return { mean: r(s.reduce((a, b) => a + b, 0) / Math.max(1, s.length)), p50: r(at(0.5)), p90: r(at(0.9)), max: r(s.at(-1) ?? 0) };
 };
 
-/** /proc/<pid>/stat: utime + stime in seconds; /proc/<pid>/status: VmHWM in MiB. */
-async function procUsage(pid: number): Promise<{ cpuSeconds: number; peakRssMiB: number }> {
+/** /proc/<pid>/stat: utime + stime in seconds; /proc/<pid>/status: VmHWM and VmRSS in MiB. */
+async function procUsage(pid: number): Promise<{ cpuSeconds: number; peakRssMiB: number; rssMiB: number }> {
   const stat = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
   const ticks = Number(stat[11]) + Number(stat[12]);
-  const hwm = /VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, "utf8"));
-  return { cpuSeconds: ticks / 100, peakRssMiB: Math.round(Number(hwm?.[1] ?? 0) / 1024) };
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const mib = (field: string) => Math.round(Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) / 1024);
+  return { cpuSeconds: ticks / 100, peakRssMiB: mib("VmHWM"), rssMiB: mib("VmRSS") };
 }
 
 export async function runWindow(o: WindowOptions): Promise<WindowResult> {
@@ -215,8 +218,10 @@ export async function runWindow(o: WindowOptions): Promise<WindowResult> {
     const cfg = JSON.parse(await readFile(p.workerConfigFile, "utf8")) as { policy: Record<string, unknown> };
     const file = join(p.dir, "nightly-worker.json");
     await writeFile(file, JSON.stringify({ ...cfg, policy: { ...cfg.policy, concurrency: o.backupsPerEngine } }), { mode: 0o600 });
-    const worker = await startWorkerProcess(WORKER, file, children);
-    const cpuBefore = (await procUsage(worker.pid!)).cpuSeconds;
+    // With Ferry's V8 flags (cli/node-flags.ts), as `ferry run` starts.
+    const worker = await startWorkerProcess(WORKER, file, children, FERRY_NODE_FLAGS);
+    const before = await procUsage(worker.pid!);
+    const cpuBefore = before.cpuSeconds;
 
     // When each run took its engine slot (KV ferry-slots), and the most holders at once.
     const slotTakenAt = new Map<string, number>();
@@ -313,6 +318,8 @@ export async function runWindow(o: WindowOptions): Promise<WindowResult> {
       peakOpenEngineBackups: peakOpen,
       peakSlotHolders,
       workerPeakRssMiB: usage.peakRssMiB,
+      // Before the first request (started, connected, idle) and after the last outcome.
+      workerRssMiB: { idle: before.rssMiB, end: usage.rssMiB },
       benchProcessPeakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
       workerCpuSeconds: Math.round((usage.cpuSeconds - cpuBefore) * 10) / 10,
       loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),

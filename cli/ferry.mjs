@@ -1,4 +1,5 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8
+// The flag: cli/node-flags.ts (why, and where else it is set).
 // The installed `ferry` command. Node 24 runs the TypeScript itself (type stripping: the code is
 // erasable-only, tsconfig's erasableSyntaxOnly); tsx's loader is the fallback for a Node without
 // it. Measured with a warm tsx cache: `ferry run --help` 135 MiB / 1.4 s natively against

@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { provisionInfra } from "../adapters/nats/provision.ts";
 import { cronProblem } from "../contracts/config.ts";
 import { CHECK_GROUPS, checkNats } from "../config/doctor.ts";
+import { FERRY_NODE_FLAGS } from "../cli/node-flags.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const read = (rel: string) => readFileSync(path.join(REPO, rel), "utf8");
@@ -407,6 +408,20 @@ function parseYamlSubset(text: string): Yaml {
   if (i !== lines.length) throw new Error(`line ${lines[i]!.no}: not parsed`);
   return doc;
 }
+
+describe("Ferry's V8 flags", () => {
+  it("deploy - the ferry shebang, every systemd unit that runs ferry and the Dockerfile start Node with cli/node-flags.ts' flags", () => {
+    const flags = FERRY_NODE_FLAGS.join(" ");
+    expect(read("cli/ferry.mjs").split("\n")[0]).toBe(`#!/usr/bin/env -S node ${flags}`);
+    const units = readdirSync(path.join(REPO, "infra/systemd")).filter((f) => f.endsWith(".service") && read(`infra/systemd/${f}`).includes("cli/ferry.mjs"));
+    expect(units.length).toBeGreaterThan(4);
+    for (const u of units) expect(read(`infra/systemd/${u}`), u).toMatch(new RegExp(`^Environment=.*\\bNODE_OPTIONS=${flags}(\\s|$)`, "m"));
+    expect(read("Dockerfile")).toMatch(new RegExp(`^\\s*NODE_OPTIONS=${flags} \\\\$`, "m"));
+    // NODE_OPTIONS accepts the flags (Node refuses some V8 options there).
+    const r = spawnSync(process.execPath, ["-e", "0"], { env: { ...process.env, NODE_OPTIONS: flags }, encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+  });
+});
 
 describe("Dockerfile and docker-compose.yml", () => {
   it("deploy - the Dockerfile builds on node:24-bookworm-slim with qemu-utils, nbdkit, libnbd-bin, runs as ferry, with the volumes", () => {

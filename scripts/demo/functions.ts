@@ -9,6 +9,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnOwned, stopChild } from "./nats-server.ts";
+import { FERRY_NODE_FLAGS } from "../../cli/node-flags.ts";
 import { waitForOutput } from "./child-output.ts";
 
 export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
@@ -39,7 +40,7 @@ export function ferryEnv(configFile: string, natsUrl: string): NodeJS.ProcessEnv
  */
 export function spawnFerry(args: string[], o: { configFile: string; natsUrl: string; logFile: string; graceMs: number }): { child: ChildProcess; stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
   const log = createWriteStream(o.logFile, { flags: "a" });
-  const child = spawnOwned(process.execPath, [ferryBin, ...args], {
+  const child = spawnOwned(process.execPath, [...FERRY_NODE_FLAGS, ferryBin, ...args], {
     cwd: repoRoot,
     env: { ...ferryEnv(o.configFile, o.natsUrl), FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? "info" },
     stdio: ["ignore", "pipe", "pipe"],

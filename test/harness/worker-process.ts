@@ -7,9 +7,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { appendFileSync, openSync } from "node:fs";
 
-export function startWorkerProcess(script: string, configFile: string, children: ChildProcess[]): Promise<ChildProcess> {
+export function startWorkerProcess(script: string, configFile: string, children: ChildProcess[], nodeFlags: readonly string[] = []): Promise<ChildProcess> {
   const logFile = process.env.FERRY_TEST_WORKER_LOG;
-  const child = spawn(process.execPath, ["--import", "tsx", script, configFile], { stdio: ["ignore", "pipe", logFile ? openSync(logFile, "a") : "inherit"] });
+  const child = spawn(process.execPath, [...nodeFlags, "--import", "tsx", script, configFile], { stdio: ["ignore", "pipe", logFile ? openSync(logFile, "a") : "inherit"] });
   children.push(child);
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("worker did not start")), 30_000);
