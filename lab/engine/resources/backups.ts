@@ -172,8 +172,22 @@ function failBackup(e: Engine, vm: LabVm, backup: LabBackup, why: string, correl
 /**
  * Bound the kept point-in-time copies (timings.keepPointInTimeCount / Bytes): the copies of
  * backups the engine no longer lists go, then the oldest until both bounds hold; `newest` stays.
+ * One prune at a time per engine: two backups finalized at once (backupsPerEngine ≥ 2) pruned the
+ * same folder together, one listed a copy the other had just removed, and the ENOENT left that
+ * backup 'finalizing' for good (the nightly bench's 300 s VMs).
  */
-export async function pruneKeptCopies(e: Engine, newest: LabBackup): Promise<void> {
+export function pruneKeptCopies(e: Engine, newest: LabBackup): Promise<void> {
+  const next = (pruning.get(e) ?? Promise.resolve()).then(() => pruneNow(e, newest));
+  pruning.set(e, next.catch(() => {}));
+  return next;
+}
+
+const pruning = new WeakMap<Engine, Promise<void>>();
+
+/** A file or folder that went away while being looked at (removed by the engine's own cleanup). */
+const gone = (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.code === "ENOENT";
+
+async function pruneNow(e: Engine, newest: LabBackup): Promise<void> {
   const root = dirname(dirname(e.storage.pitPath("-", "-")));
   const known = new Map(e.st.backups.map((b) => [b.id, b]));
   const dirs = existsSync(root) ? await readdir(root) : [];
@@ -185,7 +199,12 @@ export async function pruneKeptCopies(e: Engine, newest: LabBackup): Promise<voi
       continue;
     }
     let bytes = 0;
-    for (const f of await readdir(join(root, id))) bytes += (await stat(join(root, id, f))).blocks * 512;
+    try {
+      for (const f of await readdir(join(root, id))) bytes += (await stat(join(root, id, f)).catch((err: unknown) => (gone(err) ? { blocks: 0 } : Promise.reject(err)))).blocks * 512;
+    } catch (err) {
+      if (gone(err)) continue;
+      throw err;
+    }
     kept.push({ backup: b, bytes });
   }
   kept.sort((a, b) => a.backup.createdAt - b.backup.createdAt);
