@@ -13,17 +13,16 @@ import { redactUrl } from "../secrets.ts";
 import { isTlsFailure } from "../ovirt/transport.ts";
 import {
   DirtyExtentsUnsupportedError,
-  ImageioBadRequestError,
   ImageioConnectionError,
   ImageioForbiddenError,
   ImageioHttpError,
   ImageioProtocolError,
-  ImageioRangeError,
   ImageioServerError,
   ImageioTlsError,
   ImageioUnsupportedError,
   Redactor,
   type RequestInfo,
+  statusError,
 } from "./errors.ts";
 import { extentsSize, parseExtents, type Extent, type ExtentContext } from "./extents.ts";
 
@@ -269,20 +268,7 @@ export class ImageioClient {
       return new ImageioProtocolError(i, `unexpected status ${res.statusCode}`);
     }
     const message = this.#redactor.text(await readLimited(res.body)) || `HTTP ${res.statusCode}`;
-    switch (res.statusCode) {
-      case 400:
-        return new ImageioBadRequestError(i, message);
-      case 403:
-        return new ImageioForbiddenError(i, message);
-      case 404:
-        return on404 ? on404(i, message) : new ImageioUnsupportedError(i, `404 ${message}`);
-      case 405:
-        return new ImageioUnsupportedError(i, `405 ${message}`);
-      case 416:
-        return new ImageioRangeError(i, message);
-      default:
-        return res.statusCode >= 500 ? new ImageioServerError(i, message) : new ImageioHttpError(i, message);
-    }
+    return statusError(i, message, on404);
   }
 
   async #json(info: RequestInfo, res: Dispatcher.ResponseData, signal: AbortSignal | undefined): Promise<unknown> {

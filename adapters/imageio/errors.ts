@@ -120,3 +120,27 @@ export class ImageioHttpError extends PermanentError {
     super("IMAGEIO_HTTP", `${where(r)} → ${r.status ?? 0} ${message}`, fields(r));
   }
 }
+
+/**
+ * The typed error for an answer's status (`info.status`), with `message` (the body's text or
+ * `HTTP <status>`): the one mapping for the client and the range reader. `on404`: a request
+ * whose 404 means something of its own (dirty extents without incremental backup).
+ */
+export function statusError(info: RequestInfo, message: string, on404?: (i: RequestInfo, m: string) => Error): Error {
+  const status = info.status ?? 0;
+  if (status < 300) return new ImageioProtocolError(info, `unexpected status ${status}`);
+  switch (status) {
+    case 400:
+      return new ImageioBadRequestError(info, message);
+    case 403:
+      return new ImageioForbiddenError(info, message);
+    case 404:
+      return on404 ? on404(info, message) : new ImageioUnsupportedError(info, `404 ${message}`);
+    case 405:
+      return new ImageioUnsupportedError(info, `405 ${message}`);
+    case 416:
+      return new ImageioRangeError(info, message);
+    default:
+      return status >= 500 ? new ImageioServerError(info, message) : new ImageioHttpError(info, message);
+  }
+}

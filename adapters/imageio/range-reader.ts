@@ -13,16 +13,11 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import {
-  ImageioBadRequestError,
   ImageioConnectionError,
-  ImageioForbiddenError,
-  ImageioHttpError,
   ImageioProtocolError,
-  ImageioRangeError,
-  ImageioServerError,
   ImageioTlsError,
-  ImageioUnsupportedError,
   type RequestInfo,
+  statusError,
 } from "./errors.ts";
 import { isTlsFailure, safeCause } from "../ovirt/transport.ts";
 import { redactUrl } from "../secrets.ts";
@@ -180,7 +175,7 @@ export class RangeReader {
     p.status = Number(status[1]);
     const info = { ...p.info, status: p.status };
     // Any other status: its typed error at once; the body is not read and the connection not reused.
-    if (p.status !== 206) return this.#fail(p, statusError(info)), false;
+    if (p.status !== 206) return this.#fail(p, statusError(info, `HTTP ${p.status}`)), false;
     if (headers.has("transfer-encoding")) return this.#fail(p, new ImageioProtocolError(info, "chunked answers are not expected")), false;
     const length = Number(headers.get("content-length") ?? "NaN");
     const m = CONTENT_RANGE.exec(headers.get("content-range") ?? "");
@@ -243,24 +238,6 @@ export class RangeReader {
     if (isTlsFailure(err)) return new ImageioTlsError(info, safeCause(err));
     const code = (err as { code?: unknown }).code;
     return new ImageioConnectionError(info, `connection failed (${typeof code === "string" ? code : safeCause(err).message})`, safeCause(err));
-  }
-}
-
-/** The imageio client's error type for a status (the body is not read: it may echo the ticket). */
-function statusError(info: RequestInfo): Error {
-  const m = `HTTP ${info.status}`;
-  switch (info.status) {
-    case 400:
-      return new ImageioBadRequestError(info, m);
-    case 403:
-      return new ImageioForbiddenError(info, m);
-    case 404:
-    case 405:
-      return new ImageioUnsupportedError(info, `${info.status} ${m}`);
-    case 416:
-      return new ImageioRangeError(info, m);
-    default:
-      return (info.status ?? 0) >= 500 ? new ImageioServerError(info, m) : (info.status ?? 0) < 300 ? new ImageioProtocolError(info, `unexpected status ${info.status}`) : new ImageioHttpError(info, m);
   }
 }
 
