@@ -178,6 +178,18 @@ export function parseConfigText(text: string, source: string): unknown {
   }
 }
 
+/** A config file as JSON: ConfigNotFoundError when it is missing or unreadable, ConfigError when it is not JSON. */
+export async function readConfigFile(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigNotFoundError(file, code === "ENOENT" ? "no such file" : `cannot be read (${code ?? "error"})`);
+  }
+  return parseConfigText(text, file);
+}
+
 /**
  * Validate an already-parsed JSON document. Throws ConfigError listing every problem.
  * Use this for configs built in code (tests, the demo); use loadConfig for files.
@@ -332,14 +344,7 @@ export async function loadConfig(
       early.push({ path: [], message: `${envFile} cannot be read (${code}): its variables are not used` });
     }
   }
-  let text: string;
-  try {
-    text = await readFile(absolute, "utf8");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigNotFoundError(absolute, code === "ENOENT" ? "no such file" : `cannot be read (${code ?? "error"})`);
-  }
-  const raw = parseConfigText(text, absolute);
+  const raw = await readConfigFile(absolute);
   for (const w of early) options.onWarning?.(w);
   return parseConfig(raw, {
     baseDir: path.dirname(absolute),

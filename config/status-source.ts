@@ -6,7 +6,6 @@
  * Every problem reaching NATS ends in a StatusSourceError with one line that says what is
  * missing (a bucket, the stream, JetStream) — never a client stack trace.
  */
-import { readFile } from "node:fs/promises";
 import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -22,7 +21,7 @@ import { createRestoreJournal, type RestoreRun } from "../pipeline/restore-journ
 import type { LeaseRecord } from "../pipeline/vm-lease.ts";
 import { localTimeZone, timeZoneProblem } from "../domain/schedule/zoned.ts";
 import { OutcomeIndex, outcomeOf } from "./status.ts";
-import { ConfigError, ConfigNotFoundError, parseConfigText } from "./load.ts";
+import { ConfigError, readConfigFile } from "./load.ts";
 import { fromZodIssues } from "./issues.ts";
 
 /** Something status needs is missing or unreachable: `message` is one line. */
@@ -43,36 +42,27 @@ const VmsSection = z.object({
 });
 
 /**
- * The effective policies of the config's VMs, reading only its `vms` and `defaults` (no
- * passwords, no engines): status runs where the engine secrets are not. Throws with every
- * problem of those two sections (`vms.web01.schedule.time: …`).
+ * What status reads from the config, its `vms`, `defaults` and `timeZone` only (no passwords, no
+ * engines: status runs where the engine secrets are not): the VMs' effective policies and the
+ * zone as written. Throws ConfigNotFoundError / ConfigError with every problem of those sections
+ * (`vms.web01.schedule.time: …`).
  */
-export async function readVmPolicies(file: string): Promise<VmPolicies> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigNotFoundError(file, code === "ENOENT" ? "no such file" : `cannot be read (${code ?? (err as Error).message})`);
-  }
-  const parsed = VmsSection.safeParse(parseConfigText(text, file));
+export async function readStatusConfig(file: string): Promise<{ policies: VmPolicies; timeZone: string | undefined }> {
+  const parsed = VmsSection.safeParse(await readConfigFile(file));
   if (!parsed.success) throw new ConfigError(file, fromZodIssues(parsed.error.issues));
-  const out: VmPolicies = {};
+  const policies: VmPolicies = {};
   for (const [name, p] of Object.entries(parsed.data.vms ?? {})) {
     const policy = resolvePolicy(p, parsed.data.defaults);
-    out[name] = { enabled: policy.enabled, schedule: policy.schedule };
+    policies[name] = { enabled: policy.enabled, schedule: policy.schedule };
   }
-  return out;
+  return { policies, timeZone: parsed.data.timeZone };
 }
 
 /**
  * The config's timeZone (the zone its schedules are read in), else the machine's: what `ferry
  * status` uses without --tz, so its next slot and RPO agree with `ferry schedule`.
  */
-export async function readConfigTimeZone(file: string): Promise<string> {
-  const raw = JSON.parse(await readFile(file, "utf8")) as unknown;
-  const parsed = VmsSection.safeParse(raw);
-  const zone = parsed.success ? parsed.data.timeZone : undefined;
+export function statusTimeZone(file: string, zone: string | undefined): string {
   if (zone === undefined) return localTimeZone();
   const problem = timeZoneProblem(zone);
   if (problem) throw new ConfigError(file, [{ path: ["timeZone"], message: problem }]);

@@ -4,14 +4,13 @@
  * through the runtime's contract-checked JetStream publisher, and stops on SIGTERM/SIGINT after
  * the posts in flight are answered.
  */
-import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { PermissionViolationError, RequestError, type NatsConnection } from "@nats-io/nats-core";
 import { connectNats, natsSettings, NatsUnavailableError, serversText } from "../../adapters/nats/mod.ts";
 import { CONFIG_DEFAULTS, LISTEN_ADDRESS } from "../../contracts/config.ts";
 import { readEnvFile } from "../../config/env-file.ts";
-import { checkConfig, ConfigError, ConfigNotFoundError, ENV_FILE_NAME, parseConfig, parseConfigText, type LoadedConfig } from "../../config/load.ts";
+import { checkConfig, ConfigError, ConfigNotFoundError, ENV_FILE_NAME, parseConfig, readConfigFile, type LoadedConfig } from "../../config/load.ts";
 import { locateConfig } from "../../config/locate.ts";
 import { createLogger, createPublisher, parseListen } from "../../functions/runtime/mod.ts";
 import { BusUnavailableError, createHooksServer, HOOKS_TOKEN_ENV, HooksTokenInvalidError, HooksTokenMissingError, resolveHooksToken, type HookPublisher, type HooksServer } from "../../ingress/hooks/mod.ts";
@@ -92,14 +91,7 @@ function busPublisher(nc: NatsConnection): HookPublisher {
 async function loadHooksConfig(flag: string | undefined, io: CommandIO): Promise<LoadedConfig> {
   const where = locateConfig(flag, io.env, io.cwd);
   if (!where.file) return parseConfig({}, { baseDir: io.cwd, env: io.env });
-  let text: string;
-  try {
-    text = await readFile(where.file, "utf8");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigNotFoundError(where.file, code === "ENOENT" ? "no such file" : `cannot be read (${code ?? "error"})`);
-  }
-  const raw = parseConfigText(text, where.file);
+  const raw = await readConfigFile(where.file);
   const envFile = join(dirname(where.file), ENV_FILE_NAME);
   const fromFile = await readEnvFile(envFile).catch((err: NodeJS.ErrnoException) => {
     warnTo(io, "hooks")(`${envFile} cannot be read (${err.code ?? "error"}): its variables are not used`);

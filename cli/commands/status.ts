@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { locateConfig } from "../../config/locate.ts";
 import { ConfigError, ConfigNotFoundError } from "../../config/load.ts";
 import { computeStatus, formatDuration, OVERDUE_GRACE_MS, STALLED_AFTER_MS, type VmStatus } from "../../config/status.ts";
-import { checkStatusInfra, natsProblem, readConfigTimeZone, readKvFacts, readOutcomes, readVmPolicies, statusJsm, type VmPolicies } from "../../config/status-source.ts";
+import { checkStatusInfra, natsProblem, readKvFacts, readOutcomes, readStatusConfig, statusJsm, statusTimeZone, type VmPolicies } from "../../config/status-source.ts";
 import { assertTimeZone } from "../../domain/schedule/mod.ts";
 import { ExitCode, NATS_OPTION_HELP, type Command } from "../command.ts";
 import { connectForCommand } from "./backup.ts";
@@ -154,8 +154,9 @@ const command: Command = {
     const where = locateConfig(o.config, io.env, io.cwd);
     if (where.file) {
       try {
-        policies = await readVmPolicies(where.file);
-        if (o.tz === undefined) timeZone = await readConfigTimeZone(where.file);
+        const config = await readStatusConfig(where.file);
+        policies = config.policies;
+        if (o.tz === undefined) timeZone = statusTimeZone(where.file, config.timeZone);
       } catch (err) {
         if (!(err instanceof ConfigNotFoundError || err instanceof ConfigError)) throw err;
         io.stderr.write(`ferry status: ${err.message}\n`);
